@@ -1,0 +1,391 @@
+package units
+
+import (
+	"fmt"
+	"net"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/gohcl"
+	"github.com/hashicorp/hcl/v2/hclparse"
+	"github.com/zclconf/go-cty/cty"
+)
+
+// fileSchema is the top level of a configuration file. Anything else is
+// reported by hcl as an unsupported block or argument, with its range.
+var fileSchema = &hcl.BodySchema{
+	Blocks: []hcl.BlockHeaderSchema{
+		{Type: "listener", LabelNames: []string{"name"}},
+		{Type: "app", LabelNames: []string{"name"}},
+	},
+}
+
+// rawListener and rawApp are the attributes as written. Attributes that
+// need checks beyond their type are kept as expressions so that a bad
+// value can be reported at its own range.
+type rawListener struct {
+	Address        string         `hcl:"address"`
+	HeaderTimeout  hcl.Expression `hcl:"header_timeout,optional"`
+	IdleTimeout    hcl.Expression `hcl:"idle_timeout,optional"`
+	MaxHeaderBytes hcl.Expression `hcl:"max_header_bytes,optional"`
+	MaxURIBytes    hcl.Expression `hcl:"max_uri_bytes,optional"`
+}
+
+type rawApp struct {
+	Listener     hcl.Expression    `hcl:"listener,optional"`
+	Module       hcl.Expression    `hcl:"module"`
+	Python       *string           `hcl:"python,optional"`
+	Chdir        *string           `hcl:"chdir,optional"`
+	PythonPath   []string          `hcl:"pythonpath,optional"`
+	Env          map[string]string `hcl:"env,optional"`
+	Workers      hcl.Expression    `hcl:"workers,optional"`
+	Timeout      hcl.Expression    `hcl:"timeout,optional"`
+	BootTimeout  hcl.Expression    `hcl:"boot_timeout,optional"`
+	QueueSize    hcl.Expression    `hcl:"queue,optional"`
+	QueueTimeout hcl.Expression    `hcl:"queue_timeout,optional"`
+	MaxBodyBytes hcl.Expression    `hcl:"max_body_bytes,optional"`
+}
+
+// moduleRE accepts "pkg.mod", "pkg.mod:name" and "pkg.mod:factory()".
+var moduleRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*(:[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*(\(\))?)?$`)
+
+// nameRE is what listener and app names may be: they become systemd
+// FileDescriptorName= values and journal fields.
+var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
+
+type decoder struct {
+	path   string
+	dir    string
+	src    []byte
+	parser *hclparse.Parser
+	diags  hcl.Diagnostics
+}
+
+func newDecoder(path, dir string, src []byte) *decoder {
+	return &decoder{path: path, dir: dir, src: src, parser: hclparse.NewParser()}
+}
+
+func (d *decoder) files() map[string]*hcl.File { return d.parser.Files() }
+
+func (d *decoder) errorf(rng *hcl.Range, summary, format string, args ...any) {
+	d.diags = append(d.diags, &hcl.Diagnostic{
+		Severity: hcl.DiagError,
+		Summary:  summary,
+		Detail:   fmt.Sprintf(format, args...),
+		Subject:  rng,
+	})
+}
+
+func (d *decoder) decode() *Config {
+	f, diags := d.parser.ParseHCL(d.src, d.path)
+	d.diags = append(d.diags, diags...)
+	if diags.HasErrors() {
+		return nil
+	}
+	content, diags := f.Body.Content(fileSchema)
+	d.diags = append(d.diags, diags...)
+	if content == nil {
+		return nil
+	}
+	cfg := &Config{}
+	seen := map[string]map[string]*hcl.Block{"listener": {}, "app": {}}
+	var appBlocks []*hcl.Block
+	var appListenerExprs []hcl.Expression
+	for _, b := range content.Blocks {
+		name := b.Labels[0]
+		if !nameRE.MatchString(name) {
+			d.errorf(&b.LabelRanges[0], "Invalid name", "%s names are 1 to 64 letters, digits, '_', '.' or '-', starting with a letter or digit; got %q.", b.Type, name)
+		}
+		if first, dup := seen[b.Type][name]; dup {
+			d.errorf(&b.LabelRanges[0], "Duplicate "+b.Type+" name", "%s %q was already declared at %s:%d:%d.", b.Type, name, first.DefRange.Filename, first.DefRange.Start.Line, first.DefRange.Start.Column)
+			continue
+		}
+		seen[b.Type][name] = b
+		switch b.Type {
+		case "listener":
+			if l, ok := d.listener(name, b); ok {
+				cfg.Listeners = append(cfg.Listeners, l)
+			}
+		case "app":
+			a, lexpr, ok := d.app(name, b)
+			if ok {
+				cfg.Apps = append(cfg.Apps, a)
+				appBlocks = append(appBlocks, b)
+				appListenerExprs = append(appListenerExprs, lexpr)
+			}
+		}
+	}
+	if d.diags.HasErrors() {
+		return cfg
+	}
+	if len(cfg.Apps) == 0 {
+		end := f.Body.MissingItemRange()
+		d.errorf(&end, "No app", "A configuration declares at least one app block, for example:\n  app \"hello\" {\n    module = \"hello:app\"\n  }")
+		return cfg
+	}
+	d.linkListeners(cfg, appBlocks, appListenerExprs)
+	return cfg
+}
+
+// linkListeners resolves each app's listener: the one it names, or the
+// only one declared.
+func (d *decoder) linkListeners(cfg *Config, blocks []*hcl.Block, exprs []hcl.Expression) {
+	var names []string
+	for _, l := range cfg.Listeners {
+		names = append(names, l.Name)
+	}
+	sort.Strings(names)
+	usedBy := map[string]string{}
+	for i := range cfg.Apps {
+		a := &cfg.Apps[i]
+		rng := exprs[i].Range()
+		if a.Listener == "" {
+			switch len(cfg.Listeners) {
+			case 0:
+				d.errorf(&blocks[i].DefRange, "No listener", "App %q needs a listener to serve on; declare one, for example:\n  listener \"http\" {\n    address = \"127.0.0.1:8000\"\n  }", a.Name)
+				continue
+			case 1:
+				a.Listener = cfg.Listeners[0].Name
+				rng = blocks[i].DefRange
+			default:
+				d.errorf(&blocks[i].DefRange, "Missing listener", "App %q must name its listener: several are declared (%s).", a.Name, strings.Join(names, ", "))
+				continue
+			}
+		}
+		if _, ok := cfg.Listener(a.Listener); !ok {
+			d.errorf(&rng, "Unknown listener", "No listener %q is declared; declared: %s.", a.Listener, strings.Join(names, ", "))
+			continue
+		}
+		if other, taken := usedBy[a.Listener]; taken {
+			d.errorf(&rng, "Listener already in use", "Listener %q already serves app %q; give each app its own listener.", a.Listener, other)
+			continue
+		}
+		usedBy[a.Listener] = a.Name
+	}
+}
+
+func (d *decoder) listener(name string, b *hcl.Block) (Listener, bool) {
+	var raw rawListener
+	diags := gohcl.DecodeBody(b.Body, nil, &raw)
+	d.diags = append(d.diags, diags...)
+	if diags.HasErrors() {
+		return Listener{}, false
+	}
+	l := Listener{
+		Name:           name,
+		HeaderTimeout:  d.duration(raw.HeaderTimeout, DefaultHeaderTimeout),
+		IdleTimeout:    d.duration(raw.IdleTimeout, DefaultIdleTimeout),
+		MaxHeaderBytes: int(d.size(raw.MaxHeaderBytes, DefaultMaxHeaderBytes, 1<<10, 1<<20)),
+		MaxURIBytes:    int(d.size(raw.MaxURIBytes, DefaultMaxURIBytes, 256, 1<<20)),
+	}
+	attrs, _ := b.Body.JustAttributes()
+	addrRange := b.DefRange
+	if a, ok := attrs["address"]; ok {
+		addrRange = a.Expr.Range()
+	}
+	switch {
+	case strings.HasPrefix(raw.Address, "unix:") || strings.HasPrefix(raw.Address, "/") || strings.HasPrefix(raw.Address, "./"):
+		p := strings.TrimPrefix(raw.Address, "unix:")
+		if p == "" {
+			d.errorf(&addrRange, "Invalid address", "A Unix socket address needs a path, for example \"unix:/run/berth/app.sock\".")
+			return l, false
+		}
+		if !filepath.IsAbs(p) {
+			p = filepath.Join(d.dir, p)
+		}
+		l.Network, l.Address = "unix", p
+	default:
+		host, port, err := net.SplitHostPort(raw.Address)
+		if err != nil {
+			d.errorf(&addrRange, "Invalid address", "Want host:port (TCP) or unix:/path (Unix socket): %v.", err)
+			return l, false
+		}
+		if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+			d.errorf(&addrRange, "Invalid address", "Port %q is not a number from 0 to 65535.", port)
+			return l, false
+		}
+		if host != "" && net.ParseIP(host) == nil && host != "localhost" {
+			d.errorf(&addrRange, "Invalid address", "Host %q is not an IP address; berth binds addresses, not names (use \"\" or \"[::]\" for all).", host)
+			return l, false
+		}
+		l.Network, l.Address = "tcp", raw.Address
+	}
+	if l.MaxURIBytes > l.MaxHeaderBytes {
+		l.MaxURIBytes = l.MaxHeaderBytes
+	}
+	return l, true
+}
+
+func (d *decoder) app(name string, b *hcl.Block) (App, hcl.Expression, bool) {
+	var raw rawApp
+	diags := gohcl.DecodeBody(b.Body, nil, &raw)
+	d.diags = append(d.diags, diags...)
+	if diags.HasErrors() {
+		return App{}, nil, false
+	}
+	a := App{
+		Name:         name,
+		Listener:     d.str(raw.Listener, ""),
+		Module:       d.str(raw.Module, ""),
+		Python:       DefaultPython,
+		Chdir:        d.dir,
+		Env:          raw.Env,
+		Workers:      int(d.integer(raw.Workers, int64(DefaultWorkers()), 1, 1024)),
+		Timeout:      d.duration(raw.Timeout, DefaultTimeout),
+		BootTimeout:  d.duration(raw.BootTimeout, DefaultBootTimeout),
+		QueueSize:    int(d.integer(raw.QueueSize, DefaultQueueSize, 0, 1<<20)),
+		QueueTimeout: d.duration(raw.QueueTimeout, DefaultQueueTimeout),
+		MaxBodyBytes: d.size(raw.MaxBodyBytes, DefaultMaxBodyBytes, 0, 1<<40),
+	}
+	if a.Module == "" {
+		d.errorf(&b.DefRange, "Missing module", "App %q needs module = \"package.module:callable\", the WSGI application to serve.", name)
+	} else if !moduleRE.MatchString(a.Module) {
+		rng := raw.Module.Range()
+		d.errorf(&rng, "Invalid module", "Want \"package.module:callable\", \"package.module:factory()\" or \"package.module\"; got %q.", a.Module)
+	}
+	if raw.Python != nil {
+		a.Python = *raw.Python
+		if strings.Contains(a.Python, "/") && !filepath.IsAbs(a.Python) {
+			a.Python = filepath.Join(d.dir, a.Python)
+		}
+	}
+	if raw.Chdir != nil {
+		a.Chdir = *raw.Chdir
+		if !filepath.IsAbs(a.Chdir) {
+			a.Chdir = filepath.Join(d.dir, a.Chdir)
+		}
+	}
+	for _, p := range raw.PythonPath {
+		if !filepath.IsAbs(p) {
+			p = filepath.Join(a.Chdir, p)
+		}
+		a.PythonPath = append(a.PythonPath, p)
+	}
+	return a, raw.Listener, !d.diags.HasErrors()
+}
+
+// value evaluates an optional expression; ok is false when the attribute
+// was not written (gohcl hands us an expression that evaluates to null).
+func (d *decoder) value(expr hcl.Expression) (cty.Value, bool) {
+	v, diags := expr.Value(nil)
+	d.diags = append(d.diags, diags...)
+	if diags.HasErrors() || v.IsNull() {
+		return cty.NilVal, false
+	}
+	return v, true
+}
+
+func (d *decoder) str(expr hcl.Expression, def string) string {
+	if _, ok := d.value(expr); !ok {
+		return def
+	}
+	var s string
+	d.diags = append(d.diags, gohcl.DecodeExpression(expr, nil, &s)...)
+	return s
+}
+
+func (d *decoder) integer(expr hcl.Expression, def, min, max int64) int64 {
+	if _, ok := d.value(expr); !ok {
+		return def
+	}
+	var n int64
+	diags := gohcl.DecodeExpression(expr, nil, &n)
+	d.diags = append(d.diags, diags...)
+	if diags.HasErrors() {
+		return def
+	}
+	if n < min || n > max {
+		rng := expr.Range()
+		d.errorf(&rng, "Value out of range", "Want a whole number from %d to %d; got %d.", min, max, n)
+		return def
+	}
+	return n
+}
+
+func (d *decoder) duration(expr hcl.Expression, def time.Duration) time.Duration {
+	v, ok := d.value(expr)
+	if !ok {
+		return def
+	}
+	rng := expr.Range()
+	if v.Type() != cty.String {
+		d.errorf(&rng, "Invalid duration", "Want a string such as \"30s\", \"1m30s\" or \"500ms\"; got a %s.", v.Type().FriendlyName())
+		return def
+	}
+	dur, err := time.ParseDuration(v.AsString())
+	if err != nil {
+		d.errorf(&rng, "Invalid duration", "%q is not a duration; want a string such as \"30s\", \"1m30s\" or \"500ms\".", v.AsString())
+		return def
+	}
+	if dur <= 0 {
+		d.errorf(&rng, "Invalid duration", "Want a positive duration; got %q.", v.AsString())
+		return def
+	}
+	return dur
+}
+
+// size accepts a whole number of bytes or a string with a unit: "64KiB",
+// "16MiB", "1GiB" (binary) or "1KB", "1MB", "1GB" (decimal).
+func (d *decoder) size(expr hcl.Expression, def, min, max int64) int64 {
+	v, ok := d.value(expr)
+	if !ok {
+		return def
+	}
+	rng := expr.Range()
+	var n int64
+	switch v.Type() {
+	case cty.Number:
+		if diags := gohcl.DecodeExpression(expr, nil, &n); diags.HasErrors() {
+			d.diags = append(d.diags, diags...)
+			return def
+		}
+	case cty.String:
+		var err error
+		if n, err = ParseSize(v.AsString()); err != nil {
+			d.errorf(&rng, "Invalid size", "%v.", err)
+			return def
+		}
+	default:
+		d.errorf(&rng, "Invalid size", "Want a number of bytes or a string such as \"16MiB\"; got a %s.", v.Type().FriendlyName())
+		return def
+	}
+	if n < min || n > max {
+		d.errorf(&rng, "Value out of range", "Want a size from %d to %d bytes; got %d.", min, max, n)
+		return def
+	}
+	return n
+}
+
+var sizeUnits = []struct {
+	suffix string
+	mult   int64
+}{
+	{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30},
+	{"KB", 1000}, {"MB", 1000 * 1000}, {"GB", 1000 * 1000 * 1000},
+	{"B", 1},
+}
+
+// ParseSize parses a byte size such as "512", "64KiB" or "10MB".
+func ParseSize(s string) (int64, error) {
+	t := strings.TrimSpace(s)
+	mult := int64(1)
+	for _, u := range sizeUnits {
+		if strings.HasSuffix(t, u.suffix) {
+			t, mult = strings.TrimSpace(strings.TrimSuffix(t, u.suffix)), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(t, 10, 64)
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("%q is not a size; want bytes or a number with KiB, MiB, GiB, KB, MB or GB", s)
+	}
+	if n > (1<<62)/mult {
+		return 0, fmt.Errorf("%q is too large", s)
+	}
+	return n * mult, nil
+}

@@ -1,0 +1,8 @@
+listener "http" {
+  address = "127.0.0.1:8000"
+}
+
+app "hello" {
+  listener = "htttp"
+  module   = "hello:app"
+}

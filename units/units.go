@@ -1,0 +1,143 @@
+// Package units is berth's configuration: the typed model of listeners and
+// apps, decoded from HCL and validated with hcl.Diagnostics so that every
+// mistake is reported with its file, line, column and source line.
+//
+// The package only describes what should run; it starts nothing. Other
+// packages take the model and act on it.
+package units
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"time"
+)
+
+// Config is one validated configuration file.
+type Config struct {
+	// File is the path the configuration was read from.
+	File      string
+	Listeners []Listener
+	Apps      []App
+}
+
+// Listener is a listening socket. Under systemd the socket is passed in
+// and matched by Name (FileDescriptorName=); otherwise berth binds Address.
+//
+// Header limits and timeouts belong to the listener rather than the app
+// because they apply before a request has been routed to any app.
+type Listener struct {
+	Name string
+	// Network is "tcp" or "unix".
+	Network string
+	// Address is host:port for TCP, a filesystem path for Unix sockets.
+	Address string
+	// HeaderTimeout bounds reading one request's header block (and body).
+	HeaderTimeout time.Duration
+	// IdleTimeout bounds waiting for the next request on a keep-alive
+	// connection.
+	IdleTimeout time.Duration
+	// MaxHeaderBytes bounds the request line plus all header lines (431).
+	MaxHeaderBytes int
+	// MaxURIBytes bounds the request target (414).
+	MaxURIBytes int
+}
+
+// App is one WSGI application and the pool of Python workers that runs it.
+type App struct {
+	Name     string
+	Listener string
+	// Module is "pkg.mod:callable", "pkg.mod:factory()" or "pkg.mod"
+	// (callable "application").
+	Module string
+	// Python is the interpreter: a name looked up in PATH or a path.
+	Python string
+	// Chdir is the absolute working directory of the workers.
+	Chdir string
+	// PythonPath entries are prepended to sys.path, absolute.
+	PythonPath []string
+	Env        map[string]string
+	Workers    int
+	// Timeout bounds one request's time in a worker (504 past it).
+	Timeout time.Duration
+	// BootTimeout bounds a worker's import of the app.
+	BootTimeout time.Duration
+	// QueueSize is how many requests may wait for an idle worker (503
+	// past it).
+	QueueSize int
+	// QueueTimeout is how long a request may wait for an idle worker (503
+	// past it).
+	QueueTimeout time.Duration
+	// MaxBodyBytes bounds a request body (413 past it).
+	MaxBodyBytes int64
+}
+
+// Defaults, chosen so that an app with only a module works well on the
+// machine it runs on.
+const (
+	DefaultPython         = "python3"
+	DefaultTimeout        = 30 * time.Second
+	DefaultBootTimeout    = 60 * time.Second
+	DefaultQueueSize      = 1024
+	DefaultQueueTimeout   = 10 * time.Second
+	DefaultMaxBodyBytes   = 16 << 20
+	DefaultHeaderTimeout  = 10 * time.Second
+	DefaultIdleTimeout    = 60 * time.Second
+	DefaultMaxHeaderBytes = 16 << 10
+	DefaultMaxURIBytes    = 8 << 10
+)
+
+// DefaultWorkers is one worker per core: Python runs one request at a time
+// per process, and more processes than cores only add context switches.
+func DefaultWorkers() int { return runtime.NumCPU() }
+
+// Load reads and validates the configuration at path. On failure the error
+// is a *DiagError whose Error text names file, line and column; use
+// Format to print it with source lines.
+func Load(path string) (*Config, error) {
+	src, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading config: %w", err)
+	}
+	return Parse(path, src)
+}
+
+// Parse validates src as if read from path. Relative paths in the
+// configuration are resolved against the directory of path.
+func Parse(path string, src []byte) (*Config, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fmt.Errorf("resolving config path: %w", err)
+	}
+	d := newDecoder(path, filepath.Dir(abs), src)
+	cfg := d.decode()
+	if d.diags.HasErrors() {
+		return nil, &DiagError{Diags: d.diags, Files: d.files()}
+	}
+	cfg.File = path
+	return cfg, nil
+}
+
+// Summary is the one line `berth check` prints for a valid configuration.
+func (c *Config) Summary() string {
+	s := fmt.Sprintf("%s: ok: %d listener(s), %d app(s)", c.File, len(c.Listeners), len(c.Apps))
+	for i, a := range c.Apps {
+		sep := "; "
+		if i == 0 {
+			sep = ": "
+		}
+		s += fmt.Sprintf("%s%s (%s, %d workers, on %s)", sep, a.Name, a.Module, a.Workers, a.Listener)
+	}
+	return s
+}
+
+// Listener returns the listener named name.
+func (c *Config) Listener(name string) (Listener, bool) {
+	for _, l := range c.Listeners {
+		if l.Name == name {
+			return l, true
+		}
+	}
+	return Listener{}, false
+}

@@ -1,0 +1,164 @@
+package units
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files in testdata")
+
+// TestDiagnostics checks the exact text `berth check` prints for each bad
+// configuration in testdata against its .golden file.
+func TestDiagnostics(t *testing.T) {
+	cases := []struct {
+		file string
+		want []string // headlines that must be present
+	}{
+		{"unknown_attr.hcl", []string{"unknown_attr.hcl:7:3: error: Unsupported argument"}},
+		{"wrong_type.hcl", []string{"wrong_type.hcl:7:14: error: Unsuitable value type"}},
+		{"bad_duration.hcl", []string{
+			"bad_duration.hcl:3:20: error: Invalid duration",
+			"bad_duration.hcl:8:13: error: Invalid duration",
+		}},
+		{"unknown_listener.hcl", []string{"unknown_listener.hcl:6:14: error: Unknown listener"}},
+		{"duplicate.hcl", []string{
+			"duplicate.hcl:5:10: error: Duplicate listener name",
+			"duplicate.hcl:13:5: error: Duplicate app name",
+		}},
+		{"bad_values.hcl", []string{
+			"bad_values.hcl:2:13: error: Invalid address",
+			"bad_values.hcl:6:20: error: Invalid module",
+			"bad_values.hcl:7:20: error: Value out of range",
+			"bad_values.hcl:8:20: error: Invalid size",
+		}},
+		{"syntax.hcl", []string{"syntax.hcl:1:17: error: Unclosed configuration block"}},
+		{"missing.hcl", []string{
+			"missing.hcl:1:17: error: Missing required argument",
+			"missing.hcl:8:1: error: Missing module",
+			"missing.hcl:12:1: error: Unsupported block type",
+		}},
+		{"shared_listener.hcl", []string{"shared_listener.hcl:9:1: error: Listener already in use"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.file, func(t *testing.T) {
+			path := filepath.Join("testdata", tc.file)
+			_, err := Load(path)
+			var de *DiagError
+			if !errors.As(err, &de) {
+				t.Fatalf("Load(%s) = %v, want a *DiagError", path, err)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("diagnostics lack %q; got:\n%s", w, err)
+				}
+			}
+			var buf bytes.Buffer
+			de.Format(&buf)
+			golden := strings.TrimSuffix(path, ".hcl") + ".golden"
+			if *update {
+				if err := os.WriteFile(golden, buf.Bytes(), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want, err := os.ReadFile(golden)
+			if err != nil {
+				t.Fatalf("reading golden file (run go test ./units -update to create it): %v", err)
+			}
+			if got := buf.String(); got != string(want) {
+				t.Errorf("diagnostics differ from %s:\n--- got\n%s--- want\n%s", golden, got, want)
+			}
+		})
+	}
+}
+
+func TestValid(t *testing.T) {
+	cfg, err := Load("testdata/valid.hcl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir, _ := filepath.Abs("testdata")
+	if len(cfg.Listeners) != 2 || len(cfg.Apps) != 2 {
+		t.Fatalf("got %d listeners, %d apps; want 2, 2", len(cfg.Listeners), len(cfg.Apps))
+	}
+	admin := cfg.Listeners[1]
+	if admin.Network != "unix" || admin.Address != filepath.Join(dir, "admin.sock") ||
+		admin.HeaderTimeout != 5*time.Second || admin.MaxHeaderBytes != 32<<10 ||
+		admin.MaxURIBytes != DefaultMaxURIBytes || admin.IdleTimeout != DefaultIdleTimeout {
+		t.Errorf("admin listener = %+v", admin)
+	}
+	shop := cfg.Apps[0]
+	wantShop := App{
+		Name: "shop", Listener: "http", Module: "shop.wsgi:application",
+		Python: filepath.Join(dir, "venv/bin/python"), Chdir: filepath.Join(dir, "src"),
+		PythonPath: []string{filepath.Join(dir, "src/lib"), "/opt/extra"},
+		Env:        map[string]string{"DJANGO_SETTINGS_MODULE": "shop.settings"},
+		Workers:    3, Timeout: 45 * time.Second, BootTimeout: DefaultBootTimeout,
+		QueueSize: 64, QueueTimeout: 2 * time.Second, MaxBodyBytes: 1 << 20,
+	}
+	if !equalApp(shop, wantShop) {
+		t.Errorf("shop = %+v\nwant  %+v", shop, wantShop)
+	}
+	tools := cfg.Apps[1]
+	if tools.Python != DefaultPython || tools.Chdir != dir || tools.Workers != DefaultWorkers() ||
+		tools.Timeout != DefaultTimeout || tools.MaxBodyBytes != DefaultMaxBodyBytes {
+		t.Errorf("tools defaults = %+v", tools)
+	}
+	if s := cfg.Summary(); !strings.Contains(s, "2 listener(s), 2 app(s)") || !strings.Contains(s, "shop (shop.wsgi:application, 3 workers, on http)") {
+		t.Errorf("Summary() = %q", s)
+	}
+}
+
+// TestOnlyListenerIsDefault: with one listener, an app need not name it.
+func TestOnlyListenerIsDefault(t *testing.T) {
+	cfg, err := Parse("x.hcl", []byte("listener \"web\" {\n address = \"[::1]:0\"\n}\napp \"a\" {\n module = \"a\"\n}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Apps[0].Listener != "web" || cfg.Listeners[0].Network != "tcp" {
+		t.Errorf("got %+v %+v", cfg.Apps[0], cfg.Listeners[0])
+	}
+}
+
+func TestParseSize(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want int64
+		ok   bool
+	}{
+		{"512", 512, true}, {"64KiB", 64 << 10, true}, {"16 MiB", 16 << 20, true},
+		{"1GiB", 1 << 30, true}, {"10MB", 10e6, true}, {"3B", 3, true},
+		{"", 0, false}, {"-1", 0, false}, {"1.5MiB", 0, false}, {"lots", 0, false},
+		{"99999999999GiB", 0, false},
+	} {
+		got, err := ParseSize(tc.in)
+		if (err == nil) != tc.ok || got != tc.want {
+			t.Errorf("ParseSize(%q) = %d, %v; want %d, ok=%v", tc.in, got, err, tc.want, tc.ok)
+		}
+	}
+}
+
+func equalApp(a, b App) bool {
+	if len(a.PythonPath) != len(b.PythonPath) || len(a.Env) != len(b.Env) {
+		return false
+	}
+	for i := range a.PythonPath {
+		if a.PythonPath[i] != b.PythonPath[i] {
+			return false
+		}
+	}
+	for k, v := range a.Env {
+		if b.Env[k] != v {
+			return false
+		}
+	}
+	a.PythonPath, b.PythonPath, a.Env, b.Env = nil, nil, nil, nil
+	return a.Name == b.Name && a.Listener == b.Listener && a.Module == b.Module && a.Python == b.Python &&
+		a.Chdir == b.Chdir && a.Workers == b.Workers && a.Timeout == b.Timeout && a.BootTimeout == b.BootTimeout &&
+		a.QueueSize == b.QueueSize && a.QueueTimeout == b.QueueTimeout && a.MaxBodyBytes == b.MaxBodyBytes
+}
