@@ -1,0 +1,204 @@
+// Package journal is berth's logging: a log/slog handler that writes one
+// human-readable line per record on stderr, and the conventions every
+// package uses for fields (app, pid, and the access record).
+//
+// Everything logs through *slog.Logger, so the journald handler of a later
+// release only has to be another slog.Handler: no caller changes.
+package journal
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+	"unicode/utf8"
+)
+
+// Field names shared by every package, so that records about the same
+// thing carry the same keys.
+const (
+	KeyApp      = "app"
+	KeyPID      = "pid"
+	KeyListener = "listener"
+)
+
+// New returns a logger that writes text lines to w, dropping records below
+// level.
+func New(w io.Writer, level slog.Leveler) *slog.Logger {
+	return slog.New(&TextHandler{out: &lockedWriter{w: w}, level: level})
+}
+
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
+
+// TextHandler writes "15:04:05.000 LEVEL app[pid] message key=value ...".
+// The app and pid fields become the line's prefix because they are what an
+// operator scans for; other fields follow the message.
+type TextHandler struct {
+	out    io.Writer
+	level  slog.Leveler
+	app    string
+	pid    string
+	attrs  []byte // preformatted " key=value" pairs from WithAttrs
+	groups string
+}
+
+// Enabled reports whether records at l are written.
+func (h *TextHandler) Enabled(_ context.Context, l slog.Level) bool {
+	return l >= h.level.Level()
+}
+
+// Handle writes one record as one line. A multi-line message (a Python
+// traceback) keeps its lines, indented, so that it stays readable and a
+// reader can tell where it ends.
+func (h *TextHandler) Handle(_ context.Context, r slog.Record) error {
+	buf := make([]byte, 0, 256)
+	t := r.Time
+	if t.IsZero() {
+		t = time.Now()
+	}
+	buf = t.AppendFormat(buf, "2006-01-02T15:04:05.000Z07:00 ")
+	buf = append(buf, levelName(r.Level)...)
+	app, pid := h.app, h.pid
+	var rest []byte
+	r.Attrs(func(a slog.Attr) bool {
+		switch {
+		case a.Key == KeyApp && h.groups == "":
+			app = a.Value.String()
+		case a.Key == KeyPID && h.groups == "":
+			pid = a.Value.String()
+		default:
+			rest = appendAttr(rest, h.groups, a)
+		}
+		return true
+	})
+	if app != "" || pid != "" {
+		buf = append(buf, ' ')
+		if app == "" {
+			app = "berth"
+		}
+		buf = append(buf, app...)
+		if pid != "" {
+			buf = append(buf, '[')
+			buf = append(buf, pid...)
+			buf = append(buf, ']')
+		}
+	}
+	buf = append(buf, ' ')
+	msg := strings.TrimRight(r.Message, "\n")
+	buf = append(buf, strings.ReplaceAll(msg, "\n", "\n    ")...)
+	buf = append(buf, h.attrs...)
+	buf = append(buf, rest...)
+	buf = append(buf, '\n')
+	_, err := h.out.Write(buf)
+	return err
+}
+
+// WithAttrs returns a handler whose lines carry attrs.
+func (h *TextHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
+	n := *h
+	n.attrs = append([]byte(nil), h.attrs...)
+	for _, a := range attrs {
+		switch {
+		case a.Key == KeyApp && h.groups == "":
+			n.app = a.Value.String()
+		case a.Key == KeyPID && h.groups == "":
+			n.pid = a.Value.String()
+		default:
+			n.attrs = appendAttr(n.attrs, h.groups, a)
+		}
+	}
+	return &n
+}
+
+// WithGroup returns a handler that prefixes keys with name.
+func (h *TextHandler) WithGroup(name string) slog.Handler {
+	n := *h
+	n.groups = h.groups + name + "."
+	return &n
+}
+
+func levelName(l slog.Level) string {
+	switch {
+	case l >= slog.LevelError:
+		return "ERROR"
+	case l >= slog.LevelWarn:
+		return "WARN "
+	case l >= slog.LevelInfo:
+		return "INFO "
+	}
+	return "DEBUG"
+}
+
+func appendAttr(buf []byte, prefix string, a slog.Attr) []byte {
+	a.Value = a.Value.Resolve()
+	if a.Equal(slog.Attr{}) {
+		return buf
+	}
+	if a.Value.Kind() == slog.KindGroup {
+		for _, g := range a.Value.Group() {
+			buf = appendAttr(buf, prefix+a.Key+".", g)
+		}
+		return buf
+	}
+	buf = append(buf, ' ')
+	buf = append(buf, prefix...)
+	buf = append(buf, a.Key...)
+	buf = append(buf, '=')
+	var s string
+	switch a.Value.Kind() {
+	case slog.KindString:
+		s = a.Value.String()
+	case slog.KindDuration:
+		s = a.Value.Duration().String()
+	case slog.KindTime:
+		s = a.Value.Time().Format(time.RFC3339Nano)
+	case slog.KindAny:
+		if err, ok := a.Value.Any().(error); ok {
+			s = err.Error()
+		} else {
+			s = fmt.Sprint(a.Value.Any())
+		}
+	default:
+		s = a.Value.String()
+	}
+	if needsQuote(s) {
+		return strconv.AppendQuote(buf, s)
+	}
+	return append(buf, s...)
+}
+
+func needsQuote(s string) bool {
+	if s == "" {
+		return true
+	}
+	for _, r := range s {
+		if r <= ' ' || r == '"' || r == '=' || r == utf8.RuneError || r == 0x7f {
+			return true
+		}
+	}
+	return false
+}
+
+// Access logs one served request: the line operators grep first, with
+// fields named as the journal records of a later release will be.
+func Access(l *slog.Logger, method, path string, status int, bytes int64, d time.Duration, remote string) {
+	l.LogAttrs(context.Background(), slog.LevelInfo, method+" "+path,
+		slog.Int("status", status),
+		slog.Int64("bytes", bytes),
+		slog.Duration("duration", d.Round(time.Microsecond)),
+		slog.String("remote", remote),
+	)
+}

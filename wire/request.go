@@ -1,0 +1,87 @@
+package wire
+
+import "encoding/binary"
+
+// RequestEncoder builds request frames. It is reused across requests, so
+// encoding allocates nothing once its buffer has grown to fit.
+type RequestEncoder struct {
+	buf   []byte
+	pairs int
+}
+
+const requestPrefix = HeaderSize + 4
+
+// Reset starts a new request frame.
+func (e *RequestEncoder) Reset() {
+	if cap(e.buf) < requestPrefix {
+		e.buf = make([]byte, requestPrefix, 4096)
+	}
+	e.buf = e.buf[:requestPrefix]
+	e.pairs = 0
+}
+
+// Add appends one environ entry. Neither key nor value may contain NUL;
+// the caller guarantees it (request parsing rejects NUL in headers and in
+// the decoded path).
+func (e *RequestEncoder) Add(key string, value []byte) {
+	if e.pairs > 0 {
+		e.buf = append(e.buf, 0)
+	}
+	e.buf = append(e.buf, key...)
+	e.buf = append(e.buf, 0)
+	e.buf = append(e.buf, value...)
+	e.pairs++
+}
+
+// AddString is Add for a string value.
+func (e *RequestEncoder) AddString(key, value string) {
+	if e.pairs > 0 {
+		e.buf = append(e.buf, 0)
+	}
+	e.buf = append(e.buf, key...)
+	e.buf = append(e.buf, 0)
+	e.buf = append(e.buf, value...)
+	e.pairs++
+}
+
+// AppendValue extends the value of the last entry added, which lets a
+// caller join repeated headers without building the joined value first.
+func (e *RequestEncoder) AppendValue(sep string, value []byte) {
+	e.buf = append(e.buf, sep...)
+	e.buf = append(e.buf, value...)
+}
+
+// Finish completes the frame for a body of bodyLen bytes, which the caller
+// sends right after the returned bytes (in the same writev). The result is
+// valid until the next Reset.
+func (e *RequestEncoder) Finish(bodyLen int) []byte {
+	meta := len(e.buf) - requestPrefix
+	PutHeader(e.buf, TypeRequest, 0, 4+meta+bodyLen)
+	binary.LittleEndian.PutUint32(e.buf[HeaderSize:], uint32(meta))
+	return e.buf
+}
+
+// DecodeRequest splits a request payload into its environ pairs and body.
+// berth itself never needs it (Python decodes requests); it exists for
+// tests and fuzzing of the format.
+func DecodeRequest(p []byte) (env [][2]string, body []byte, ok bool) {
+	if len(p) < 4 {
+		return nil, nil, false
+	}
+	n := binary.LittleEndian.Uint32(p)
+	if uint64(n) > uint64(len(p)-4) {
+		return nil, nil, false
+	}
+	meta, body := p[4:4+n], p[4+n:]
+	if len(meta) == 0 {
+		return nil, body, true
+	}
+	parts := splitNUL(meta, len(meta)+1)
+	if len(parts)%2 != 0 {
+		return nil, nil, false
+	}
+	for i := 0; i < len(parts); i += 2 {
+		env = append(env, [2]string{string(parts[i]), string(parts[i+1])})
+	}
+	return env, body, true
+}

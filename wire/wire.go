@@ -1,0 +1,190 @@
+// Package wire is the frame protocol between berth and its Python workers,
+// both ends of it: the Go encoder and decoder here, and the Python worker
+// program (worker.py, embedded) that speaks the other side.
+//
+// Every frame is an 8-byte header — payload length (uint32, little
+// endian), type (uint8), flags (uint8), two reserved bytes — then the
+// payload. The format is chosen so that Python decodes a request with a
+// handful of C-level calls (one unpack, one latin-1 decode, one split, one
+// dict(zip())) and never loops over headers in Python: this hop is where a
+// Python app server spends its time.
+//
+// A request frame's payload is a uint32 length, the environ as
+// NUL-separated latin-1 "KEY\0value\0KEY\0value", then the body bytes.
+// A response frame's payload is a uint32 length, the status line and
+// headers as "200 OK\0Name\0value\0...", then the body (or its start, when
+// FlagMore says body frames follow).
+package wire
+
+import (
+	_ "embed"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+)
+
+// Version is the protocol version. The worker announces it in its hello
+// frame and berth refuses a worker that speaks another one: both ends ship
+// in one binary, so a mismatch means a stale worker file, not a peer to
+// negotiate with.
+const Version = 1
+
+// HeaderSize is the size of a frame header.
+const HeaderSize = 8
+
+// MaxPayload bounds one frame so that a corrupt length cannot make berth
+// allocate without limit. Bodies larger than this travel as several body
+// frames.
+const MaxPayload = 1 << 30
+
+// Type is a frame type.
+type Type uint8
+
+// Frame types. Requests go from berth to the worker; all others from the
+// worker to berth.
+const (
+	// TypeHello: the app is imported; payload "berth-wire\0VERSION\0PID\0PYTHON".
+	TypeHello Type = 1
+	// TypeBootFailed: the app could not be imported; payload is the traceback.
+	TypeBootFailed Type = 2
+	// TypeRequest: one request, see the package comment.
+	TypeRequest Type = 3
+	// TypeResponse: status, headers and the body or its start.
+	TypeResponse Type = 4
+	// TypeBody: more of a response body; the last one lacks FlagMore.
+	TypeBody Type = 5
+	// TypeAbort: the app failed after its headers were sent; the client
+	// connection must be closed so the client sees a truncated response.
+	TypeAbort Type = 6
+)
+
+func (t Type) String() string {
+	switch t {
+	case TypeHello:
+		return "hello"
+	case TypeBootFailed:
+		return "boot-failed"
+	case TypeRequest:
+		return "request"
+	case TypeResponse:
+		return "response"
+	case TypeBody:
+		return "body"
+	case TypeAbort:
+		return "abort"
+	}
+	return fmt.Sprintf("type(%d)", uint8(t))
+}
+
+// FlagMore on a response or body frame: more body frames follow.
+const FlagMore uint8 = 1
+
+// WorkerSource is the Python worker program. berth runs it with the app's
+// interpreter as `python -c WorkerSource MODULE`, the socket on fd 3.
+//
+//go:embed worker.py
+var WorkerSource string
+
+// ErrFrameTooLarge is a frame header announcing more than MaxPayload.
+var ErrFrameTooLarge = errors.New("wire: frame too large")
+
+// Frame is one decoded frame. Payload is only valid until the next call
+// to Reader.Next.
+type Frame struct {
+	Type    Type
+	Flags   uint8
+	Payload []byte
+}
+
+// PutHeader writes a frame header for a payload of n bytes into b[:8].
+func PutHeader(b []byte, t Type, flags uint8, n int) {
+	binary.LittleEndian.PutUint32(b, uint32(n))
+	b[4] = byte(t)
+	b[5] = flags
+	b[6], b[7] = 0, 0
+}
+
+// Reader reads frames from a worker. It reuses one buffer, so reading a
+// frame allocates only when a frame is larger than any before it.
+type Reader struct {
+	r   io.Reader
+	hdr [HeaderSize]byte
+	buf []byte
+}
+
+// NewReader returns a Reader on r, which should be buffered: small frames
+// then cost one read system call for many frames.
+func NewReader(r io.Reader) *Reader { return &Reader{r: r} }
+
+// Next reads the next frame. An EOF before a frame starts is io.EOF; one
+// inside a frame is io.ErrUnexpectedEOF.
+func (r *Reader) Next() (Frame, error) {
+	if _, err := io.ReadFull(r.r, r.hdr[:]); err != nil {
+		return Frame{}, err
+	}
+	n := binary.LittleEndian.Uint32(r.hdr[:4])
+	if n > MaxPayload {
+		return Frame{}, fmt.Errorf("%w: %d bytes", ErrFrameTooLarge, n)
+	}
+	if cap(r.buf) < int(n) {
+		r.buf = make([]byte, n)
+	}
+	p := r.buf[:n]
+	if _, err := io.ReadFull(r.r, p); err != nil {
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		return Frame{}, err
+	}
+	return Frame{Type: Type(r.hdr[4]), Flags: r.hdr[5], Payload: p}, nil
+}
+
+// Hello is what a worker says once its app is imported.
+type Hello struct {
+	Version int
+	PID     int
+	Python  string
+}
+
+// ParseHello decodes a hello payload.
+func ParseHello(p []byte) (Hello, error) {
+	var h Hello
+	parts := splitNUL(p, 5)
+	if len(parts) != 4 || string(parts[0]) != "berth-wire" {
+		return h, fmt.Errorf("wire: malformed hello %q", p)
+	}
+	if _, err := fmt.Sscanf(string(parts[1]), "%d", &h.Version); err != nil {
+		return h, fmt.Errorf("wire: malformed hello version %q", parts[1])
+	}
+	if _, err := fmt.Sscanf(string(parts[2]), "%d", &h.PID); err != nil {
+		return h, fmt.Errorf("wire: malformed hello pid %q", parts[2])
+	}
+	h.Python = string(parts[3])
+	if h.Version != Version {
+		return h, fmt.Errorf("wire: worker speaks version %d, berth speaks %d", h.Version, Version)
+	}
+	return h, nil
+}
+
+func splitNUL(p []byte, max int) [][]byte {
+	var out [][]byte
+	for len(out) < max-1 {
+		i := indexNUL(p)
+		if i < 0 {
+			break
+		}
+		out = append(out, p[:i])
+		p = p[i+1:]
+	}
+	return append(out, p)
+}
+
+func indexNUL(p []byte) int {
+	for i, c := range p {
+		if c == 0 {
+			return i
+		}
+	}
+	return -1
+}

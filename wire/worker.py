@@ -1,0 +1,273 @@
+"""berth worker: runs one WSGI application for berth.
+
+berth starts this program as `python -c SOURCE MODULE` with a Unix stream
+socket on fd 3 and speaks the frame protocol of berth's wire package over
+it. It imports the app, says hello, then loops: read request frames, call
+the app, write response frames. It uses the standard library only and runs
+on CPython 3.8 and later.
+
+Decoding a request costs a fixed handful of C-level calls (unpack, one
+latin-1 decode, one split, dict(zip())), never a Python loop over headers.
+Responses to requests that arrived together are sent together in one
+sendmsg, so a batch of requests costs one read and one write.
+"""
+import faulthandler
+import importlib
+import io
+import itertools
+import os
+import signal
+import socket
+import struct
+import sys
+import traceback
+
+VERSION = 1
+HDR = struct.Struct("<IBBH")
+U32 = struct.Struct("<I")
+T_HELLO, T_BOOT_FAILED, T_REQUEST, T_RESPONSE, T_BODY, T_ABORT = 1, 2, 3, 4, 5, 6
+F_MORE = 1
+
+BUF_SIZE = 256 * 1024
+ERROR_BODY = b"Internal Server Error\n"
+
+chain = itertools.chain
+from_iterable = itertools.chain.from_iterable
+
+
+def load(spec):
+    """Import "pkg.mod:attr", "pkg.mod:factory()" or "pkg.mod"."""
+    modname, _, attr = spec.partition(":")
+    attr = attr or "application"
+    factory = attr.endswith("()")
+    if factory:
+        attr = attr[:-2]
+    obj = importlib.import_module(modname)
+    for part in attr.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise AttributeError(
+                "module %r has no attribute %r (from %r)" % (modname, attr, spec)
+            ) from None
+    if factory:
+        obj = obj()
+    if not callable(obj):
+        raise TypeError("%r is %r, not a WSGI callable" % (spec, obj))
+    return obj
+
+
+class Wire:
+    """The socket to berth plus the frames waiting to go out."""
+
+    __slots__ = ("sock", "out")
+
+    def __init__(self, sock):
+        self.sock = sock
+        self.out = []
+
+    def frame(self, typ, flags, *parts):
+        out = self.out
+        out.append(HDR.pack(sum(map(len, parts)), typ, flags, 0))
+        out.extend(parts)
+
+    def flush(self):
+        out = self.out
+        if not out:
+            return
+        self.out = []
+        sock = self.sock
+        total = sum(map(len, out))
+        # sendmsg takes at most IOV_MAX buffers; a short batch is the rule.
+        if len(out) > 512:
+            sock.sendall(b"".join(out))
+            return
+        sent = sock.sendmsg(out)
+        if sent < total:
+            sock.sendall(b"".join(out)[sent:])
+
+
+class Exchange:
+    """One request's start_response, write() and response frames."""
+
+    __slots__ = ("wire", "status", "headers", "sent")
+
+    def __init__(self, wire):
+        self.wire = wire
+        self.status = None
+        self.headers = None
+        self.sent = False
+
+    def start_response(self, status, headers, exc_info=None):
+        if exc_info is not None:
+            try:
+                if self.sent:
+                    raise exc_info[1].with_traceback(exc_info[2])
+            finally:
+                exc_info = None
+        elif self.status is not None:
+            raise AssertionError("start_response called a second time without exc_info")
+        if type(status) is not str:
+            raise TypeError("status must be str, got %r" % (status,))
+        if type(headers) is not list:
+            raise TypeError("headers must be a list, got %r" % (type(headers),))
+        self.status = status
+        self.headers = headers
+        return self.write
+
+    def head(self):
+        if self.status is None:
+            raise AssertionError("the app produced a body before calling start_response")
+        text = "\0".join(chain((self.status,), from_iterable(self.headers)))
+        if text.count("\0") != 2 * len(self.headers):
+            raise ValueError("headers must be (name, value) pairs of str: %r" % (self.headers,))
+        return text.encode("latin-1")
+
+    def write(self, data):
+        """The PEP 3333 write() callable: data goes out before the iterable's."""
+        if type(data) is not bytes:
+            data = bytes(data)
+        if data:
+            self.send(data, True)
+            self.wire.flush()
+
+    def send(self, data, more):
+        wire = self.wire
+        if self.sent:
+            wire.frame(T_BODY, F_MORE if more else 0, data)
+            return
+        head = self.head()
+        self.sent = True
+        wire.frame(T_RESPONSE, F_MORE if more else 0, U32.pack(len(head)), head, data)
+
+
+class Worker:
+    def __init__(self, app, wire):
+        self.app = app
+        self.wire = wire
+        self.base = {
+            "wsgi.version": (1, 0),
+            "wsgi.errors": sys.stderr,
+            "wsgi.multithread": False,
+            "wsgi.multiprocess": True,
+            "wsgi.run_once": False,
+            "wsgi.input_terminated": True,
+        }
+
+    def handle(self, view):
+        """Serve one request frame's payload (a memoryview)."""
+        n = U32.unpack_from(view)[0]
+        it = iter(str(view[4 : 4 + n], "latin-1").split("\0"))
+        env = dict(zip(it, it))
+        env.update(self.base)
+        env["wsgi.input"] = io.BytesIO(view[4 + n :])
+        ex = Exchange(self.wire)
+        result = None
+        try:
+            result = self.app(env, ex.start_response)
+            if type(result) is list or type(result) is tuple:
+                ex.send(b"".join(result), False)
+            else:
+                for chunk in result:
+                    if chunk:
+                        ex.send(chunk, True)
+                        self.wire.flush()
+                ex.send(b"", False)
+        except BaseException as e:
+            self.fail(env, ex, e)
+        finally:
+            close = getattr(result, "close", None)
+            if close is not None:
+                try:
+                    close()
+                except Exception:
+                    self.log_exception(env, "close() of the response iterable")
+
+    def fail(self, env, ex, e):
+        if isinstance(e, (KeyboardInterrupt, SystemExit)):
+            raise
+        self.log_exception(env, "the app")
+        if ex.sent:
+            self.wire.frame(T_ABORT, 0, ("%s: %s" % (type(e).__name__, e)).encode("utf-8", "replace"))
+            return
+        head = ("500 Internal Server Error\0Content-Type\0text/plain; charset=utf-8").encode("latin-1")
+        self.wire.frame(T_RESPONSE, 0, U32.pack(len(head)), head, ERROR_BODY)
+
+    def log_exception(self, env, where):
+        msg = "Exception in %s while serving %s %s\n%s" % (
+            where,
+            env.get("REQUEST_METHOD", "?"),
+            env.get("PATH_INFO", "?"),
+            traceback.format_exc(),
+        )
+        sys.stderr.write(msg)
+        sys.stderr.flush()
+
+    def serve(self):
+        sock = self.wire.sock
+        recv_into = sock.recv_into
+        buf = bytearray(BUF_SIZE)
+        view = memoryview(buf)
+        start = end = 0
+        unpack_from = HDR.unpack_from
+        handle = self.handle
+        flush = self.wire.flush
+        while True:
+            avail = end - start
+            if avail >= 8:
+                length, typ, _, _ = unpack_from(buf, start)
+                need = 8 + length
+                if avail >= need:
+                    if typ == T_REQUEST:
+                        handle(view[start + 8 : start + need])
+                    start += need
+                    if start == end:
+                        start = end = 0
+                        if len(buf) > BUF_SIZE:
+                            buf = bytearray(BUF_SIZE)
+                            view = memoryview(buf)
+                    continue
+            else:
+                need = 8
+            # Nothing complete is buffered: answer what was, then wait.
+            flush()
+            if start + need > len(buf):
+                if need > len(buf):
+                    grown = bytearray(max(need, 2 * len(buf)))
+                    grown[:avail] = view[start:end]
+                    buf, view = grown, memoryview(grown)
+                else:
+                    buf[:avail] = buf[start:end]
+                start, end = 0, avail
+            n = recv_into(view[end:])
+            if n == 0:
+                return
+            end += n
+
+
+def main():
+    # Ctrl-C in a terminal reaches the whole process group; berth decides
+    # when workers stop, so the worker must not die halfway through a request.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # berth sends SIGUSR1 before killing a worker past its timeout: the
+    # stack of every thread goes to stderr, into berth's log.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
+    sock = socket.socket(fileno=3)
+    wire = Wire(sock)
+    try:
+        app = load(sys.argv[1])
+    except BaseException:
+        wire.frame(T_BOOT_FAILED, 0, traceback.format_exc().encode("utf-8", "replace"))
+        wire.flush()
+        sys.exit(1)
+    hello = "berth-wire\0%d\0%d\0%s" % (VERSION, os.getpid(), sys.version.split()[0])
+    wire.frame(T_HELLO, 0, hello.encode())
+    wire.flush()
+    try:
+        Worker(app, wire).serve()
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+
+
+if __name__ == "__main__":
+    main()
