@@ -33,6 +33,17 @@ func (e *RequestEncoder) Add(key string, value []byte) {
 	e.pairs++
 }
 
+// AddKey is Add for a key held as bytes.
+func (e *RequestEncoder) AddKey(key, value []byte) {
+	if e.pairs > 0 {
+		e.buf = append(e.buf, 0)
+	}
+	e.buf = append(e.buf, key...)
+	e.buf = append(e.buf, 0)
+	e.buf = append(e.buf, value...)
+	e.pairs++
+}
+
 // AddString is Add for a string value.
 func (e *RequestEncoder) AddString(key, value string) {
 	if e.pairs > 0 {

@@ -25,7 +25,7 @@ import traceback
 VERSION = 1
 HDR = struct.Struct("<IBBH")
 U32 = struct.Struct("<I")
-T_HELLO, T_BOOT_FAILED, T_REQUEST, T_RESPONSE, T_BODY, T_ABORT = 1, 2, 3, 4, 5, 6
+T_HELLO, T_BOOT_FAILED, T_REQUEST, T_RESPONSE, T_BODY, T_ABORT, T_LOG = 1, 2, 3, 4, 5, 6, 7
 F_MORE = 1
 
 BUF_SIZE = 256 * 1024
@@ -194,14 +194,14 @@ class Worker:
         self.wire.frame(T_RESPONSE, 0, U32.pack(len(head)), head, ERROR_BODY)
 
     def log_exception(self, env, where):
+        """Send the traceback to berth as one record, not as stderr lines."""
         msg = "Exception in %s while serving %s %s\n%s" % (
             where,
             env.get("REQUEST_METHOD", "?"),
             env.get("PATH_INFO", "?"),
             traceback.format_exc(),
         )
-        sys.stderr.write(msg)
-        sys.stderr.flush()
+        self.wire.frame(T_LOG, 0, b"ERROR\0", msg.encode("utf-8", "replace"))
 
     def serve(self):
         sock = self.wire.sock

@@ -1,0 +1,98 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"runtime/debug"
+
+	"github.com/berthd/berth/units"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = ""
+
+const usage = `berth — a systemd-native application server for Python WSGI apps
+
+Usage:
+  berth serve [--log-level LEVEL] CONFIG   serve the apps in CONFIG until SIGTERM/SIGINT
+  berth check CONFIG                       validate CONFIG; print a summary or the errors
+  berth version                            print the version
+  berth help                               print this text
+`
+
+// run is the whole CLI with its inputs and outputs injected, so tests call
+// it without a process. It returns the exit code.
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	switch args[0] {
+	case "serve":
+		return cmdServe(args[1:], stderr)
+	case "check":
+		return cmdCheck(args[1:], stdout, stderr)
+	case "version", "--version", "-version":
+		fmt.Fprintln(stdout, "berth", versionString())
+		return 0
+	case "help", "--help", "-h", "-help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	}
+	fmt.Fprintf(stderr, "berth: unknown command %q\n\n%s", args[0], usage)
+	return 2
+}
+
+func versionString() string {
+	if version != "" {
+		return version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return "devel"
+}
+
+func cmdCheck(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("check", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if fs.NArg() != 1 {
+		fmt.Fprintln(stderr, "usage: berth check CONFIG")
+		return 2
+	}
+	cfg, ok := loadConfig(fs.Arg(0), stderr)
+	if !ok {
+		return 1
+	}
+	fmt.Fprintln(stdout, cfg.Summary())
+	return 0
+}
+
+// loadConfig loads path, printing its diagnostics with source lines on
+// failure.
+func loadConfig(path string, stderr io.Writer) (*units.Config, bool) {
+	cfg, err := units.Load(path)
+	var de *units.DiagError
+	switch {
+	case errors.As(err, &de):
+		de.Format(stderr)
+		fmt.Fprintf(stderr, "%s: %d error(s)\n", path, len(de.Diags.Errs()))
+		return nil, false
+	case err != nil:
+		fmt.Fprintf(stderr, "berth: %v\n", err)
+		return nil, false
+	}
+	return cfg, true
+}
+
+func parseLevel(s string) (slog.Level, error) {
+	var l slog.Level
+	err := l.UnmarshalText([]byte(s))
+	return l, err
+}

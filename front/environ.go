@@ -1,0 +1,218 @@
+package front
+
+import (
+	"bytes"
+	"net"
+	"strconv"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/berthd/berth/wire"
+)
+
+// environ builds the PEP 3333 environ of a request into a request frame.
+// It is pooled: its buffers grow to fit and are reused, so a request
+// costs no allocation here.
+type environ struct {
+	enc     wire.RequestEncoder
+	path    []byte   // percent-decoded PATH_INFO
+	names   []byte   // HTTP_* names, back to back
+	headers []header // one per distinct header name
+	num     []byte
+}
+
+type header struct {
+	name   [2]int // offsets into names
+	values [][]byte
+}
+
+// build encodes ctx's request. A non-zero status means the request is
+// refused with that status and message.
+func (e *environ) build(ctx *fasthttp.RequestCtx, body []byte) (int, string) {
+	h := &ctx.Request.Header
+	uri := h.RequestURI()
+	path, query := splitTarget(uri)
+	e.path = percentDecode(e.path[:0], path)
+	if bytes.IndexByte(e.path, 0) >= 0 {
+		return fasthttp.StatusBadRequest, "NUL in request path"
+	}
+
+	enc := &e.enc
+	enc.Reset()
+	enc.Add("REQUEST_METHOD", h.Method())
+	enc.AddString("SCRIPT_NAME", "")
+	enc.Add("PATH_INFO", e.path)
+	enc.Add("QUERY_STRING", query)
+	enc.Add("REQUEST_URI", uri)
+	enc.Add("SERVER_PROTOCOL", h.Protocol())
+	enc.AddString("wsgi.url_scheme", "http")
+	if ct := h.ContentType(); len(ct) > 0 {
+		enc.Add("CONTENT_TYPE", ct)
+	}
+	if len(body) > 0 || h.ContentLength() >= 0 {
+		e.num = strconv.AppendInt(e.num[:0], int64(len(body)), 10)
+		enc.Add("CONTENT_LENGTH", e.num)
+	}
+	e.server(ctx)
+	switch a := ctx.RemoteAddr().(type) {
+	case *net.TCPAddr:
+		enc.AddString("REMOTE_ADDR", a.IP.String())
+		e.num = strconv.AppendInt(e.num[:0], int64(a.Port), 10)
+		enc.Add("REMOTE_PORT", e.num)
+	default:
+		enc.AddString("REMOTE_ADDR", "")
+	}
+	if status, msg := e.httpHeaders(h); status != 0 {
+		return status, msg
+	}
+	return 0, ""
+}
+
+// server sets SERVER_NAME and SERVER_PORT from the Host header, or from
+// the local address when the request has none.
+func (e *environ) server(ctx *fasthttp.RequestCtx) {
+	host := ctx.Request.Header.Host()
+	if len(host) > 0 {
+		name, port := splitHostPort(host)
+		e.enc.Add("SERVER_NAME", name)
+		if len(port) == 0 {
+			port = []byte("80")
+		}
+		e.enc.Add("SERVER_PORT", port)
+		return
+	}
+	if a, ok := ctx.LocalAddr().(*net.TCPAddr); ok {
+		e.enc.AddString("SERVER_NAME", a.IP.String())
+		e.num = strconv.AppendInt(e.num[:0], int64(a.Port), 10)
+		e.enc.Add("SERVER_PORT", e.num)
+		return
+	}
+	e.enc.AddString("SERVER_NAME", "localhost")
+	e.enc.AddString("SERVER_PORT", "0")
+}
+
+// httpHeaders adds one HTTP_* entry per header name, repeated headers
+// joined with ", " (cookies with "; ") as PEP 3333 asks. Headers whose
+// names hold an underscore are dropped: in the environ "X_Forwarded_For"
+// and "X-Forwarded-For" would be the same key, and a client must not be
+// able to pose as the proxy that sets the latter.
+func (e *environ) httpHeaders(h *fasthttp.RequestHeader) (int, string) {
+	e.names = e.names[:0]
+	e.headers = e.headers[:0]
+	for k, v := range h.All() {
+		if equalFold(k, "content-type") || equalFold(k, "content-length") || equalFold(k, "transfer-encoding") {
+			continue
+		}
+		if bytes.IndexByte(k, '_') >= 0 {
+			continue
+		}
+		if bytes.IndexByte(v, 0) >= 0 {
+			return fasthttp.StatusBadRequest, "NUL in a header value"
+		}
+		start := len(e.names)
+		e.names = append(e.names, "HTTP_"...)
+		for _, c := range k {
+			switch {
+			case c == '-':
+				c = '_'
+			case 'a' <= c && c <= 'z':
+				c -= 'a' - 'A'
+			}
+			e.names = append(e.names, c)
+		}
+		name := e.names[start:]
+		found := false
+		for i := range e.headers {
+			hd := &e.headers[i]
+			if bytes.Equal(e.names[hd.name[0]:hd.name[1]], name) {
+				hd.values = append(hd.values, v)
+				e.names = e.names[:start]
+				found = true
+				break
+			}
+		}
+		if !found {
+			e.headers = append(e.headers, header{name: [2]int{start, len(e.names)}, values: append(make([][]byte, 0, 1), v)})
+		}
+	}
+	for _, hd := range e.headers {
+		name := e.names[hd.name[0]:hd.name[1]]
+		e.enc.AddKey(name, hd.values[0])
+		sep := ", "
+		if string(name) == "HTTP_COOKIE" {
+			sep = "; "
+		}
+		for _, v := range hd.values[1:] {
+			e.enc.AppendValue(sep, v)
+		}
+	}
+	return 0, ""
+}
+
+// splitTarget splits a request target into its path and query. An
+// absolute-form target ("http://host/p?q") yields its path.
+func splitTarget(uri []byte) (path, query []byte) {
+	if len(uri) > 0 && uri[0] != '/' && uri[0] != '*' {
+		if i := bytes.Index(uri, []byte("://")); i >= 0 {
+			rest := uri[i+3:]
+			if j := bytes.IndexAny(rest, "/?"); j >= 0 {
+				uri = rest[j:]
+			} else {
+				uri = nil
+			}
+		}
+	}
+	if i := bytes.IndexByte(uri, '?'); i >= 0 {
+		return uri[:i], uri[i+1:]
+	}
+	return uri, nil
+}
+
+// percentDecode appends the percent-decoded src to dst. An invalid escape
+// is kept as it is, as most servers do; PATH_INFO is bytes read as latin-1,
+// so decoding never fails.
+func percentDecode(dst, src []byte) []byte {
+	for i := 0; i < len(src); i++ {
+		c := src[i]
+		if c == '%' && i+2 < len(src) {
+			hi, ok1 := unhex(src[i+1])
+			lo, ok2 := unhex(src[i+2])
+			if ok1 && ok2 {
+				dst = append(dst, hi<<4|lo)
+				i += 2
+				continue
+			}
+		}
+		dst = append(dst, c)
+	}
+	return dst
+}
+
+func unhex(c byte) (byte, bool) {
+	switch {
+	case '0' <= c && c <= '9':
+		return c - '0', true
+	case 'a' <= c && c <= 'f':
+		return c - 'a' + 10, true
+	case 'A' <= c && c <= 'F':
+		return c - 'A' + 10, true
+	}
+	return 0, false
+}
+
+// splitHostPort splits a Host header value; "[::1]:80" gives "::1", "80".
+func splitHostPort(host []byte) (name, port []byte) {
+	if len(host) > 0 && host[0] == '[' {
+		if i := bytes.IndexByte(host, ']'); i > 0 {
+			name, rest := host[1:i], host[i+1:]
+			if len(rest) > 1 && rest[0] == ':' {
+				return name, rest[1:]
+			}
+			return name, nil
+		}
+	}
+	if i := bytes.LastIndexByte(host, ':'); i >= 0 {
+		return host[:i], host[i+1:]
+	}
+	return host, nil
+}

@@ -1,0 +1,257 @@
+package supervisor
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/berthd/berth/journal"
+	"github.com/berthd/berth/units"
+	"github.com/berthd/berth/wire"
+)
+
+// wireBufferSize is the socket buffer asked for on both ends of a
+// worker's socketpair and the size of berth's read buffer on it: a typical
+// response then crosses in one read.
+const wireBufferSize = 256 << 10
+
+// process is one running Python worker and berth's end of its socket.
+type process struct {
+	pid    int
+	cmd    *exec.Cmd
+	conn   *net.UnixConn
+	r      *wire.Reader
+	log    *slog.Logger
+	exited chan struct{} // closed once the process has been reaped
+	python string
+}
+
+// BootError is a worker that could not import its app. Traceback is
+// Python's own report.
+type BootError struct {
+	App       string
+	Traceback string
+}
+
+func (e *BootError) Error() string {
+	return fmt.Sprintf("app %q failed to boot:\n%s", e.App, strings.TrimRight(e.Traceback, "\n"))
+}
+
+// spawn starts one worker and waits for its hello, at most the app's boot
+// timeout. The worker's socket is fd 3; its stdout and stderr are pipes
+// whose lines go to the log with the worker's pid.
+func spawn(ctx context.Context, app *units.App, log *slog.Logger) (*process, error) {
+	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("creating worker socket: %w", err)
+	}
+	for _, fd := range fds {
+		// Best effort: a larger buffer lets a big response cross in fewer
+		// round trips; the kernel caps it at net.core.wmem_max.
+		_ = syscall.SetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_SNDBUF, wireBufferSize)
+		_ = syscall.SetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_RCVBUF, wireBufferSize)
+	}
+	parent := os.NewFile(uintptr(fds[0]), "berth-wire")
+	child := os.NewFile(uintptr(fds[1]), "worker-wire")
+	defer child.Close()
+	fc, err := net.FileConn(parent)
+	parent.Close()
+	if err != nil {
+		return nil, fmt.Errorf("wrapping worker socket: %w", err)
+	}
+	conn := fc.(*net.UnixConn)
+
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("creating stdout pipe: %w", err)
+	}
+	errR, errW, err := os.Pipe()
+	if err != nil {
+		conn.Close()
+		outR.Close()
+		outW.Close()
+		return nil, fmt.Errorf("creating stderr pipe: %w", err)
+	}
+
+	cmd := exec.Command(app.Python, "-u", "-c", wire.WorkerSource, app.Module)
+	cmd.Dir = app.Chdir
+	cmd.Env = workerEnv(app)
+	cmd.Stdout, cmd.Stderr = outW, errW
+	cmd.ExtraFiles = []*os.File{child}
+	// If berth dies without stopping its workers (SIGKILL), the kernel
+	// kills them: no orphans. Workers also exit on EOF of their socket.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	err = cmd.Start()
+	outW.Close()
+	errW.Close()
+	if err != nil {
+		conn.Close()
+		outR.Close()
+		errR.Close()
+		return nil, fmt.Errorf("starting python %q: %w", app.Python, err)
+	}
+	p := &process{
+		pid:    cmd.Process.Pid,
+		cmd:    cmd,
+		conn:   conn,
+		r:      wire.NewReader(bufio.NewReaderSize(conn, wireBufferSize)),
+		log:    log.With(journal.KeyPID, cmd.Process.Pid),
+		exited: make(chan struct{}),
+		python: app.Python,
+	}
+	go p.pump(outR, slog.LevelInfo, "stdout")
+	go p.pump(errR, slog.LevelWarn, "stderr")
+	go func() {
+		_ = cmd.Wait()
+		close(p.exited)
+	}()
+
+	deadline := time.Now().Add(app.BootTimeout)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	_ = conn.SetReadDeadline(deadline)
+	stop := context.AfterFunc(ctx, func() { _ = conn.SetReadDeadline(time.Now()) })
+	defer stop()
+	f, err := p.next()
+	if err != nil {
+		p.kill()
+		switch {
+		case errors.Is(err, os.ErrDeadlineExceeded) && ctx.Err() != nil:
+			return nil, fmt.Errorf("worker %d: %w", p.pid, ctx.Err())
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			return nil, fmt.Errorf("worker %d did not say hello within boot_timeout %s", p.pid, app.BootTimeout)
+		default:
+			return nil, fmt.Errorf("worker %d exited before it was ready (%s): %w", p.pid, p.exitStatus(), err)
+		}
+	}
+	switch f.Type {
+	case wire.TypeHello:
+		h, err := wire.ParseHello(f.Payload)
+		if err != nil {
+			p.kill()
+			return nil, fmt.Errorf("worker %d: %w", p.pid, err)
+		}
+		p.log.Debug("worker ready", "python", h.Python)
+		return p, nil
+	case wire.TypeBootFailed:
+		p.kill()
+		return nil, &BootError{App: app.Name, Traceback: string(f.Payload)}
+	default:
+		p.kill()
+		return nil, fmt.Errorf("worker %d sent %s before hello", p.pid, f.Type)
+	}
+}
+
+// workerEnv is berth's environment plus the app's env and PYTHONPATH.
+func workerEnv(app *units.App) []string {
+	env := os.Environ()
+	var path []string
+	path = append(path, app.PythonPath...)
+	for i, kv := range env {
+		if v, ok := strings.CutPrefix(kv, "PYTHONPATH="); ok {
+			if v != "" {
+				path = append(path, v)
+			}
+			env = append(env[:i], env[i+1:]...)
+			break
+		}
+	}
+	if len(path) > 0 {
+		env = append(env, "PYTHONPATH="+strings.Join(path, string(filepath.ListSeparator)))
+	}
+	for k, v := range app.Env {
+		env = append(env, k+"="+v)
+	}
+	return env
+}
+
+// next reads the next frame that is not a log record; log records are
+// written to berth's log as they pass.
+func (p *process) next() (wire.Frame, error) {
+	for {
+		f, err := p.r.Next()
+		if err != nil || f.Type != wire.TypeLog {
+			return f, err
+		}
+		level, msg := wire.ParseLog(f.Payload)
+		p.log.Log(context.Background(), pyLevel(level), msg)
+	}
+}
+
+func pyLevel(name string) slog.Level {
+	switch name {
+	case "DEBUG":
+		return slog.LevelDebug
+	case "INFO":
+		return slog.LevelInfo
+	case "WARNING":
+		return slog.LevelWarn
+	}
+	return slog.LevelError
+}
+
+// pump logs each line the worker writes to stdout or stderr.
+func (p *process) pump(r io.ReadCloser, level slog.Level, stream string) {
+	defer r.Close()
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 4096), 1<<20)
+	for sc.Scan() {
+		p.log.Log(context.Background(), level, sc.Text(), "stream", stream)
+	}
+}
+
+// kill ends the worker at once and waits until it is reaped.
+func (p *process) kill() {
+	_ = p.cmd.Process.Kill()
+	p.conn.Close()
+	<-p.exited
+}
+
+// dumpAndKill asks the worker for a stack dump of all its threads
+// (faulthandler on SIGUSR1), gives it a moment to write it, then kills it.
+func (p *process) dumpAndKill() {
+	_ = p.cmd.Process.Signal(syscall.SIGUSR1)
+	select {
+	case <-p.exited:
+	case <-time.After(200 * time.Millisecond):
+	}
+	p.kill()
+}
+
+// stop closes the worker's socket, which the worker reads as "exit now";
+// one that has not exited after grace is killed.
+func (p *process) stop(grace time.Duration) (killed bool) {
+	p.conn.Close()
+	select {
+	case <-p.exited:
+		return false
+	case <-time.After(grace):
+		p.kill()
+		return true
+	}
+}
+
+// exitStatus describes how the worker ended, for log lines.
+func (p *process) exitStatus() string {
+	select {
+	case <-p.exited:
+	case <-time.After(time.Second):
+		return "still running"
+	}
+	if st := p.cmd.ProcessState; st != nil {
+		return st.String()
+	}
+	return "unknown"
+}
