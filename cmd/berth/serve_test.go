@@ -1,0 +1,617 @@
+package main
+
+import (
+	"bufio"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+func TestHelloExample(t *testing.T) {
+	py := systemPython(t)
+	wd, _ := os.Getwd()
+	cfg := fmt.Sprintf(`
+listener "http" {
+  address = "127.0.0.1:0"
+}
+app "hello" {
+  module = "hello:app"
+  python = %q
+  chdir  = %q
+}
+`, py, filepath.Join(wd, "../../examples/hello"))
+	b := startBerth(t, cfg)
+	resp, err := httpClient.Get(b.url("/"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || string(body) != "Hello, World!\n" || resp.Header.Get("Content-Type") != "text/plain" {
+		t.Errorf("GET / = %d %q %v", resp.StatusCode, body, resp.Header)
+	}
+	if err := b.waitFor(`hello GET / status=200 bytes=14 duration=\S+ remote=127.0.0.1`, 5*time.Second); err != nil {
+		t.Errorf("no access line: %v", err)
+	}
+}
+
+func TestFlaskExample(t *testing.T) {
+	py := systemPython(t)
+	needFlask(t, py)
+	wd, _ := os.Getwd()
+	cfg := fmt.Sprintf(`
+listener "http" {
+  address = "127.0.0.1:0"
+}
+app "shop" {
+  module = "shop:app"
+  python = %q
+  chdir  = %q
+}
+`, py, filepath.Join(wd, "../../examples/flask"))
+	b := startBerth(t, cfg)
+
+	if code, body := b.get("/"); code != 200 || body != "Welcome to the shop\n" {
+		t.Errorf("GET / = %d %q", code, body)
+	}
+	var items []map[string]any
+	code, body := b.get("/items")
+	if err := json.Unmarshal([]byte(body), &items); code != 200 || err != nil || len(items) != 2 || items[0]["name"] != "teapot" {
+		t.Errorf("GET /items = %d %q (%v)", code, body, err)
+	}
+	if code, body := b.get("/items/9"); code != 404 || !strings.Contains(body, `"no such item"`) {
+		t.Errorf("GET /items/9 = %d %q", code, body)
+	}
+	resp, err := httpClient.PostForm(b.url("/order"), url.Values{"name": {"cup"}, "qty": {"3"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var order map[string]any
+	json.NewDecoder(resp.Body).Decode(&order)
+	resp.Body.Close()
+	if resp.StatusCode != 201 || order["ordered"] != "cup" || order["qty"] != 3.0 {
+		t.Errorf("POST /order = %d %v", resp.StatusCode, order)
+	}
+	resp, err = httpClient.Post(b.url("/echo"), "application/json", strings.NewReader(`{"a": [1, 2]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var echo map[string]any
+	json.NewDecoder(resp.Body).Decode(&echo)
+	resp.Body.Close()
+	if fmt.Sprint(echo["json"]) != "map[a:[1 2]]" || echo["length"] != 13.0 {
+		t.Errorf("POST /echo = %v", echo)
+	}
+}
+
+// TestEnviron checks the PEP 3333 environ a worker builds.
+func TestEnviron(t *testing.T) {
+	b := startBerth(t, appConfig(systemPython(t), "probe:app", "", ""))
+	req := "POST /a%20b/%C3%A9%2F?x=1&y=%20 HTTP/1.1\r\n" +
+		"Host: example.test:8080\r\n" +
+		"Content-Type: text/plain\r\n" +
+		"Content-Length: 5\r\n" +
+		"X-Dup: one\r\n" +
+		"X-Dup: two\r\n" +
+		"Cookie: a=1\r\n" +
+		"Cookie: b=2\r\n" +
+		"X_Spoofed: yes\r\n" +
+		"User-Agent: probe/1\r\n" +
+		"Connection: close\r\n" +
+		"\r\nhello"
+	raw := b.raw(strings.Replace(req, "POST /", "POST /env/", 1), 10*time.Second)
+	resp, body := readResponse(t, bufio.NewReader(strings.NewReader(raw)), "POST")
+	if resp.StatusCode != 200 {
+		t.Fatalf("status %d: %s", resp.StatusCode, body)
+	}
+	var env map[string]any
+	if err := json.Unmarshal([]byte(body), &env); err != nil {
+		t.Fatalf("%v: %s", err, body)
+	}
+	want := map[string]any{
+		"REQUEST_METHOD":        "POST",
+		"SCRIPT_NAME":           "",
+		"PATH_INFO":             "/env/a b/\u00c3\u00a9/", // UTF-8 bytes read as latin-1
+		"QUERY_STRING":          "x=1&y=%20",
+		"REQUEST_URI":           "/env/a%20b/%C3%A9%2F?x=1&y=%20",
+		"CONTENT_TYPE":          "text/plain",
+		"CONTENT_LENGTH":        "5",
+		"SERVER_NAME":           "example.test",
+		"SERVER_PORT":           "8080",
+		"SERVER_PROTOCOL":       "HTTP/1.1",
+		"REMOTE_ADDR":           "127.0.0.1",
+		"HTTP_HOST":             "example.test:8080",
+		"HTTP_X_DUP":            "one, two",
+		"HTTP_COOKIE":           "a=1; b=2",
+		"HTTP_USER_AGENT":       "probe/1",
+		"wsgi.url_scheme":       "http",
+		"wsgi.multithread":      false,
+		"wsgi.multiprocess":     true,
+		"wsgi.run_once":         false,
+		"wsgi.input_terminated": true,
+		"wsgi.input":            "BytesIO",
+		"wsgi.errors":           true,
+	}
+	for k, v := range want {
+		if fmt.Sprint(env[k]) != fmt.Sprint(v) {
+			t.Errorf("environ[%q] = %#v, want %#v", k, env[k], v)
+		}
+	}
+	if fmt.Sprint(env["wsgi.version"]) != "[1 0]" {
+		t.Errorf("wsgi.version = %v", env["wsgi.version"])
+	}
+	for _, k := range []string{"HTTP_CONTENT_TYPE", "HTTP_CONTENT_LENGTH", "HTTP_X_SPOOFED"} {
+		if _, ok := env[k]; ok {
+			t.Errorf("environ has %s, which it must not", k)
+		}
+	}
+	if _, ok := env["REMOTE_PORT"]; !ok {
+		t.Errorf("environ lacks REMOTE_PORT")
+	}
+}
+
+func TestRequestBodies(t *testing.T) {
+	b := startBerth(t, appConfig(systemPython(t), "probe:app", `max_body_bytes = "4MiB"`, ""))
+	big := strings.Repeat("berth-body-", 300000) // 3.3 MB, several socket buffers
+	sum := sha256.Sum256([]byte(big))
+
+	t.Run("content-length", func(t *testing.T) {
+		resp, err := httpClient.Post(b.url("/echo"), "application/octet-stream", strings.NewReader(big))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got map[string]any
+		json.NewDecoder(resp.Body).Decode(&got)
+		resp.Body.Close()
+		if got["length"] != float64(len(big)) || got["sha256"] != hex.EncodeToString(sum[:]) {
+			t.Errorf("echo = %v", got)
+		}
+	})
+	t.Run("chunked", func(t *testing.T) {
+		req := "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n" +
+			"5\r\nhello\r\n7\r\n, world\r\n0\r\n\r\n"
+		resp, body := readResponse(t, bufio.NewReader(strings.NewReader(b.raw(req, 10*time.Second))), "POST")
+		var got map[string]any
+		json.Unmarshal([]byte(body), &got)
+		if resp.StatusCode != 200 || got["head"] != "hello, world" || got["content_length"] != "12" {
+			t.Errorf("chunked echo = %d %v", resp.StatusCode, got)
+		}
+	})
+	t.Run("chunked large", func(t *testing.T) {
+		// net/http sends a body of unknown length chunked.
+		resp, err := httpClient.Post(b.url("/echo"), "application/octet-stream", io.MultiReader(strings.NewReader(big)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got map[string]any
+		json.NewDecoder(resp.Body).Decode(&got)
+		resp.Body.Close()
+		if got["length"] != float64(len(big)) || got["sha256"] != hex.EncodeToString(sum[:]) {
+			t.Errorf("echo = %v", got)
+		}
+	})
+	t.Run("expect 100-continue", func(t *testing.T) {
+		c, err := net.Dial("tcp", b.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		fmt.Fprintf(c, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n")
+		br := bufio.NewReader(c)
+		line, _ := br.ReadString('\n')
+		if !strings.HasPrefix(line, "HTTP/1.1 100 Continue") {
+			t.Fatalf("first line %q, want 100 Continue before the body is sent", line)
+		}
+		br.ReadString('\n') // blank line after the 100
+		io.WriteString(c, "ping")
+		resp, body := readResponse(t, br, "POST")
+		if resp.StatusCode != 200 || !strings.Contains(body, `"head": "ping"`) {
+			t.Errorf("after 100-continue: %d %s", resp.StatusCode, body)
+		}
+	})
+}
+
+// TestLimits sends one request past each limit and checks the status and
+// that berth closes the connection cleanly (the read ends, no reset hang).
+func TestLimits(t *testing.T) {
+	b := startBerth(t, appConfig(systemPython(t), "probe:app", `max_body_bytes = "1KiB"`,
+		`max_header_bytes = "4KiB"
+  max_uri_bytes    = "1KiB"`))
+	long := strings.Repeat("a", 2000)
+	for _, tc := range []struct {
+		name string
+		req  string
+		want int
+	}{
+		{"uri too long", "GET /" + long + " HTTP/1.1\r\nHost: x\r\n\r\n", 414},
+		{"headers too large", "GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + strings.Repeat(long, 3) + "\r\n\r\n", 431},
+		{"request line beyond the header buffer", "GET /" + strings.Repeat(long, 3) + " HTTP/1.1\r\nHost: x\r\n\r\n", 431},
+		{"body too large", "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 2000\r\n\r\n" + long, 413},
+		{"chunked body too large", "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n7d0\r\n" + long + "\r\n0\r\n\r\n", 413},
+		{"100-continue too large", "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\nExpect: 100-continue\r\n\r\n", 413},
+		{"garbage", "HELLO\r\n\r\n", 400},
+		{"bad content-length", "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n", 400},
+		{"content-length and chunked", "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n", 400},
+		{"bad chunk size", "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n", 400},
+		{"NUL in path", "GET /a%00b HTTP/1.1\r\nHost: x\r\n\r\n", 400},
+		{"bare LF in header", "GET / HTTP/1.1\r\nHost: x\r\nX-A: 1\rX-B: 2\r\n\r\n", 400},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			raw := b.raw(tc.req, 10*time.Second)
+			if got := statusOf(raw); got != tc.want {
+				t.Fatalf("status %d, want %d; response:\n%.300s", got, tc.want, raw)
+			}
+			if tc.want != 414 && !strings.Contains(strings.ToLower(raw), "connection: close") {
+				t.Errorf("response lacks Connection: close:\n%.300s", raw)
+			}
+		})
+	}
+	// berth still serves normally afterwards.
+	if code, _ := b.get("/pid"); code != 200 {
+		t.Errorf("GET /pid after the bad requests = %d", code)
+	}
+}
+
+func TestKeepAliveAndPipelining(t *testing.T) {
+	b := startBerth(t, appConfig(systemPython(t), "probe:app", "", `idle_timeout = "1s"`))
+	c, err := net.Dial("tcp", b.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	// Three requests in one write; answers must come back in order.
+	io.WriteString(c, "GET /status HTTP/1.1\r\nHost: x\r\n\r\n"+
+		"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc"+
+		"GET /nope HTTP/1.1\r\nHost: x\r\n\r\n")
+	br := bufio.NewReader(c)
+	for _, want := range []int{418, 200, 404} {
+		resp, body := readResponse(t, br, "GET")
+		if resp.StatusCode != want {
+			t.Errorf("pipelined response %d, want %d (%s)", resp.StatusCode, want, body)
+		}
+	}
+	// The same connection serves again, then is closed after idle_timeout.
+	io.WriteString(c, "GET /status HTTP/1.1\r\nHost: x\r\n\r\n")
+	if resp, _ := readResponse(t, br, "GET"); resp.StatusCode != 418 {
+		t.Errorf("keep-alive reuse: %d", resp.StatusCode)
+	}
+	start := time.Now()
+	if _, err := br.ReadByte(); err != io.EOF {
+		t.Errorf("idle connection: read returned %v, want EOF after idle_timeout", err)
+	}
+	if waited := time.Since(start); waited > 8*time.Second {
+		t.Errorf("idle connection closed after %s, idle_timeout is 1s", waited)
+	}
+}
+
+func TestHeaderTimeout(t *testing.T) {
+	b := startBerth(t, appConfig(systemPython(t), "probe:app", "", `header_timeout = "1s"`))
+	c, err := net.Dial("tcp", b.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n") // never finished
+	got, err := io.ReadAll(c)
+	if err != nil {
+		t.Fatalf("reading: %v (berth did not close the stalled connection)", err)
+	}
+	if len(got) > 0 && statusOf(string(got)) != 408 {
+		t.Errorf("stalled request answered %q, want 408 or a plain close", got)
+	}
+}
+
+func TestAppErrors(t *testing.T) {
+	b := startBerth(t, appConfig(systemPython(t), "probe:app", "workers = 1", ""))
+	if code, body := b.get("/raise"); code != 500 || body != "Internal Server Error\n" {
+		t.Errorf("GET /raise = %d %q", code, body)
+	}
+	if err := b.waitFor(`(?s)ERROR probe\[\d+\] Exception in the app while serving GET /raise\n\s+Traceback.*ValueError: probe asked to raise`, 5*time.Second); err != nil {
+		t.Errorf("traceback not logged as one record: %v", err)
+	}
+	if code, _ := b.get("/bad-header"); code != 500 {
+		t.Errorf("GET /bad-header = %d, want 500", code)
+	}
+	if err := b.waitFor(`app sent an invalid response.*X-Evil`, 5*time.Second); err != nil {
+		t.Errorf("bad header not logged: %v", err)
+	}
+	if code, body := b.get("/print"); code != 200 || body != "printed\n" {
+		t.Errorf("GET /print = %d %q", code, body)
+	}
+	if err := b.waitFor(`INFO  probe\[\d+\] probe says hello on stdout`, 5*time.Second); err != nil {
+		t.Errorf("stdout not logged: %v", err)
+	}
+	if err := b.waitFor(`WARN  probe\[\d+\] probe says hello on stderr`, 5*time.Second); err != nil {
+		t.Errorf("stderr not logged: %v", err)
+	}
+	// The one worker survived all of it.
+	if code, _ := b.get("/status"); code != 418 {
+		t.Errorf("GET /status after errors = %d", code)
+	}
+}
+
+func TestStreamingResponse(t *testing.T) {
+	b := startBerth(t, appConfig(systemPython(t), "probe:app", "workers = 1", ""))
+	resp, err := httpClient.Get(b.url("/stream?1000"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil || len(resp.TransferEncoding) != 1 || resp.TransferEncoding[0] != "chunked" {
+		t.Fatalf("stream: %v, transfer-encoding %v", err, resp.TransferEncoding)
+	}
+	lines := strings.Split(strings.TrimSpace(string(body)), "\n")
+	if len(lines) != 1000 || lines[999] != "chunk 999" {
+		t.Errorf("stream body has %d lines, last %q", len(lines), lines[len(lines)-1])
+	}
+	// An app failing mid-stream: the client sees a cut response, not a
+	// complete one, and the worker goes on serving.
+	resp, err = httpClient.Get(b.url("/stream-fail"))
+	if err == nil {
+		_, err = io.ReadAll(resp.Body)
+		resp.Body.Close()
+	}
+	if err == nil {
+		t.Errorf("a response the app aborted mid-stream read as complete")
+	}
+	if code, _ := b.get("/status"); code != 418 {
+		t.Errorf("GET /status after the aborted stream = %d", code)
+	}
+}
+
+// TestWorkerKilled: a worker SIGKILLed mid-request costs that request a
+// 502 and nothing else.
+func TestWorkerKilled(t *testing.T) {
+	b := startBerth(t, appConfig(systemPython(t), "probe:app", "workers = 2", ""))
+	var pid struct{ PID int }
+	_, body := b.get("/pid")
+	json.Unmarshal([]byte(body), &pid)
+
+	type result struct {
+		code int
+		body string
+	}
+	slow := make(chan result, 2)
+	for i := 0; i < 2; i++ {
+		go func() {
+			resp, err := httpClient.Get(b.url("/sleep?3"))
+			if err != nil {
+				slow <- result{0, err.Error()}
+				return
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			slow <- result{resp.StatusCode, string(b)}
+		}()
+	}
+	// Both workers are now sleeping; kill one of them.
+	time.Sleep(500 * time.Millisecond)
+	workers := childPIDs(b.cmd.Process.Pid)
+	if len(workers) != 2 {
+		t.Fatalf("berth has %d worker processes, want 2", len(workers))
+	}
+	if err := syscall.Kill(workers[0], syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	codes := map[int]int{}
+	for i := 0; i < 2; i++ {
+		r := <-slow
+		codes[r.code]++
+	}
+	if codes[502] != 1 || codes[200] != 1 {
+		t.Errorf("after killing one of two busy workers: statuses %v, want one 502 and one 200", codes)
+	}
+	if err := b.waitFor(`worker died while serving a request; replacing it status="signal: killed"`, 5*time.Second); err != nil {
+		t.Error(err)
+	}
+	for i := 0; i < 4; i++ {
+		if code, _ := b.get("/pid"); code != 200 {
+			t.Errorf("request %d after the kill = %d", i, code)
+		}
+	}
+	if n := len(childPIDs(b.cmd.Process.Pid)); n != 2 {
+		t.Errorf("%d workers after the replacement, want 2", n)
+	}
+}
+
+func TestImportErrorAtStartup(t *testing.T) {
+	inst := launch(t, appConfig(systemPython(t), "broken:app", "workers = 2", ""))
+	select {
+	case <-inst.done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("berth did not exit on an app that fails to import")
+	}
+	ee, ok := inst.err.(*exec.ExitError)
+	if !ok || ee.ExitCode() != 1 {
+		t.Errorf("exit: %v, want exit status 1", inst.err)
+	}
+	logs := inst.logs.String()
+	for _, want := range []string{`app "probe" failed to boot`, "Traceback (most recent call last)", "broken.py", "json.decoder.JSONDecodeError"} {
+		if !strings.Contains(logs, want) {
+			t.Errorf("logs lack %q:\n%s", want, logs)
+		}
+	}
+	if strings.Count(logs, "failed to boot") != 1 {
+		t.Errorf("boot failure reported %d times, want once (no crash loop)", strings.Count(logs, "failed to boot"))
+	}
+}
+
+func TestQueueLimits(t *testing.T) {
+	t.Run("queue full", func(t *testing.T) {
+		b := startBerth(t, appConfig(systemPython(t), "probe:app", "workers = 1\n  queue = 0", ""))
+		busy := make(chan int)
+		go func() {
+			code, _ := b.get("/sleep?2")
+			busy <- code
+		}()
+		time.Sleep(500 * time.Millisecond)
+		code, body := b.get("/status")
+		if code != 503 || !strings.Contains(body, "queue is full") {
+			t.Errorf("second request with queue = 0: %d %q, want 503", code, body)
+		}
+		if c := <-busy; c != 200 {
+			t.Errorf("the request holding the worker got %d", c)
+		}
+	})
+	t.Run("queue timeout", func(t *testing.T) {
+		b := startBerth(t, appConfig(systemPython(t), "probe:app", "workers = 1\n  queue_timeout = \"300ms\"", ""))
+		busy := make(chan int)
+		go func() {
+			code, _ := b.get("/sleep?2")
+			busy <- code
+		}()
+		time.Sleep(500 * time.Millisecond)
+		code, body := b.get("/status")
+		if code != 503 || !strings.Contains(body, "queue_timeout") {
+			t.Errorf("request waiting past queue_timeout: %d %q, want 503", code, body)
+		}
+		if c := <-busy; c != 200 {
+			t.Errorf("the request holding the worker got %d", c)
+		}
+		// The abandoned request must not reach the worker later.
+		if code, _ := b.get("/status"); code != 418 {
+			t.Errorf("next request = %d", code)
+		}
+	})
+}
+
+func TestRequestTimeout(t *testing.T) {
+	b := startBerth(t, appConfig(systemPython(t), "probe:app", "workers = 1\n  timeout = \"1s\"", ""))
+	code, body := b.get("/sleep?5")
+	if code != 504 {
+		t.Errorf("GET /sleep?5 with timeout 1s = %d %q, want 504", code, body)
+	}
+	// faulthandler's dump names the line the worker was stuck on.
+	if err := b.waitFor(`(?s)request timed out.*probe\.py", line \d+ in app`, 5*time.Second); err != nil {
+		t.Errorf("no stack dump: %v", err)
+	}
+	if code, _ := b.get("/status"); code != 418 {
+		t.Errorf("request after the timeout = %d", code)
+	}
+}
+
+// TestShutdown: SIGTERM lets in-flight requests finish, stops the workers
+// and exits 0.
+func TestShutdown(t *testing.T) {
+	b := startBerth(t, appConfig(systemPython(t), "probe:app", "workers = 2", ""))
+	workers := childPIDs(b.cmd.Process.Pid)
+	if len(workers) != 2 {
+		t.Fatalf("%d workers, want 2", len(workers))
+	}
+	var wg sync.WaitGroup
+	codes := make(chan int, 2)
+	for i := 0; i < 2; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resp, err := httpClient.Get(b.url("/sleep?1"))
+			if err != nil {
+				codes <- 0
+				return
+			}
+			io.ReadAll(resp.Body)
+			resp.Body.Close()
+			codes <- resp.StatusCode
+		}()
+	}
+	time.Sleep(300 * time.Millisecond)
+	b.cmd.Process.Signal(syscall.SIGTERM)
+	wg.Wait()
+	close(codes)
+	for c := range codes {
+		if c != 200 {
+			t.Errorf("in-flight request during shutdown got %d, want 200", c)
+		}
+	}
+	select {
+	case <-b.done:
+	case <-time.After(15 * time.Second):
+		t.Fatal("berth did not exit after SIGTERM")
+	}
+	if b.err != nil {
+		t.Errorf("berth exit: %v, want 0", b.err)
+	}
+	for _, pid := range workers {
+		if pidAlive(pid) {
+			t.Errorf("worker %d still running after berth exited", pid)
+		}
+	}
+	if _, err := net.DialTimeout("tcp", b.addr, time.Second); err == nil {
+		t.Errorf("listener still accepting after exit")
+	}
+}
+
+// TestNoOrphansOnSIGKILL: workers notice berth is gone and exit.
+func TestNoOrphansOnSIGKILL(t *testing.T) {
+	b := startBerth(t, appConfig(systemPython(t), "probe:app", "workers = 2", ""))
+	workers := childPIDs(b.cmd.Process.Pid)
+	if len(workers) != 2 {
+		t.Fatalf("%d workers, want 2", len(workers))
+	}
+	b.cmd.Process.Kill()
+	<-b.done
+	deadline := time.Now().Add(5 * time.Second)
+	for _, pid := range workers {
+		for pidAlive(pid) && time.Now().Before(deadline) {
+			time.Sleep(50 * time.Millisecond)
+		}
+		if pidAlive(pid) {
+			t.Errorf("worker %d outlived a SIGKILLed berth", pid)
+			syscall.Kill(pid, syscall.SIGKILL)
+		}
+	}
+}
+
+func TestCheckCommand(t *testing.T) {
+	for _, tc := range []struct {
+		args     []string
+		code     int
+		out, err string
+	}{
+		{[]string{"check", "../../examples/hello/berth.hcl"}, 0, "ok: 1 listener(s), 1 app(s): hello (hello:app, 2 workers, on http)", ""},
+		{[]string{"check", "../../units/testdata/bad_duration.hcl"}, 1, "", "bad_duration.hcl:8:13: error: Invalid duration"},
+		{[]string{"check", "nope.hcl"}, 1, "", "no such file"},
+		{[]string{"check"}, 2, "", "usage: berth check CONFIG"},
+		{[]string{"frobnicate"}, 2, "", `unknown command "frobnicate"`},
+		{[]string{"version"}, 0, "berth ", ""},
+		{[]string{"help"}, 0, "berth serve", ""},
+	} {
+		var out, errb strings.Builder
+		code := run(tc.args, &out, &errb)
+		if code != tc.code || !strings.Contains(out.String(), tc.out) || !strings.Contains(errb.String(), tc.err) {
+			t.Errorf("berth %v = %d\nstdout: %s\nstderr: %s\nwant %d, stdout with %q, stderr with %q",
+				tc.args, code, out.String(), errb.String(), tc.code, tc.out, tc.err)
+		}
+	}
+}
+
+// TestBadConfigServe: serve refuses a bad config with its diagnostics.
+func TestBadConfigServe(t *testing.T) {
+	inst := launch(t, "listener \"http\" {\n  address = \"127.0.0.1:0\"\n}\napp \"x\" {\n  module = \"x:app\"\n  timeout = \"soon\"\n}\n")
+	<-inst.done
+	if ee, ok := inst.err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
+		t.Errorf("exit %v, want 1", inst.err)
+	}
+	if !strings.Contains(inst.logs.String(), "berth.hcl:6:13: error: Invalid duration") {
+		t.Errorf("logs:\n%s", inst.logs)
+	}
+}
+
+var _ = http.StatusOK

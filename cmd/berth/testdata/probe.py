@@ -1,0 +1,61 @@
+"""A WSGI app with one route per behaviour the end-to-end tests probe."""
+import hashlib
+import json
+import os
+import sys
+import time
+
+
+def respond(start_response, body, status="200 OK", ctype="application/json"):
+    if not isinstance(body, bytes):
+        body = json.dumps(body).encode()
+    start_response(status, [("Content-Type", ctype), ("Content-Length", str(len(body)))])
+    return [body]
+
+
+def app(environ, start_response):
+    path = environ["PATH_INFO"]
+    qs = environ.get("QUERY_STRING", "")
+    if path.startswith("/env"):
+        env = {k: v for k, v in environ.items() if isinstance(v, str)}
+        for k in ("wsgi.multithread", "wsgi.multiprocess", "wsgi.run_once", "wsgi.input_terminated"):
+            env[k] = environ[k]
+        env["wsgi.version"] = list(environ["wsgi.version"])
+        env["wsgi.input"] = type(environ["wsgi.input"]).__name__
+        env["wsgi.errors"] = environ["wsgi.errors"] is sys.stderr
+        return respond(start_response, env)
+    if path == "/echo":
+        body = environ["wsgi.input"].read()
+        return respond(start_response, {
+            "length": len(body),
+            "sha256": hashlib.sha256(body).hexdigest(),
+            "content_length": environ.get("CONTENT_LENGTH"),
+            "head": body[:64].decode("latin-1"),
+        })
+    if path == "/pid":
+        return respond(start_response, {"pid": os.getpid()})
+    if path == "/sleep":
+        time.sleep(float(qs or "1"))
+        return respond(start_response, {"slept": float(qs or "1"), "pid": os.getpid()})
+    if path == "/raise":
+        raise ValueError("probe asked to raise")
+    if path == "/stream":
+        n = int(qs or "5")
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return (b"chunk %d\n" % i for i in range(n))
+    if path == "/stream-fail":
+        def gen():
+            yield b"first part\n"
+            raise RuntimeError("probe failed mid-stream")
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return gen()
+    if path == "/print":
+        print("probe says hello on stdout")
+        sys.stderr.write("probe says hello on stderr\n")
+        return respond(start_response, b"printed\n", ctype="text/plain")
+    if path == "/bad-header":
+        start_response("200 OK", [("X-Evil", "a\r\nSet-Cookie: x=1")])
+        return [b"never sent"]
+    if path == "/status":
+        return respond(start_response, b"teapot\n", status="418 I'm a teapot", ctype="text/plain")
+    return respond(start_response, b"not found\n", status="404 Not Found", ctype="text/plain")
