@@ -134,16 +134,24 @@ func (r *Reader) Next() (Frame, error) {
 	if n > MaxPayload {
 		return Frame{}, fmt.Errorf("%w: %d bytes", ErrFrameTooLarge, n)
 	}
-	if cap(r.buf) < int(n) {
-		r.buf = make([]byte, n)
-	}
-	p := r.buf[:n]
-	if _, err := io.ReadFull(r.r, p); err != nil {
-		if err == io.EOF {
-			err = io.ErrUnexpectedEOF
+	// The buffer grows as the payload arrives, not to the announced size
+	// up front: a corrupt header must not cost a gigabyte of memory.
+	p := r.buf[:0]
+	for len(p) < int(n) {
+		if len(p) == cap(p) {
+			p = append(p, make([]byte, min(int(n)-len(p), max(len(p), 64<<10)))...)[:len(p)]
 		}
-		return Frame{}, err
+		m, err := io.ReadFull(r.r, p[len(p):min(cap(p), int(n))])
+		p = p[:len(p)+m]
+		if err != nil {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			r.buf = p[:0]
+			return Frame{}, err
+		}
 	}
+	r.buf = p[:0]
 	return Frame{Type: Type(r.hdr[4]), Flags: r.hdr[5], Payload: p}, nil
 }
 
