@@ -23,6 +23,9 @@ import (
 
 var berthBin string
 
+// buildFlags are extra `go build` flags for the binary under test.
+var buildFlags []string
+
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "berth-test-")
 	if err != nil {
@@ -30,7 +33,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	berthBin = filepath.Join(dir, "berth")
-	build := exec.Command("go", "build", "-o", berthBin, ".")
+	build := exec.Command("go", append(append([]string{"build"}, buildFlags...), "-o", berthBin, ".")...)
 	build.Stderr = os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "building berth:", err)

@@ -1,0 +1,64 @@
+package front
+
+import "testing"
+
+func TestSplitTarget(t *testing.T) {
+	for _, tc := range []struct{ in, path, query string }{
+		{"/", "/", ""},
+		{"/a/b?x=1&y", "/a/b", "x=1&y"},
+		{"/a?", "/a", ""},
+		{"/a?b?c", "/a", "b?c"},
+		{"*", "*", ""},
+		{"http://example.com/p?q=1", "/p", "q=1"},
+		{"http://example.com?q", "", "q"},
+		{"http://example.com", "", ""},
+	} {
+		p, q := splitTarget([]byte(tc.in))
+		if string(p) != tc.path || string(q) != tc.query {
+			t.Errorf("splitTarget(%q) = %q, %q; want %q, %q", tc.in, p, q, tc.path, tc.query)
+		}
+	}
+}
+
+func TestPercentDecode(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"/plain", "/plain"},
+		{"/a%20b", "/a b"},
+		{"/caf%C3%A9", "/caf\xc3\xa9"},
+		{"/%2F%2f", "///"},
+		{"/bad%zz", "/bad%zz"},
+		{"/end%2", "/end%2"},
+		{"/end%", "/end%"},
+		{"/a+b", "/a+b"},
+		{"%41%42", "AB"},
+	} {
+		if got := string(percentDecode(nil, []byte(tc.in))); got != tc.want {
+			t.Errorf("percentDecode(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}
+
+func TestSplitHostPort(t *testing.T) {
+	for _, tc := range []struct{ in, name, port string }{
+		{"example.com", "example.com", ""},
+		{"example.com:8080", "example.com", "8080"},
+		{"[::1]:8000", "::1", "8000"},
+		{"[::1]", "::1", ""},
+		{"127.0.0.1:80", "127.0.0.1", "80"},
+	} {
+		n, p := splitHostPort([]byte(tc.in))
+		if string(n) != tc.name || string(p) != tc.port {
+			t.Errorf("splitHostPort(%q) = %q, %q; want %q, %q", tc.in, n, p, tc.name, tc.port)
+		}
+	}
+}
+
+func TestHasHeader(t *testing.T) {
+	raw := []byte("Host: x\r\nTransfer-Encoding: chunked\r\ncontent-LENGTH : 3\r\n")
+	if !hasHeader(raw, "content-length") || !hasHeader(raw, "host") || hasHeader(raw, "expect") {
+		t.Error("hasHeader misreads the raw header block")
+	}
+	if hasHeader([]byte("X-Content-Length: 3\r\n"), "content-length") {
+		t.Error("hasHeader matched a header that only ends with the name")
+	}
+}

@@ -1,0 +1,150 @@
+package supervisor
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/berthd/berth/journal"
+	"github.com/berthd/berth/units"
+	"github.com/berthd/berth/wire"
+)
+
+// pythons finds every CPython >= 3.8 on the machine: pyenv's versions and
+// the system's. Each is keyed by its minor version.
+func pythons(t *testing.T) map[string]string {
+	found := map[string]string{}
+	var candidates []string
+	root := os.Getenv("PYENV_ROOT")
+	if root == "" {
+		root = filepath.Join(os.Getenv("HOME"), ".pyenv")
+	}
+	g, _ := filepath.Glob(filepath.Join(root, "versions", "*", "bin", "python3"))
+	candidates = append(candidates, g...)
+	candidates = append(candidates, "/usr/bin/python3")
+	for _, c := range candidates {
+		out, err := exec.Command(c, "-c", "import sys; print('%d.%d' % sys.version_info[:2])").Output()
+		if err != nil {
+			continue
+		}
+		v := strings.TrimSpace(string(out))
+		if _, ok := found[v]; !ok {
+			found[v] = c
+		}
+	}
+	return found
+}
+
+func testApp(python string, workers int) units.App {
+	wd, _ := os.Getwd()
+	return units.App{
+		Name: "test", Module: "app:app", Python: python, Chdir: filepath.Join(wd, "testdata"),
+		Workers: workers, Timeout: 10 * time.Second, BootTimeout: 30 * time.Second,
+		QueueSize: 16, QueueTimeout: 10 * time.Second, MaxBodyBytes: 1 << 20,
+	}
+}
+
+func request(method, path, header string) []byte {
+	var e wire.RequestEncoder
+	e.Reset()
+	e.AddString("REQUEST_METHOD", method)
+	e.AddString("PATH_INFO", path)
+	e.AddString("HTTP_X_TEST", header)
+	return append([]byte(nil), e.Finish(len("the body"))...)
+}
+
+func readAll(t *testing.T, ex *Exchange) string {
+	t.Helper()
+	body := string(ex.Head.Body)
+	for {
+		b, err := ex.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatalf("reading body: %v", err)
+		}
+		body += string(b)
+	}
+	return body
+}
+
+// TestPythonVersions runs the worker on every CPython >= 3.8 on the
+// machine and checks a request, a response and a streamed response.
+func TestPythonVersions(t *testing.T) {
+	found := pythons(t)
+	var names []string
+	for v := range found {
+		names = append(names, v)
+	}
+	sort.Strings(names)
+	t.Logf("CPython versions found: %s", strings.Join(names, ", "))
+	for _, v := range []string{"3.8", "3.9", "3.10", "3.11", "3.12", "3.13"} {
+		t.Run(v, func(t *testing.T) {
+			py, ok := found[v]
+			if !ok {
+				t.Skipf("python%s not found on this machine (looked in pyenv and /usr/bin)", v)
+			}
+			p := NewPool(testApp(py, 1), journal.New(io.Discard, slog.LevelInfo))
+			if err := p.Start(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			defer p.Stop(context.Background())
+			ex, err := p.Do(request("POST", "/caf\xe9", "x"), []byte("the body"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			body := readAll(t, ex)
+			status, hs := ex.Head.Status, fmt.Sprint(headerMap(ex.Head))
+			ex.Close()
+			if status != 201 || !strings.HasPrefix(body, "POST /caf\xe9 x ") || !strings.HasSuffix(body, " the body") {
+				t.Errorf("response %d %q", status, body)
+			}
+			if !strings.Contains(hs, "X-Python:"+v) {
+				t.Errorf("headers %s do not name python %s", hs, v)
+			}
+			ex, err = p.Do(request("GET", "/stream", ""), []byte("the body"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !ex.More() {
+				t.Errorf("a generator's response came in one frame")
+			}
+			if body := readAll(t, ex); body != "from write;one;two" {
+				t.Errorf("streamed body %q", body)
+			}
+			ex.Close()
+		})
+	}
+}
+
+func headerMap(h wire.Head) []string {
+	var out []string
+	for _, x := range h.Headers {
+		out = append(out, string(x.Name)+":"+string(x.Value))
+	}
+	return out
+}
+
+// TestStartFailure: a worker that cannot start fails Start with the reason.
+func TestStartFailure(t *testing.T) {
+	app := testApp("/nonexistent/python3", 2)
+	err := NewPool(app, journal.New(io.Discard, slog.LevelInfo)).Start(context.Background())
+	if err == nil || !strings.Contains(err.Error(), `starting python "/nonexistent/python3"`) {
+		t.Errorf("Start with a missing interpreter = %v", err)
+	}
+	app = testApp("/usr/bin/python3", 1)
+	app.Module = "app:nothing"
+	err = NewPool(app, journal.New(io.Discard, slog.LevelInfo)).Start(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "module 'app' has no attribute 'nothing'") {
+		t.Errorf("Start with a missing callable = %v", err)
+	}
+}
