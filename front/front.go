@@ -31,7 +31,6 @@ import (
 	"github.com/berthd/berth/journal"
 	"github.com/berthd/berth/supervisor"
 	"github.com/berthd/berth/units"
-	"github.com/berthd/berth/wire"
 )
 
 // Server serves one listener's requests with one app's pool.
@@ -55,9 +54,6 @@ func New(l units.Listener, pool *supervisor.Pool, log *slog.Logger) *Server {
 	}
 	s.envs.New = func() any { return new(environ) }
 	maxBody := app.MaxBodyBytes
-	if maxBody > int64(wire.MaxPayload)-int64(l.MaxHeaderBytes)*2 {
-		maxBody = int64(wire.MaxPayload) - int64(l.MaxHeaderBytes)*2
-	}
 	s.srv = &fasthttp.Server{
 		Handler:      s.handle,
 		ErrorHandler: s.errorHandler,
@@ -75,9 +71,14 @@ func New(l units.Listener, pool *supervisor.Pool, log *slog.Logger) *Server {
 		CloseOnShutdown:               true,
 		ReadBufferSize:                l.MaxHeaderBytes,
 		ReadTimeout:                   l.HeaderTimeout,
-		IdleTimeout:                   l.IdleTimeout,
-		MaxRequestBodySize:            int(maxBody),
-		Logger:                        fasthttpLogger{s.log},
+		// Once the header block is in, the body gets its own deadline:
+		// a large upload on a slow link is not a slow-loris attack.
+		HeaderReceived: func(*fasthttp.RequestHeader) fasthttp.RequestConfig {
+			return fasthttp.RequestConfig{ReadTimeout: l.BodyTimeout}
+		},
+		IdleTimeout:        l.IdleTimeout,
+		MaxRequestBodySize: int(maxBody),
+		Logger:             fasthttpLogger{s.log},
 	}
 	return s
 }

@@ -31,6 +31,7 @@ var fileSchema = &hcl.BodySchema{
 type rawListener struct {
 	Address        string         `hcl:"address"`
 	HeaderTimeout  hcl.Expression `hcl:"header_timeout,optional"`
+	BodyTimeout    hcl.Expression `hcl:"body_timeout,optional"`
 	IdleTimeout    hcl.Expression `hcl:"idle_timeout,optional"`
 	MaxHeaderBytes hcl.Expression `hcl:"max_header_bytes,optional"`
 	MaxURIBytes    hcl.Expression `hcl:"max_uri_bytes,optional"`
@@ -179,6 +180,7 @@ func (d *decoder) listener(name string, b *hcl.Block) (Listener, bool) {
 	l := Listener{
 		Name:           name,
 		HeaderTimeout:  d.duration(raw.HeaderTimeout, DefaultHeaderTimeout),
+		BodyTimeout:    d.duration(raw.BodyTimeout, DefaultBodyTimeout),
 		IdleTimeout:    d.duration(raw.IdleTimeout, DefaultIdleTimeout),
 		MaxHeaderBytes: int(d.size(raw.MaxHeaderBytes, DefaultMaxHeaderBytes, 1<<10, 1<<20)),
 		MaxURIBytes:    int(d.size(raw.MaxURIBytes, DefaultMaxURIBytes, 256, 1<<20)),
@@ -240,7 +242,7 @@ func (d *decoder) app(name string, b *hcl.Block) (App, hcl.Expression, bool) {
 		BootTimeout:  d.duration(raw.BootTimeout, DefaultBootTimeout),
 		QueueSize:    int(d.integer(raw.QueueSize, DefaultQueueSize, 0, 1<<20)),
 		QueueTimeout: d.duration(raw.QueueTimeout, DefaultQueueTimeout),
-		MaxBodyBytes: d.size(raw.MaxBodyBytes, DefaultMaxBodyBytes, 0, 1<<40),
+		MaxBodyBytes: d.size(raw.MaxBodyBytes, DefaultMaxBodyBytes, 0, MaxMaxBodyBytes),
 	}
 	if a.Module == "" {
 		d.errorf(&b.DefRange, "Missing module", "App %q needs module = \"package.module:callable\", the WSGI application to serve.", name)

@@ -33,8 +33,11 @@ type Listener struct {
 	Network string
 	// Address is host:port for TCP, a filesystem path for Unix sockets.
 	Address string
-	// HeaderTimeout bounds reading one request's header block (and body).
+	// HeaderTimeout bounds reading one request's header block.
 	HeaderTimeout time.Duration
+	// BodyTimeout bounds reading one request's body, from the end of its
+	// header block.
+	BodyTimeout time.Duration
 	// IdleTimeout bounds waiting for the next request on a keep-alive
 	// connection.
 	IdleTimeout time.Duration
@@ -76,13 +79,17 @@ type App struct {
 // Defaults, chosen so that an app with only a module works well on the
 // machine it runs on.
 const (
-	DefaultPython         = "python3"
-	DefaultTimeout        = 30 * time.Second
-	DefaultBootTimeout    = 60 * time.Second
-	DefaultQueueSize      = 1024
-	DefaultQueueTimeout   = 10 * time.Second
-	DefaultMaxBodyBytes   = 16 << 20
+	DefaultPython       = "python3"
+	DefaultTimeout      = 30 * time.Second
+	DefaultBootTimeout  = 60 * time.Second
+	DefaultQueueSize    = 1024
+	DefaultQueueTimeout = 10 * time.Second
+	DefaultMaxBodyBytes = 16 << 20
+	// MaxMaxBodyBytes caps max_body_bytes while request bodies are held
+	// in memory on their way to the worker.
+	MaxMaxBodyBytes       = 1 << 30
 	DefaultHeaderTimeout  = 10 * time.Second
+	DefaultBodyTimeout    = 60 * time.Second
 	DefaultIdleTimeout    = 60 * time.Second
 	DefaultMaxHeaderBytes = 16 << 10
 	DefaultMaxURIBytes    = 8 << 10

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -299,21 +300,73 @@ func TestKeepAliveAndPipelining(t *testing.T) {
 	}
 }
 
-func TestHeaderTimeout(t *testing.T) {
-	b := startBerth(t, appConfig(systemPython(t), "probe:app", "", `header_timeout = "1s"`))
-	c, err := net.Dial("tcp", b.addr)
+func TestReadTimeouts(t *testing.T) {
+	b := startBerth(t, appConfig(systemPython(t), "probe:app", "", `header_timeout = "1s"
+  body_timeout   = "3s"`))
+	t.Run("body slower than header_timeout, within body_timeout", func(t *testing.T) {
+		c, err := net.Dial("tcp", b.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		io.WriteString(c, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\nab")
+		time.Sleep(1500 * time.Millisecond)
+		io.WriteString(c, "cd")
+		resp, body := readResponse(t, bufio.NewReader(c), "POST")
+		if resp.StatusCode != 200 || !strings.Contains(body, `"head": "abcd"`) {
+			t.Errorf("slow body: %d %s", resp.StatusCode, body)
+		}
+	})
+	for _, tc := range []struct{ name, req string }{
+		{"header never finished", "GET / HTTP/1.1\r\nHost: x\r\n"},
+		{"body never finished", "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := net.Dial("tcp", b.addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(10 * time.Second))
+			io.WriteString(c, tc.req)
+			got, err := io.ReadAll(c)
+			if err != nil {
+				t.Fatalf("reading: %v (berth did not close the stalled connection)", err)
+			}
+			if len(got) > 0 && statusOf(string(got)) != 408 {
+				t.Errorf("stalled request answered %q, want 408 or a plain close", got)
+			}
+		})
+	}
+}
+
+// TestUnixListener serves over a Unix socket.
+func TestUnixListener(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "berth.sock")
+	cfg := strings.Replace(appConfig(systemPython(t), "probe:app", "workers = 1", ""), `"127.0.0.1:0"`, fmt.Sprintf("%q", "unix:"+sock), 1)
+	b := startBerth(t, cfg)
+	if b.addr != sock {
+		t.Fatalf("listening on %q, want %q", b.addr, sock)
+	}
+	client := &http.Client{Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, "unix", sock)
+		},
+	}, Timeout: 10 * time.Second}
+	resp, err := client.Get("http://berth/env")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(10 * time.Second))
-	io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n") // never finished
-	got, err := io.ReadAll(c)
-	if err != nil {
-		t.Fatalf("reading: %v (berth did not close the stalled connection)", err)
+	var env map[string]any
+	json.NewDecoder(resp.Body).Decode(&env)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || env["REMOTE_ADDR"] != "" || env["SERVER_NAME"] != "berth" {
+		t.Errorf("over a Unix socket: %d %v", resp.StatusCode, env)
 	}
-	if len(got) > 0 && statusOf(string(got)) != 408 {
-		t.Errorf("stalled request answered %q, want 408 or a plain close", got)
+	b.stop()
+	if _, err := os.Stat(sock); !os.IsNotExist(err) {
+		t.Errorf("socket file left behind after shutdown: %v", err)
 	}
 }
 
@@ -613,5 +666,3 @@ func TestBadConfigServe(t *testing.T) {
 		t.Errorf("logs:\n%s", inst.logs)
 	}
 }
-
-var _ = http.StatusOK
