@@ -37,6 +37,22 @@ type rawListener struct {
 	MaxURIBytes    hcl.Expression `hcl:"max_uri_bytes,optional"`
 }
 
+// rawWorkers is the `workers { min, max }` block of a scaling pool.
+type rawWorkers struct {
+	Min         hcl.Expression `hcl:"min,optional"`
+	Max         hcl.Expression `hcl:"max"`
+	SpawnAfter  hcl.Expression `hcl:"spawn_after,optional"`
+	IdleTimeout hcl.Expression `hcl:"idle_timeout,optional"`
+}
+
+// workersSchema pulls `workers` out of an app body first: it is either an
+// attribute (a fixed pool) or a block (a scaling pool), which gohcl's
+// struct tags cannot express.
+var workersSchema = &hcl.BodySchema{
+	Attributes: []hcl.AttributeSchema{{Name: "workers"}},
+	Blocks:     []hcl.BlockHeaderSchema{{Type: "workers"}},
+}
+
 type rawApp struct {
 	Listener     hcl.Expression    `hcl:"listener,optional"`
 	Module       hcl.Expression    `hcl:"module"`
@@ -44,7 +60,11 @@ type rawApp struct {
 	Chdir        *string           `hcl:"chdir,optional"`
 	PythonPath   []string          `hcl:"pythonpath,optional"`
 	Env          map[string]string `hcl:"env,optional"`
-	Workers      hcl.Expression    `hcl:"workers,optional"`
+	MaxRequests  hcl.Expression    `hcl:"max_requests,optional"`
+	MaxJitter    hcl.Expression    `hcl:"max_requests_jitter,optional"`
+	MaxLifetime  hcl.Expression    `hcl:"max_lifetime,optional"`
+	MaxRSS       hcl.Expression    `hcl:"max_rss,optional"`
+	Graceful     hcl.Expression    `hcl:"graceful_timeout,optional"`
 	Timeout      hcl.Expression    `hcl:"timeout,optional"`
 	BootTimeout  hcl.Expression    `hcl:"boot_timeout,optional"`
 	QueueSize    hcl.Expression    `hcl:"queue,optional"`
@@ -224,26 +244,32 @@ func (d *decoder) listener(name string, b *hcl.Block) (Listener, bool) {
 }
 
 func (d *decoder) app(name string, b *hcl.Block) (App, hcl.Expression, bool) {
+	wc, rest, diags := b.Body.PartialContent(workersSchema)
 	var raw rawApp
-	diags := gohcl.DecodeBody(b.Body, nil, &raw)
+	diags = append(diags, gohcl.DecodeBody(rest, nil, &raw)...)
 	d.diags = append(d.diags, diags...)
 	if diags.HasErrors() {
 		return App{}, nil, false
 	}
 	a := App{
-		Name:         name,
-		Listener:     d.str(raw.Listener, ""),
-		Module:       d.str(raw.Module, ""),
-		Python:       DefaultPython,
-		Chdir:        d.dir,
-		Env:          raw.Env,
-		Workers:      int(d.integer(raw.Workers, int64(DefaultWorkers()), 1, 1024)),
-		Timeout:      d.duration(raw.Timeout, DefaultTimeout),
-		BootTimeout:  d.duration(raw.BootTimeout, DefaultBootTimeout),
-		QueueSize:    int(d.integer(raw.QueueSize, DefaultQueueSize, 0, 1<<20)),
-		QueueTimeout: d.duration(raw.QueueTimeout, DefaultQueueTimeout),
-		MaxBodyBytes: d.size(raw.MaxBodyBytes, DefaultMaxBodyBytes, 0, MaxMaxBodyBytes),
+		Name:              name,
+		Listener:          d.str(raw.Listener, ""),
+		Module:            d.str(raw.Module, ""),
+		Python:            DefaultPython,
+		Chdir:             d.dir,
+		Env:               raw.Env,
+		MaxRequests:       int(d.integer(raw.MaxRequests, 0, 0, 1<<40)),
+		MaxRequestsJitter: int(d.integer(raw.MaxJitter, 0, 0, 1<<40)),
+		MaxLifetime:       d.optDuration(raw.MaxLifetime),
+		MaxRSS:            d.size(raw.MaxRSS, 0, 0, 1<<50),
+		GracefulTimeout:   d.duration(raw.Graceful, DefaultGraceful),
+		Timeout:           d.duration(raw.Timeout, DefaultTimeout),
+		BootTimeout:       d.duration(raw.BootTimeout, DefaultBootTimeout),
+		QueueSize:         int(d.integer(raw.QueueSize, DefaultQueueSize, 0, 1<<20)),
+		QueueTimeout:      d.duration(raw.QueueTimeout, DefaultQueueTimeout),
+		MaxBodyBytes:      d.size(raw.MaxBodyBytes, DefaultMaxBodyBytes, 0, MaxMaxBodyBytes),
 	}
+	d.workers(&a, wc)
 	if a.Module == "" {
 		d.errorf(&b.DefRange, "Missing module", "App %q needs module = \"package.module:callable\", the WSGI application to serve.", name)
 	} else if !moduleRE.MatchString(a.Module) {
@@ -269,6 +295,47 @@ func (d *decoder) app(name string, b *hcl.Block) (App, hcl.Expression, bool) {
 		a.PythonPath = append(a.PythonPath, p)
 	}
 	return a, raw.Listener, !d.diags.HasErrors()
+}
+
+// workers fills the pool size from `workers = N` or `workers { ... }`.
+func (d *decoder) workers(a *App, wc *hcl.BodyContent) {
+	a.Workers = DefaultWorkers()
+	a.SpawnAfter, a.IdleTimeout = DefaultSpawnAfter, DefaultWorkerIdle
+	attr, hasAttr := wc.Attributes["workers"]
+	switch {
+	case hasAttr && len(wc.Blocks) > 0:
+		d.errorf(&wc.Blocks[0].DefRange, "Duplicate workers", "App %q sets workers both as a number and as a block; use one.", a.Name)
+	case len(wc.Blocks) > 1:
+		d.errorf(&wc.Blocks[1].DefRange, "Duplicate workers", "App %q has more than one workers block.", a.Name)
+	case hasAttr:
+		a.Workers = int(d.integer(attr.Expr, int64(DefaultWorkers()), 1, 1024))
+	case len(wc.Blocks) == 1:
+		var rw rawWorkers
+		diags := gohcl.DecodeBody(wc.Blocks[0].Body, nil, &rw)
+		d.diags = append(d.diags, diags...)
+		if diags.HasErrors() {
+			return
+		}
+		a.MinWorkers = int(d.integer(rw.Min, 1, 1, 1024))
+		a.MaxWorkers = int(d.integer(rw.Max, 1, 1, 1024))
+		a.SpawnAfter = d.duration(rw.SpawnAfter, DefaultSpawnAfter)
+		a.IdleTimeout = d.duration(rw.IdleTimeout, DefaultWorkerIdle)
+		if a.MaxWorkers < a.MinWorkers {
+			rng := rw.Max.Range()
+			d.errorf(&rng, "Value out of range", "max (%d) is below min (%d).", a.MaxWorkers, a.MinWorkers)
+		}
+		a.Workers = a.MinWorkers
+		return
+	}
+	a.MinWorkers, a.MaxWorkers = a.Workers, a.Workers
+}
+
+// optDuration is a duration that is off (zero) when not written.
+func (d *decoder) optDuration(expr hcl.Expression) time.Duration {
+	if _, ok := d.value(expr); !ok {
+		return 0
+	}
+	return d.duration(expr, 0)
 }
 
 // value evaluates an optional expression; ok is false when the attribute

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"sort"
 	"time"
 )
 
@@ -61,7 +62,29 @@ type App struct {
 	// PythonPath entries are prepended to sys.path, absolute.
 	PythonPath []string
 	Env        map[string]string
-	Workers    int
+	// Workers is how many workers start; with scaling it is MinWorkers.
+	Workers int
+	// MinWorkers and MaxWorkers bound the pool. They equal Workers for
+	// a fixed pool (`workers = N`); `workers { min, max }` scales it.
+	MinWorkers, MaxWorkers int
+	// SpawnAfter: a scaling pool adds a worker when requests have been
+	// waiting in the queue this long.
+	SpawnAfter time.Duration
+	// IdleTimeout: a scaling pool retires a worker idle this long, never
+	// going below MinWorkers.
+	IdleTimeout time.Duration
+	// MaxRequests recycles a worker after this many requests (0: never),
+	// give or take a random MaxRequestsJitter so workers do not all
+	// recycle at once.
+	MaxRequests, MaxRequestsJitter int
+	// MaxLifetime recycles a worker after this long (0: never).
+	MaxLifetime time.Duration
+	// MaxRSS recycles a worker whose resident memory exceeds this many
+	// bytes (0: never).
+	MaxRSS int64
+	// GracefulTimeout bounds draining a generation on reload and on
+	// shutdown; workers still busy then are killed.
+	GracefulTimeout time.Duration
 	// Timeout bounds one request's time in a worker (504 past it).
 	Timeout time.Duration
 	// BootTimeout bounds a worker's import of the app.
@@ -82,6 +105,9 @@ const (
 	DefaultPython       = "python3"
 	DefaultTimeout      = 30 * time.Second
 	DefaultBootTimeout  = 60 * time.Second
+	DefaultGraceful     = 30 * time.Second
+	DefaultSpawnAfter   = 100 * time.Millisecond
+	DefaultWorkerIdle   = 60 * time.Second
 	DefaultQueueSize    = 1024
 	DefaultQueueTimeout = 10 * time.Second
 	DefaultMaxBodyBytes = 16 << 20
@@ -120,6 +146,14 @@ func Parse(path string, src []byte) (*Config, error) {
 	d := newDecoder(path, filepath.Dir(abs), src)
 	cfg := d.decode()
 	if d.diags.HasErrors() {
+		// Report in file order, as a reader goes through the file.
+		sort.SliceStable(d.diags, func(i, j int) bool {
+			a, b := d.diags[i].Subject, d.diags[j].Subject
+			if a == nil || b == nil {
+				return b == nil && a != nil
+			}
+			return a.Start.Byte < b.Start.Byte
+		})
 		return nil, &DiagError{Diags: d.diags, Files: d.files()}
 	}
 	cfg.File = path

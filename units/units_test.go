@@ -44,6 +44,12 @@ func TestDiagnostics(t *testing.T) {
 			"missing.hcl:12:1: error: Unsupported block type",
 		}},
 		{"shared_listener.hcl", []string{"shared_listener.hcl:9:1: error: Listener already in use"}},
+		{"workers_twice.hcl", []string{
+			"workers_twice.hcl:8:3: error: Duplicate workers",
+			"workers_twice.hcl:18:11: error: Value out of range: max (2) is below min (4).",
+			"workers_twice.hcl:19:20: error: Invalid duration",
+			"workers_twice.hcl:21:18: error: Invalid duration: Want a positive duration",
+		}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.file, func(t *testing.T) {
@@ -111,6 +117,26 @@ func TestValid(t *testing.T) {
 	}
 	if s := cfg.Summary(); !strings.Contains(s, "2 listener(s), 2 app(s)") || !strings.Contains(s, "shop (shop.wsgi:application, 3 workers, on http)") {
 		t.Errorf("Summary() = %q", s)
+	}
+}
+
+func TestScaling(t *testing.T) {
+	cfg, err := Load("testdata/scaling.hcl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := cfg.Apps[0]
+	if a.Workers != 2 || a.MinWorkers != 2 || a.MaxWorkers != 16 || a.SpawnAfter != 50*time.Millisecond ||
+		a.IdleTimeout != 30*time.Second || a.MaxRequests != 1000 || a.MaxRequestsJitter != 50 ||
+		a.MaxLifetime != time.Hour || a.MaxRSS != 512<<20 || a.GracefulTimeout != 10*time.Second {
+		t.Errorf("scaling app = %+v", a)
+	}
+	fixed, err := Parse("x.hcl", []byte("listener \"h\" {\n address = \":0\"\n}\napp \"a\" {\n module = \"a\"\n workers = 3\n}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f := fixed.Apps[0]; f.Workers != 3 || f.MinWorkers != 3 || f.MaxWorkers != 3 || f.MaxRequests != 0 || f.MaxLifetime != 0 || f.GracefulTimeout != DefaultGraceful {
+		t.Errorf("fixed app = %+v", f)
 	}
 }
 
