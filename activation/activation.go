@@ -23,34 +23,76 @@ type Spec struct {
 	Address string
 }
 
-// Socket is one listening socket.
+// Socket is one listening socket, kept open for as long as berth uses it.
+//
+// Servers never get the socket itself: Listener hands each one a
+// duplicate of its file descriptor. A server closing its listener (as an
+// HTTP server does when it shuts down) then closes only the duplicate,
+// never the socket, so a reload can swap servers on a socket without a
+// moment in which connections are refused.
 type Socket struct {
-	Name     string
-	Listener net.Listener
+	Name string
+	// Spec is what the socket was bound for.
+	Spec Spec
 	// Passed is true for a socket systemd passed in: berth must never
 	// close, shut down or unlink it, since systemd keeps queueing
 	// connections on it while berth restarts.
 	Passed bool
+	ln     net.Listener
+	file   *os.File
 }
 
 // Addr is where the socket listens, as a string for logs.
-func (s *Socket) Addr() string { return s.Listener.Addr().String() }
+func (s *Socket) Addr() string { return s.ln.Addr().String() }
+
+// Listener returns a new listener on a duplicate of the socket's file
+// descriptor; closing it leaves the socket open.
+func (s *Socket) Listener() (net.Listener, error) {
+	ln, err := net.FileListener(s.file)
+	if err != nil {
+		return nil, fmt.Errorf("listener %q: duplicating socket: %w", s.Name, err)
+	}
+	return ln, nil
+}
+
+// Close closes a socket berth bound itself (removing a Unix socket's
+// file); a socket systemd passed in is left open.
+func (s *Socket) Close() error {
+	if s.Passed {
+		return nil
+	}
+	s.file.Close()
+	return s.ln.Close()
+}
 
 // Listen returns one socket per spec, in order. On failure it closes the
 // sockets it already bound and names the listener that failed.
 func Listen(specs []Spec) ([]*Socket, error) {
 	var out []*Socket
 	for _, sp := range specs {
-		ln, err := bind(sp)
+		s, err := listen(sp)
 		if err != nil {
 			for _, s := range out {
-				s.Listener.Close()
+				s.Close()
 			}
 			return nil, fmt.Errorf("listener %q: %w", sp.Name, err)
 		}
-		out = append(out, &Socket{Name: sp.Name, Listener: ln})
+		out = append(out, s)
 	}
 	return out, nil
+}
+
+func listen(sp Spec) (*Socket, error) {
+	ln, err := bind(sp)
+	if err != nil {
+		return nil, err
+	}
+	f, err := ln.(interface{ File() (*os.File, error) }).File()
+	if err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("getting the socket's file: %w", err)
+	}
+	return &Socket{Name: sp.Name, Spec: sp, ln: ln, file: f}, nil
 }
 
 func bind(sp Spec) (net.Listener, error) {

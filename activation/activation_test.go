@@ -36,13 +36,36 @@ func TestListen(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, s := range socks {
-		c, err := net.Dial(s.Listener.Addr().Network(), s.Addr())
+		// A duplicate closed by its user leaves the socket accepting.
+		dup, err := s.Listener()
+		if err != nil {
+			t.Fatal(err)
+		}
+		dup.Close()
+		dup, _ = s.Listener()
+		network := "tcp"
+		if s.Spec.Network == "unix" {
+			network = "unix"
+		}
+		c, err := net.Dial(network, s.Addr())
 		if err != nil {
 			t.Errorf("%s: dial %s: %v", s.Name, s.Addr(), err)
 			continue
 		}
+		a, err := dup.Accept()
+		if err != nil {
+			t.Errorf("%s: accept on the duplicate: %v", s.Name, err)
+		} else {
+			a.Close()
+		}
 		c.Close()
-		s.Listener.Close()
+		dup.Close()
+		s.Close()
+		if s.Spec.Network == "unix" {
+			if _, err := os.Stat(s.Spec.Address); !os.IsNotExist(err) {
+				t.Errorf("%s: socket file left after Close: %v", s.Name, err)
+			}
+		}
 	}
 }
 

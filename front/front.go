@@ -24,6 +24,7 @@ import (
 	"net"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -33,32 +34,33 @@ import (
 	"github.com/berthd/berth/units"
 )
 
-// Server serves one listener's requests with one app's pool.
+// Server serves one listener: it sends every request to the app routed
+// to the listener, which a reload may change while connections stay open.
 type Server struct {
 	srv      *fasthttp.Server
-	pool     *supervisor.Pool
 	listener units.Listener
-	app      units.App
 	log      *slog.Logger
+	route    atomic.Pointer[route]
 	envs     sync.Pool // *environ
 }
 
-// New returns a server for listener l that sends every request to pool.
-func New(l units.Listener, pool *supervisor.Pool, log *slog.Logger) *Server {
-	app := pool.App()
-	s := &Server{
-		pool:     pool,
-		listener: l,
-		app:      app,
-		log:      log.With(journal.KeyApp, app.Name),
-	}
+// route is where a listener's requests go, with the app's own limits.
+type route struct {
+	app     *supervisor.App
+	maxBody int64
+	log     *slog.Logger
+}
+
+// New returns a server for listener l that sends every request to app.
+func New(l units.Listener, app *supervisor.App, log *slog.Logger) *Server {
+	s := &Server{listener: l, log: log.With(journal.KeyListener, l.Name)}
 	s.envs.New = func() any { return new(environ) }
-	maxBody := app.MaxBodyBytes
+	s.SetApp(app)
 	s.srv = &fasthttp.Server{
 		Handler:      s.handle,
 		ErrorHandler: s.errorHandler,
 		ExpectHandler: func(ctx *fasthttp.RequestCtx) int {
-			if int64(ctx.Request.Header.ContentLength()) > maxBody {
+			if int64(ctx.Request.Header.ContentLength()) > s.route.Load().maxBody {
 				return fasthttp.StatusRequestEntityTooLarge
 			}
 			return fasthttp.StatusContinue
@@ -74,14 +76,32 @@ func New(l units.Listener, pool *supervisor.Pool, log *slog.Logger) *Server {
 		// Once the header block is in, the body gets its own deadline:
 		// a large upload on a slow link is not a slow-loris attack.
 		HeaderReceived: func(*fasthttp.RequestHeader) fasthttp.RequestConfig {
-			return fasthttp.RequestConfig{ReadTimeout: l.BodyTimeout}
+			return fasthttp.RequestConfig{ReadTimeout: l.BodyTimeout, MaxRequestBodySize: int(s.route.Load().maxBody)}
 		},
 		IdleTimeout:        l.IdleTimeout,
-		MaxRequestBodySize: int(maxBody),
+		MaxRequestBodySize: int(s.route.Load().maxBody),
 		Logger:             fasthttpLogger{s.log},
 	}
 	return s
 }
+
+// SetApp routes the listener's requests to app, with app's current
+// limits. A reload calls it again for the app's new generation.
+func (s *Server) SetApp(app *supervisor.App) {
+	if app == nil {
+		s.route.Store(&route{maxBody: 1, log: s.log})
+		return
+	}
+	cfg := app.Config()
+	s.route.Store(&route{
+		app:     app,
+		maxBody: max(cfg.MaxBodyBytes, 1),
+		log:     s.log.With(journal.KeyApp, app.Name()),
+	})
+}
+
+// App is the app the listener's requests go to, or nil.
+func (s *Server) App() *supervisor.App { return s.route.Load().app }
 
 // Serve accepts connections on ln until Shutdown.
 func (s *Server) Serve(ln net.Listener) error {
@@ -144,6 +164,12 @@ func (s *Server) unavailable(ctx *fasthttp.RequestCtx, status int, msg string) {
 
 func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	start := time.Now()
+	rt := s.route.Load()
+	if rt.app == nil {
+		s.unavailable(ctx, fasthttp.StatusNotFound, "no app is served on this listener")
+		s.access(ctx, start, 0)
+		return
+	}
 	h := &ctx.Request.Header
 	if len(h.RequestURI()) > s.listener.MaxURIBytes {
 		s.reject(ctx, fasthttp.StatusRequestURITooLong, "request URI too long")
@@ -166,7 +192,7 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		s.access(ctx, start, 0)
 		return
 	}
-	ex, err := s.pool.Do(env.enc.Finish(len(body)), body)
+	ex, err := rt.app.Do(env.enc.Finish(len(body)), body)
 	if err != nil {
 		s.poolError(ctx, err)
 		s.access(ctx, start, 0)
@@ -186,7 +212,7 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		s.access(ctx, start, int64(n))
 		return
 	}
-	st := &stream{s: s, ctx: ctx, ex: ex, pending: ex.Head.Body, start: start}
+	st := &stream{s: s, log: rt.log, ctx: ctx, ex: ex, pending: ex.Head.Body, start: start}
 	ctx.Response.SetBodyStream(st, contentLength)
 }
 
@@ -234,10 +260,14 @@ func (s *Server) writeHead(ctx *fasthttp.RequestCtx, ex *supervisor.Exchange) in
 
 // access writes the access record of a finished request.
 func (s *Server) access(ctx *fasthttp.RequestCtx, start time.Time, n int64) {
-	if !s.log.Enabled(context.Background(), slog.LevelInfo) {
+	s.accessLog(s.route.Load().log, ctx, start, n)
+}
+
+func (s *Server) accessLog(log *slog.Logger, ctx *fasthttp.RequestCtx, start time.Time, n int64) {
+	if !log.Enabled(context.Background(), slog.LevelInfo) {
 		return
 	}
-	journal.Access(s.log, string(ctx.Method()), string(ctx.Request.Header.RequestURI()),
+	journal.Access(log, string(ctx.Method()), string(ctx.Request.Header.RequestURI()),
 		ctx.Response.StatusCode(), n, time.Since(start), remoteIP(ctx))
 }
 
@@ -246,6 +276,7 @@ func (s *Server) access(ctx *fasthttp.RequestCtx, start time.Time, n int64) {
 // worker rather than making berth buffer the body.
 type stream struct {
 	s       *Server
+	log     *slog.Logger
 	ctx     *fasthttp.RequestCtx
 	ex      *supervisor.Exchange
 	pending []byte
@@ -263,7 +294,7 @@ func (st *stream) Read(p []byte) (int, error) {
 		if err != nil {
 			// The response has started; all that is left is to cut the
 			// connection so the client sees it is incomplete.
-			st.s.log.Error("response cut short", "err", err, "pid", st.ex.PID)
+			st.log.Error("response cut short", "err", err, journal.KeyPID, st.ex.PID)
 			return 0, err
 		}
 		st.pending = b
@@ -282,7 +313,7 @@ func (st *stream) Close() error {
 	}
 	st.closed = true
 	st.ex.Close()
-	st.s.access(st.ctx, st.start, st.n)
+	st.s.accessLog(st.log, st.ctx, st.start, st.n)
 	return nil
 }
 

@@ -1,7 +1,7 @@
-// Package supervisor runs each app's pool of Python workers: it spawns
+// Package supervisor runs each app's pools of Python workers: it spawns
 // them, waits until they are ready, dispatches requests from one central
-// queue to idle workers only, times requests out, and replaces workers that
-// die.
+// queue to idle workers only, times requests out, replaces workers that
+// die, recycles and scales them, and swaps whole generations on reload.
 //
 // One goroutine per worker slot owns that worker's socket. A slot takes a
 // request from the app's queue only when its worker is idle, so the queue
@@ -13,17 +13,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"net"
-	"os"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/berthd/berth/journal"
 	"github.com/berthd/berth/units"
-	"github.com/berthd/berth/wire"
 )
 
 // Errors returned by Do; the front maps each to its HTTP status.
@@ -59,43 +55,61 @@ type job struct {
 	err         error
 }
 
-// Pool is one app's workers and its request queue.
+// Pool is one generation of one app: its workers and its request queue.
 type Pool struct {
-	app     units.App
-	log     *slog.Logger
-	queue   chan *job
-	stop    chan struct{}
-	stopped atomic.Bool
-	wg      sync.WaitGroup
-	mu      sync.Mutex
-	procs   map[*process]struct{} // live workers, for a forced stop
+	app   units.App
+	gen   int
+	log   *slog.Logger
+	queue chan *job
+	stop  chan struct{}
+
+	// mu orders Do against Stop: once Stop holds it, no request can be
+	// queued any more, so every queued request is one the draining
+	// slots will see.
+	mu      sync.RWMutex
+	stopped bool
+
+	wg       sync.WaitGroup // slot goroutines
+	slotsMu  sync.Mutex
+	slots    map[*slot]struct{}
+	nslots   atomic.Int32 // slots running or being added
+	nextID   atomic.Int32
+	replaces atomic.Int32 // recycles in progress, to stagger them
+	served   atomic.Int64 // requests answered by workers of this pool
+	started  time.Time
 }
 
-// NewPool returns a pool for app; nothing runs until Start.
-func NewPool(app units.App, log *slog.Logger) *Pool {
+// NewPool returns generation gen of app; nothing runs until Start.
+func NewPool(app units.App, gen int, log *slog.Logger) *Pool {
 	return &Pool{
 		app:   app,
-		log:   log.With(journal.KeyApp, app.Name),
+		gen:   gen,
+		log:   log.With(journal.KeyApp, app.Name, "generation", gen),
 		queue: make(chan *job, app.QueueSize),
 		stop:  make(chan struct{}),
-		procs: map[*process]struct{}{},
+		slots: map[*slot]struct{}{},
 	}
 }
 
 // App is the configuration the pool runs.
 func (p *Pool) App() units.App { return p.app }
 
-// Start spawns every worker and returns once all have imported the app and
-// said hello. If any worker fails to boot, Start stops the others and
-// returns that failure (a *BootError carries Python's traceback): an app
-// that cannot import is an error at start-up, not a crash loop.
+// Generation is the pool's generation number.
+func (p *Pool) Generation() int { return p.gen }
+
+// Start spawns the app's initial workers and returns once all have
+// imported the app and said hello. If any fails to boot, Start stops the
+// others and returns that failure (a *BootError carries Python's
+// traceback): an app that cannot import is an error, not a crash loop.
 func (p *Pool) Start(ctx context.Context) error {
+	p.started = time.Now()
 	type result struct {
 		proc *process
 		err  error
 	}
-	results := make(chan result, p.app.Workers)
-	for i := 0; i < p.app.Workers; i++ {
+	n := p.app.Workers
+	results := make(chan result, n)
+	for i := 0; i < n; i++ {
 		go func() {
 			proc, err := spawn(ctx, &p.app, p.log)
 			results <- result{proc, err}
@@ -103,7 +117,7 @@ func (p *Pool) Start(ctx context.Context) error {
 	}
 	var procs []*process
 	var firstErr error
-	for i := 0; i < p.app.Workers; i++ {
+	for i := 0; i < n; i++ {
 		r := <-results
 		if r.err != nil {
 			if firstErr == nil {
@@ -120,22 +134,33 @@ func (p *Pool) Start(ctx context.Context) error {
 		return firstErr
 	}
 	for _, proc := range procs {
-		p.track(proc, true)
+		p.nslots.Add(1)
+		p.addSlot(proc)
+	}
+	if p.app.MaxWorkers > p.app.MinWorkers {
 		p.wg.Add(1)
-		go p.runSlot(proc)
+		go p.scale()
 	}
 	p.log.Info("workers ready", "workers", len(procs), "module", p.app.Module)
 	return nil
 }
 
-func (p *Pool) track(proc *process, live bool) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if live {
-		p.procs[proc] = struct{}{}
-	} else {
-		delete(p.procs, proc)
-	}
+// addSlot starts the goroutine that owns proc. The caller has counted
+// the slot in nslots.
+func (p *Pool) addSlot(proc *process) {
+	s := &slot{pool: p, id: int(p.nextID.Add(1))}
+	s.setProc(proc)
+	p.slotsMu.Lock()
+	p.slots[s] = struct{}{}
+	p.slotsMu.Unlock()
+	p.wg.Add(1)
+	go s.run()
+}
+
+func (p *Pool) removeSlot(s *slot) {
+	p.slotsMu.Lock()
+	delete(p.slots, s)
+	p.slotsMu.Unlock()
 }
 
 // Do queues one request — frame is its encoded request frame (see
@@ -143,13 +168,17 @@ func (p *Pool) track(proc *process, live bool) {
 // worker to answer. On success the caller owns the returned Exchange and
 // must Close it; the worker stays reserved until then.
 func (p *Pool) Do(frame, body []byte) (*Exchange, error) {
-	if p.stopped.Load() {
+	j := &job{frame: frame, body: body, ready: make(chan struct{}), release: make(chan struct{})}
+	p.mu.RLock()
+	if p.stopped {
+		p.mu.RUnlock()
 		return nil, ErrStopped
 	}
-	j := &job{frame: frame, body: body, ready: make(chan struct{}), release: make(chan struct{})}
 	select {
 	case p.queue <- j:
+		p.mu.RUnlock()
 	default:
+		p.mu.RUnlock()
 		return nil, ErrQueueFull
 	}
 	t := time.NewTimer(p.app.QueueTimeout)
@@ -168,130 +197,72 @@ func (p *Pool) Do(frame, body []byte) (*Exchange, error) {
 	return &j.ex, nil
 }
 
-// runSlot owns one worker slot: it serves requests from the queue on its
-// worker, and replaces the worker when it dies.
-func (p *Pool) runSlot(proc *process) {
+// scale adds a worker when requests have waited in the queue for
+// SpawnAfter, up to MaxWorkers; slots retire themselves when idle.
+func (p *Pool) scale() {
 	defer p.wg.Done()
-	backoff := 100 * time.Millisecond
+	tick := time.NewTicker(max(p.app.SpawnAfter/4, 5*time.Millisecond))
+	defer tick.Stop()
+	var waitingSince time.Time
+	var spawning atomic.Bool
 	for {
-		if proc == nil {
-			if p.stopped.Load() {
-				return
-			}
-			var err error
-			proc, err = spawn(context.Background(), &p.app, p.log)
-			if err != nil {
-				p.log.Error("replacing worker failed; retrying", "err", err, "retry_in", backoff)
-				select {
-				case <-time.After(backoff):
-				case <-p.stop:
-					return
-				}
-				backoff = min(backoff*2, 30*time.Second)
+		select {
+		case <-p.stop:
+			return
+		case now := <-tick.C:
+			if len(p.queue) == 0 {
+				waitingSince = time.Time{}
 				continue
 			}
-			backoff = 100 * time.Millisecond
-			p.track(proc, true)
-			proc.log.Info("worker started")
-		}
-		select {
-		case j := <-p.queue:
-			if !p.serve(proc, j) {
-				p.track(proc, false)
-				proc = nil
+			if waitingSince.IsZero() {
+				waitingSince = now
+				continue
 			}
-		case <-proc.exited:
-			proc.log.Warn("worker exited unexpectedly; replacing it", "status", proc.exitStatus())
-			p.track(proc, false)
-			proc.conn.Close()
-			proc = nil
-		case <-p.stop:
-			// Serve what is still queued, then let the worker go.
-			for {
-				select {
-				case j := <-p.queue:
-					if !p.serve(proc, j) {
-						p.track(proc, false)
-						return
-					}
-					continue
-				default:
+			if now.Sub(waitingSince) < p.app.SpawnAfter || spawning.Load() {
+				continue
+			}
+			if n := p.nslots.Load(); int(n) >= p.app.MaxWorkers || !p.nslots.CompareAndSwap(n, n+1) {
+				continue
+			}
+			spawning.Store(true)
+			waitingSince = now
+			p.wg.Add(1)
+			go func() {
+				defer p.wg.Done()
+				defer spawning.Store(false)
+				proc, err := spawn(context.Background(), &p.app, p.log)
+				if err != nil {
+					p.nslots.Add(-1)
+					p.log.Error("adding a worker failed", "err", err)
+					return
 				}
-				break
-			}
-			if proc.stop(5 * time.Second) {
-				proc.log.Warn("worker did not exit after its socket closed; killed it")
-			}
-			p.track(proc, false)
-			return
+				p.mu.RLock()
+				stopped := p.stopped
+				p.mu.RUnlock()
+				if stopped {
+					p.nslots.Add(-1)
+					proc.stop(time.Second)
+					return
+				}
+				p.addSlot(proc)
+				proc.log.Info("worker added: requests were waiting", "workers", p.nslots.Load())
+			}()
 		}
 	}
-}
-
-// serve runs one job on proc. It reports whether proc is still usable.
-func (p *Pool) serve(proc *process, j *job) bool {
-	if !j.state.CompareAndSwap(jobQueued, jobTaken) {
-		return true // its client gave up waiting
-	}
-	_ = proc.conn.SetDeadline(time.Now().Add(p.app.Timeout))
-	bufs := net.Buffers{j.frame, j.body}
-	if _, err := bufs.WriteTo(proc.conn); err != nil {
-		return p.fail(proc, j, err)
-	}
-	f, err := proc.next()
-	if err != nil {
-		return p.fail(proc, j, err)
-	}
-	ex := &j.ex
-	*ex = Exchange{proc: proc, PID: proc.pid, release: j.release}
-	switch f.Type {
-	case wire.TypeResponse:
-		ex.more = f.Flags&wire.FlagMore != 0
-		if err := wire.ParseHead(f.Payload, &ex.Head); err != nil {
-			proc.log.Error("app sent an invalid response", "err", err)
-			ex.Invalid = err
-		}
-	default:
-		proc.log.Error("worker broke the protocol; killing it", "frame", f.Type.String())
-		j.err = ErrWorkerDied
-		close(j.ready)
-		proc.kill()
-		return false
-	}
-	close(j.ready)
-	<-j.release
-	if ex.broken {
-		proc.kill()
-		return false
-	}
-	return true
-}
-
-// fail ends a job whose worker could not answer: a timeout kills the
-// worker after a stack dump (504), anything else means the worker is gone
-// (502). Either way the worker is replaced and only this job fails.
-func (p *Pool) fail(proc *process, j *job, err error) bool {
-	if errors.Is(err, os.ErrDeadlineExceeded) {
-		proc.log.Error("request timed out; dumping the worker's stack and killing it", "timeout", p.app.Timeout)
-		proc.dumpAndKill()
-		j.err = ErrTimeout
-	} else {
-		proc.kill()
-		proc.log.Error("worker died while serving a request; replacing it", "status", proc.exitStatus(), "err", err)
-		j.err = ErrWorkerDied
-	}
-	close(j.ready)
-	return false
 }
 
 // Stop stops taking requests, lets every queued and in-flight request
 // finish, and stops the workers. When ctx ends first, the workers still
 // running are killed and Stop says how many.
 func (p *Pool) Stop(ctx context.Context) error {
-	if p.stopped.Swap(true) {
+	p.mu.Lock()
+	if p.stopped {
+		p.mu.Unlock()
 		return nil
 	}
+	p.stopped = true
 	close(p.stop)
+	p.mu.Unlock()
 	done := make(chan struct{})
 	go func() {
 		p.wg.Wait()
@@ -302,75 +273,17 @@ func (p *Pool) Stop(ctx context.Context) error {
 		return nil
 	case <-ctx.Done():
 	}
-	p.mu.Lock()
+	p.slotsMu.Lock()
 	var left []*process
-	for proc := range p.procs {
-		left = append(left, proc)
+	for s := range p.slots {
+		if proc := s.current(); proc != nil {
+			left = append(left, proc)
+		}
 	}
-	p.mu.Unlock()
+	p.slotsMu.Unlock()
 	for _, proc := range left {
 		proc.kill()
 	}
 	<-done
-	return fmt.Errorf("app %q: killed %d worker(s) still busy at the end of the graceful timeout", p.app.Name, len(left))
-}
-
-// Exchange is a worker's answer to one request. Head is valid until Close.
-// When the response is longer than one frame, Next returns the rest of the
-// body.
-type Exchange struct {
-	Head wire.Head
-	// PID is the worker that answered.
-	PID int
-	// Invalid is set when the app's status or headers cannot be sent as
-	// HTTP; the client gets a 500 instead.
-	Invalid error
-	proc    *process
-	more    bool
-	broken  bool
-	release chan struct{}
-}
-
-// More reports whether body frames follow the head.
-func (e *Exchange) More() bool { return e.more }
-
-// Next returns the next part of the body, valid until the next call, and
-// io.EOF after the last. ErrAborted means the app failed mid-response.
-func (e *Exchange) Next() ([]byte, error) {
-	for e.more {
-		f, err := e.proc.next()
-		if err != nil {
-			e.more, e.broken = false, true
-			if errors.Is(err, os.ErrDeadlineExceeded) {
-				return nil, ErrTimeout
-			}
-			return nil, fmt.Errorf("%w: %v", ErrWorkerDied, err)
-		}
-		switch f.Type {
-		case wire.TypeBody:
-			e.more = f.Flags&wire.FlagMore != 0
-			if len(f.Payload) == 0 {
-				continue
-			}
-			return f.Payload, nil
-		case wire.TypeAbort:
-			e.more = false
-			return nil, fmt.Errorf("%w: %s", ErrAborted, f.Payload)
-		default:
-			e.more, e.broken = false, true
-			return nil, fmt.Errorf("%w: unexpected %s frame in a response body", ErrWorkerDied, f.Type)
-		}
-	}
-	return nil, io.EOF
-}
-
-// Close releases the worker. A body not read to its end is read and
-// dropped first, so the worker's socket is in step for the next request.
-func (e *Exchange) Close() {
-	for e.more {
-		if _, err := e.Next(); err != nil {
-			break
-		}
-	}
-	close(e.release)
+	return fmt.Errorf("app %q generation %d: killed %d worker(s) still busy at the end of graceful_timeout", p.app.Name, p.gen, len(left))
 }

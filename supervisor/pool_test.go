@@ -93,7 +93,7 @@ func TestPythonVersions(t *testing.T) {
 			if !ok {
 				t.Skipf("python%s not found on this machine (looked in pyenv and /usr/bin)", v)
 			}
-			p := NewPool(testApp(py, 1), journal.New(io.Discard, slog.LevelInfo))
+			p := NewPool(testApp(py, 1), 1, journal.New(io.Discard, slog.LevelInfo))
 			if err := p.Start(context.Background()); err != nil {
 				t.Fatal(err)
 			}
@@ -137,13 +137,13 @@ func headerMap(h wire.Head) []string {
 // TestStartFailure: a worker that cannot start fails Start with the reason.
 func TestStartFailure(t *testing.T) {
 	app := testApp("/nonexistent/python3", 2)
-	err := NewPool(app, journal.New(io.Discard, slog.LevelInfo)).Start(context.Background())
+	err := NewPool(app, 1, journal.New(io.Discard, slog.LevelInfo)).Start(context.Background())
 	if err == nil || !strings.Contains(err.Error(), `starting python "/nonexistent/python3"`) {
 		t.Errorf("Start with a missing interpreter = %v", err)
 	}
 	app = testApp("/usr/bin/python3", 1)
 	app.Module = "app:nothing"
-	err = NewPool(app, journal.New(io.Discard, slog.LevelInfo)).Start(context.Background())
+	err = NewPool(app, 1, journal.New(io.Discard, slog.LevelInfo)).Start(context.Background())
 	if err == nil || !strings.Contains(err.Error(), "module 'app' has no attribute 'nothing'") {
 		t.Errorf("Start with a missing callable = %v", err)
 	}

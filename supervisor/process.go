@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -241,6 +242,20 @@ func (p *process) stop(grace time.Duration) (killed bool) {
 		p.kill()
 		return true
 	}
+}
+
+// rss is the worker's resident memory in bytes, from /proc; 0 if unknown.
+func (p *process) rss() int64 {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(p.pid) + "/statm")
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 2 {
+		return 0
+	}
+	pages, _ := strconv.ParseInt(f[1], 10, 64)
+	return pages * int64(os.Getpagesize())
 }
 
 // exitStatus describes how the worker ended, for log lines.

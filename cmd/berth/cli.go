@@ -17,8 +17,10 @@ var version = ""
 const usage = `berth — a systemd-native application server for Python WSGI apps
 
 Usage:
-  berth serve [--log-level LEVEL] CONFIG   serve the apps in CONFIG until SIGTERM/SIGINT
+  berth serve [--log-level LEVEL] CONFIG   serve CONFIG: SIGHUP reloads, SIGTERM drains and stops
   berth check CONFIG                       validate CONFIG; print a summary or the errors
+  berth reload [--json] CONFIG             reload the instance serving CONFIG; wait for the outcome
+  berth status [--json] CONFIG             show the live state of the instance serving CONFIG
   berth version                            print the version
   berth help                               print this text
 `
@@ -35,6 +37,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdServe(args[1:], stderr)
 	case "check":
 		return cmdCheck(args[1:], stdout, stderr)
+	case "reload", "status":
+		return cmdControl(args[0], args[1:], stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, "berth", versionString())
 		return 0

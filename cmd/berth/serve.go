@@ -2,38 +2,35 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
-	"sync"
 	"syscall"
-	"time"
 
-	"github.com/berthd/berth/activation"
-	"github.com/berthd/berth/front"
+	"github.com/berthd/berth/control"
 	"github.com/berthd/berth/journal"
+	"github.com/berthd/berth/server"
 	"github.com/berthd/berth/supervisor"
 )
 
-// gracefulTimeout bounds a shutdown: in-flight and queued requests get
-// this long to finish before their workers are killed.
-const gracefulTimeout = 30 * time.Second
-
-// cmdServe runs a configuration until SIGTERM or SIGINT: bind the
+// cmdServe runs a configuration until a signal stops it: bind the
 // listeners, start every app's workers (all must say ready, else exit 1
-// with the reason), serve, then drain and stop.
+// with the reason) and serve. SIGHUP reloads; SIGTERM drains and stops;
+// SIGINT and SIGQUIT stop at once.
 func cmdServe(args []string, stderr io.Writer) int {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	levelName := fs.String("log-level", "info", "lowest level logged: debug, info, warn or error")
+	controlPath := fs.String("control", "", "control socket path (default: derived from CONFIG in the runtime directory)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
 	if fs.NArg() != 1 {
-		fmt.Fprintln(stderr, "usage: berth serve [--log-level LEVEL] CONFIG")
+		fmt.Fprintln(stderr, "usage: berth serve [--log-level LEVEL] [--control PATH] CONFIG")
 		return 2
 	}
 	level, err := parseLevel(*levelName)
@@ -41,16 +38,22 @@ func cmdServe(args []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "berth: --log-level: %v\n", err)
 		return 2
 	}
-	cfg, ok := loadConfig(fs.Arg(0), stderr)
+	path := fs.Arg(0)
+	cfg, ok := loadConfig(path, stderr)
 	if !ok {
 		return 1
 	}
 	log := journal.New(stderr, level)
+	ctlPath, err := controlSocket(path, *controlPath)
+	if err != nil {
+		log.Error("control socket", "err", err)
+		return 1
+	}
 
 	// Signals are watched from the start, so that a SIGTERM while apps
 	// boot stops the boot instead of killing berth mid-way.
-	sigs := make(chan os.Signal, 2)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT, syscall.SIGHUP)
 	defer signal.Stop(sigs)
 	bootCtx, cancelBoot := context.WithCancel(context.Background())
 	defer cancelBoot()
@@ -63,101 +66,131 @@ func cmdServe(args []string, stderr io.Writer) int {
 		}
 	}()
 
-	var specs []activation.Spec
-	for _, l := range cfg.Listeners {
-		specs = append(specs, activation.Spec{Name: l.Name, Network: l.Network, Address: l.Address})
-	}
-	sockets, err := activation.Listen(specs)
+	srv := server.New(path, cfg, log)
+	var started bool
+	// The control socket exists before any worker does: `berth reload`
+	// during start-up gets a clear answer instead of "not running".
+	ctl, err := control.Listen(ctlPath, func(ctx context.Context, command string) (any, bool, error) {
+		if !started {
+			return nil, false, errors.New("berth is still starting")
+		}
+		switch command {
+		case "reload":
+			res := srv.Reload(ctx)
+			return res, res.OK, nil
+		case "status":
+			return srv.Status(), true, nil
+		}
+		return nil, false, fmt.Errorf("unknown command %q", command)
+	}, log)
 	if err != nil {
-		log.Error("cannot listen", "err", err)
+		log.Error("control socket", "err", err)
 		return 1
 	}
-	byName := map[string]*activation.Socket{}
-	for _, s := range sockets {
-		byName[s.Name] = s
-	}
+	defer ctl.Close()
 
-	var pools []*supervisor.Pool
-	stopPools := func() bool {
-		ctx, cancel := context.WithTimeout(context.Background(), gracefulTimeout)
-		defer cancel()
-		clean := true
-		for _, p := range pools {
-			if err := p.Stop(ctx); err != nil {
-				log.Warn("stopping app", "err", err)
-				clean = false
-			}
+	if err := srv.Start(bootCtx); err != nil {
+		var be *supervisor.BootError
+		if errors.As(err, &be) {
+			log.Error(be.Error(), journal.KeyApp, be.App)
+		} else {
+			log.Error("starting failed", "err", err)
 		}
-		return clean
-	}
-	for _, app := range cfg.Apps {
-		p := supervisor.NewPool(app, log)
-		log.Info("starting app", journal.KeyApp, app.Name, "workers", app.Workers, "python", app.Python)
-		if err := p.Start(bootCtx); err != nil {
-			var be *supervisor.BootError
-			if errors.As(err, &be) {
-				log.Error(be.Error(), journal.KeyApp, app.Name)
-			} else {
-				log.Error("starting app failed", journal.KeyApp, app.Name, "err", err)
-			}
-			stopPools()
-			closeSockets(sockets)
-			return 1
-		}
-		pools = append(pools, p)
+		return 1
 	}
 	cancelBoot()
-
-	var fronts []*front.Server
-	serveErr := make(chan error, len(pools))
-	for _, p := range pools {
-		app := p.App()
-		l, _ := cfg.Listener(app.Listener)
-		sock := byName[l.Name]
-		f := front.New(l, p, log)
-		fronts = append(fronts, f)
-		go func() {
-			if err := f.Serve(sock.Listener); err != nil {
-				serveErr <- fmt.Errorf("listener %q: %w", l.Name, err)
-			}
-		}()
-		log.Info("listening", journal.KeyListener, l.Name, "addr", sock.Addr(), journal.KeyApp, app.Name)
-	}
-	log.Info("ready", "apps", len(pools), "version", versionString())
+	started = true
+	log.Info("ready", "version", versionString(), "control", ctl.Path())
 
 	code := 0
-	select {
-	case sig := <-sigs:
-		log.Info("shutting down", "signal", sig.String())
-	case err := <-serveErr:
-		log.Error("serving failed; shutting down", "err", err)
-		code = 1
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), gracefulTimeout)
-	defer cancel()
-	var wg sync.WaitGroup
-	for _, f := range fronts {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := f.Shutdown(ctx); err != nil {
-				log.Warn("closing connections", "err", err)
+	for {
+		select {
+		case sig := <-sigs:
+			switch sig {
+			case syscall.SIGHUP:
+				srv.Reload(context.Background())
+				continue
+			case syscall.SIGTERM:
+				log.Info("shutting down: finishing requests in flight", "signal", sig.String())
+				if !srv.Shutdown(false) {
+					code = 1
+				}
+			default:
+				log.Info("shutting down now", "signal", sig.String())
+				srv.Shutdown(true)
 			}
-		}()
+		case err := <-srv.Errors():
+			log.Error("serving failed; shutting down", "err", err)
+			srv.Shutdown(false)
+			code = 1
+		}
+		break
 	}
-	wg.Wait()
-	if !stopPools() {
-		code = 1
-	}
-	closeSockets(sockets)
 	log.Info("stopped")
 	return code
 }
 
-func closeSockets(sockets []*activation.Socket) {
-	for _, s := range sockets {
-		if !s.Passed {
-			s.Listener.Close()
-		}
+func controlSocket(config, flagValue string) (string, error) {
+	if flagValue != "" {
+		return flagValue, nil
 	}
+	return control.SocketPath(config)
+}
+
+// cmdControl runs `berth reload` and `berth status`: ask the running
+// instance through its control socket, print its answer.
+func cmdControl(command string, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet(command, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	asJSON := fs.Bool("json", false, "print the answer as JSON")
+	controlPath := fs.String("control", "", "control socket path (default: derived from CONFIG)")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if fs.NArg() != 1 && *controlPath == "" {
+		fmt.Fprintf(stderr, "usage: berth %s [--json] [--control PATH] CONFIG\n", command)
+		return 2
+	}
+	path, err := controlSocket(fs.Arg(0), *controlPath)
+	if err != nil {
+		fmt.Fprintf(stderr, "berth: %v\n", err)
+		return 1
+	}
+	resp, err := control.Call(path, command, controlTimeout)
+	if err != nil {
+		fmt.Fprintf(stderr, "berth %s: %v\n", command, err)
+		return 1
+	}
+	if resp.Error != "" {
+		fmt.Fprintf(stderr, "berth %s: %s\n", command, resp.Error)
+		return 1
+	}
+	if *asJSON {
+		fmt.Fprintln(stdout, string(resp.Result))
+	} else if err := printResult(stdout, command, resp.Result); err != nil {
+		fmt.Fprintf(stderr, "berth %s: %v\n", command, err)
+		return 1
+	}
+	if !resp.OK {
+		return 1
+	}
+	return 0
+}
+
+func printResult(w io.Writer, command string, raw json.RawMessage) error {
+	switch command {
+	case "reload":
+		var r server.ReloadResult
+		if err := json.Unmarshal(raw, &r); err != nil {
+			return err
+		}
+		printReload(w, r)
+	case "status":
+		var st server.Status
+		if err := json.Unmarshal(raw, &st); err != nil {
+			return err
+		}
+		printStatus(w, st)
+	}
+	return nil
 }

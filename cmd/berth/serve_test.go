@@ -44,7 +44,7 @@ app "hello" {
 	if resp.StatusCode != 200 || string(body) != "Hello, World!\n" || resp.Header.Get("Content-Type") != "text/plain" {
 		t.Errorf("GET / = %d %q %v", resp.StatusCode, body, resp.Header)
 	}
-	if err := b.waitFor(`hello GET / status=200 bytes=14 duration=\S+ remote=127.0.0.1`, 5*time.Second); err != nil {
+	if err := b.waitFor(`hello GET / listener=http status=200 bytes=14 duration=\S+ remote=127.0.0.1`, 5*time.Second); err != nil {
 		t.Errorf("no access line: %v", err)
 	}
 }
@@ -471,7 +471,7 @@ func TestWorkerKilled(t *testing.T) {
 	if codes[502] != 1 || codes[200] != 1 {
 		t.Errorf("after killing one of two busy workers: statuses %v, want one 502 and one 200", codes)
 	}
-	if err := b.waitFor(`worker died while serving a request; replacing it status="signal: killed"`, 5*time.Second); err != nil {
+	if err := b.waitFor(`worker died while serving a request; replacing it.* status="signal: killed"`, 5*time.Second); err != nil {
 		t.Error(err)
 	}
 	for i := 0; i < 4; i++ {

@@ -1,0 +1,436 @@
+// Package server runs one configuration: it opens the listeners, serves
+// each with a front, runs every app's worker generations, and applies a
+// new configuration on reload without refusing or failing a request.
+//
+// A reload is all or nothing. Every app's new generation boots beside the
+// old one; only when all of them are ready does dispatch switch, app by
+// app, in one step. If the file does not validate, a listener cannot be
+// opened or any new generation fails to boot, everything new is thrown
+// away and the old configuration keeps serving, untouched.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/berthd/berth/activation"
+	"github.com/berthd/berth/front"
+	"github.com/berthd/berth/journal"
+	"github.com/berthd/berth/supervisor"
+	"github.com/berthd/berth/units"
+)
+
+// Server is a running configuration.
+type Server struct {
+	path string
+	log  *slog.Logger
+
+	mu       sync.Mutex // serialises Start, Reload and Shutdown
+	cfg      *units.Config
+	sockets  map[string]*activation.Socket // by listener name
+	fronts   map[string]*front.Server      // by listener name
+	apps     map[string]*supervisor.App    // by app name
+	serveErr chan error
+	started  time.Time
+	reloads  int
+	last     ReloadResult
+	closing  sync.WaitGroup // fronts and apps retired by reloads
+}
+
+// ReloadResult is the outcome of one reload, as `berth reload` prints it.
+type ReloadResult struct {
+	OK bool `json:"ok"`
+	// Message is one line: what changed, or why nothing did.
+	Message string `json:"message"`
+	// Detail is the configuration's diagnostics or a Python traceback.
+	Detail string    `json:"detail,omitempty"`
+	At     time.Time `json:"at"`
+	// Generations maps each app to the generation serving after the reload.
+	Generations map[string]int `json:"generations,omitempty"`
+}
+
+// New returns a server for the configuration cfg, read from path (which
+// Reload reads again).
+func New(path string, cfg *units.Config, log *slog.Logger) *Server {
+	return &Server{
+		path: path, cfg: cfg, log: log,
+		sockets:  map[string]*activation.Socket{},
+		fronts:   map[string]*front.Server{},
+		apps:     map[string]*supervisor.App{},
+		serveErr: make(chan error, 16),
+	}
+}
+
+// Errors reports listeners that stopped serving on their own.
+func (s *Server) Errors() <-chan error { return s.serveErr }
+
+// Start opens the listeners, boots every app (all must be ready) and
+// starts serving. On failure nothing is left running.
+func (s *Server) Start(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.started = time.Now()
+	var specs []activation.Spec
+	for _, l := range s.cfg.Listeners {
+		specs = append(specs, spec(l))
+	}
+	sockets, err := activation.Listen(specs)
+	if err != nil {
+		return err
+	}
+	for _, sock := range sockets {
+		s.sockets[sock.Name] = sock
+	}
+	for _, cfg := range s.cfg.Apps {
+		app := supervisor.NewApp(cfg, s.log)
+		s.log.Info("starting app", journal.KeyApp, cfg.Name, "workers", cfg.Workers, "python", cfg.Python)
+		if err := app.Start(ctx); err != nil {
+			s.stopAll(context.Background())
+			return err
+		}
+		s.apps[cfg.Name] = app
+	}
+	for _, l := range s.cfg.Listeners {
+		if err := s.serve(l, s.appOn(s.cfg, l.Name)); err != nil {
+			s.stopAll(context.Background())
+			return err
+		}
+	}
+	s.last = ReloadResult{OK: true, Message: "started", At: time.Now(), Generations: s.generations()}
+	return nil
+}
+
+// spec is what activation needs of a listener.
+func spec(l units.Listener) activation.Spec {
+	return activation.Spec{Name: l.Name, Network: l.Network, Address: l.Address}
+}
+
+// appOn is the app that cfg routes to listener name, or nil.
+func (s *Server) appOn(cfg *units.Config, name string) *supervisor.App {
+	for _, a := range cfg.Apps {
+		if a.Listener == name {
+			return s.apps[a.Name]
+		}
+	}
+	return nil
+}
+
+// serve starts a front for listener l on its socket.
+func (s *Server) serve(l units.Listener, app *supervisor.App) error {
+	sock := s.sockets[l.Name]
+	ln, err := sock.Listener()
+	if err != nil {
+		return err
+	}
+	f := front.New(l, app, s.log)
+	s.fronts[l.Name] = f
+	go func() {
+		if err := f.Serve(ln); err != nil {
+			s.serveErr <- fmt.Errorf("listener %q: %w", l.Name, err)
+		}
+	}()
+	args := []any{journal.KeyListener, l.Name, "addr", sock.Addr()}
+	if app != nil {
+		args = append(args, journal.KeyApp, app.Name())
+	}
+	s.log.Info("listening", args...)
+	return nil
+}
+
+// Reload reads the configuration file again and applies it; see the
+// package comment. The result says what happened either way.
+func (s *Server) Reload(ctx context.Context) ReloadResult {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.reloads++
+	res := s.reload(ctx)
+	res.At = time.Now()
+	res.Generations = s.generations()
+	if res.OK {
+		s.log.Info("reloaded", "result", res.Message)
+	} else {
+		s.log.Error("reload failed; the previous configuration keeps serving", "reason", res.Message)
+		if res.Detail != "" {
+			s.log.Error(res.Detail)
+		}
+	}
+	s.last = res
+	return res
+}
+
+func (s *Server) reload(ctx context.Context) ReloadResult {
+	s.log.Info("reloading", "config", s.path)
+	cfg, err := units.Load(s.path)
+	var de *units.DiagError
+	if errors.As(err, &de) {
+		var b strings.Builder
+		de.Format(&b)
+		return ReloadResult{Message: fmt.Sprintf("%s: %d error(s) in the configuration", s.path, len(de.Diags.Errs())), Detail: strings.TrimRight(b.String(), "\n")}
+	}
+	if err != nil {
+		return ReloadResult{Message: err.Error()}
+	}
+
+	// Phase 1: open new sockets and boot new generations, touching
+	// nothing that serves.
+	newSockets := map[string]*activation.Socket{}
+	undo := func(pools map[string]*supervisor.Pool, apps map[string]*supervisor.App) {
+		for _, sock := range newSockets {
+			sock.Close()
+		}
+		for _, p := range pools {
+			p.Stop(context.Background())
+		}
+		for _, a := range apps {
+			a.Stop(context.Background())
+		}
+	}
+	for _, l := range cfg.Listeners {
+		if old, ok := s.sockets[l.Name]; ok && old.Spec == spec(l) {
+			continue
+		}
+		socks, err := activation.Listen([]activation.Spec{spec(l)})
+		if err != nil {
+			undo(nil, nil)
+			return ReloadResult{Message: err.Error()}
+		}
+		newSockets[l.Name] = socks[0]
+	}
+	pools := map[string]*supervisor.Pool{} // new generations of existing apps
+	added := map[string]*supervisor.App{}  // apps new in this configuration
+	for _, a := range cfg.Apps {
+		if old, ok := s.apps[a.Name]; ok {
+			p, err := old.Prepare(ctx, a)
+			if err != nil {
+				undo(pools, added)
+				return bootFailure(a.Name, err)
+			}
+			pools[a.Name] = p
+			continue
+		}
+		app := supervisor.NewApp(a, s.log)
+		if err := app.Start(ctx); err != nil {
+			undo(pools, added)
+			return bootFailure(a.Name, err)
+		}
+		added[a.Name] = app
+	}
+
+	// Phase 2: switch. Nothing below can fail.
+	var changes []string
+	for name, p := range pools {
+		s.apps[name].Commit(p)
+	}
+	for name, app := range added {
+		s.apps[name] = app
+		changes = append(changes, "added app "+name)
+	}
+	for name, sock := range newSockets {
+		if old, ok := s.sockets[name]; ok {
+			s.retireFront(name, old)
+			changes = append(changes, "moved listener "+name+" to "+sock.Addr())
+		} else {
+			changes = append(changes, "opened listener "+name+" on "+sock.Addr())
+		}
+		s.sockets[name] = sock
+	}
+	for _, l := range cfg.Listeners {
+		app := s.appOn(cfg, l.Name)
+		f, ok := s.fronts[l.Name]
+		old, _ := s.cfg.Listener(l.Name)
+		switch {
+		case !ok:
+			s.serve(l, app)
+		case old != l:
+			// New limits or timeouts: a new front takes over the same
+			// socket; the old one finishes its connections.
+			s.retireFrontOnly(f)
+			s.serve(l, app)
+			changes = append(changes, "new settings for listener "+l.Name)
+		default:
+			f.SetApp(app)
+		}
+	}
+	for name, sock := range s.sockets {
+		if _, ok := cfg.Listener(name); !ok {
+			s.retireFront(name, sock)
+			delete(s.sockets, name)
+			changes = append(changes, "closed listener "+name)
+		}
+	}
+	for name, app := range s.apps {
+		if _, ok := pools[name]; ok {
+			continue
+		}
+		if _, ok := added[name]; ok {
+			continue
+		}
+		delete(s.apps, name)
+		s.closing.Add(1)
+		go func() {
+			defer s.closing.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), app.Config().GracefulTimeout)
+			defer cancel()
+			app.Stop(ctx)
+		}()
+		changes = append(changes, "removed app "+name)
+	}
+	s.cfg = cfg
+	var gens []string
+	for name, p := range pools {
+		gens = append(gens, fmt.Sprintf("%s generation %d", name, p.Generation()))
+	}
+	msg := "reloaded " + strings.Join(append(gens, changes...), ", ")
+	return ReloadResult{OK: true, Message: msg}
+}
+
+func bootFailure(app string, err error) ReloadResult {
+	var be *supervisor.BootError
+	if errors.As(err, &be) {
+		return ReloadResult{Message: fmt.Sprintf("app %q failed to boot its new generation", app), Detail: be.Traceback}
+	}
+	return ReloadResult{Message: fmt.Sprintf("app %q: %v", app, err)}
+}
+
+// retireFront shuts the front of listener name down in the background,
+// then closes its socket.
+func (s *Server) retireFront(name string, sock *activation.Socket) {
+	f := s.fronts[name]
+	delete(s.fronts, name)
+	s.closing.Add(1)
+	go func() {
+		defer s.closing.Done()
+		if f != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), units.DefaultGraceful)
+			defer cancel()
+			f.Shutdown(ctx)
+		}
+		sock.Close()
+	}()
+}
+
+// retireFrontOnly shuts a front down in the background, keeping its
+// socket, which a new front already serves.
+func (s *Server) retireFrontOnly(f *front.Server) {
+	s.closing.Add(1)
+	go func() {
+		defer s.closing.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), units.DefaultGraceful)
+		defer cancel()
+		f.Shutdown(ctx)
+	}()
+}
+
+func (s *Server) generations() map[string]int {
+	g := map[string]int{}
+	for name, a := range s.apps {
+		g[name] = a.Current().Generation()
+	}
+	return g
+}
+
+// Shutdown stops accepting, lets in-flight and queued requests finish
+// within the apps' graceful_timeout (responses on keep-alive connections
+// carry Connection: close), stops the workers and closes the sockets.
+// With quick set, requests in flight are not waited for. It reports
+// whether everything ended in time.
+func (s *Server) Shutdown(quick bool) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	grace := time.Duration(0)
+	for _, a := range s.apps {
+		grace = max(grace, a.Config().GracefulTimeout)
+	}
+	if quick {
+		grace = time.Second
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), grace)
+	defer cancel()
+	return s.stopAll(ctx)
+}
+
+func (s *Server) stopAll(ctx context.Context) bool {
+	clean := true
+	// Refuse new connections at once on sockets berth owns; a socket
+	// systemd passed keeps queueing them for the next instance.
+	for _, sock := range s.sockets {
+		sock.Close()
+	}
+	var wg sync.WaitGroup
+	for _, f := range s.fronts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := f.Shutdown(ctx); err != nil {
+				s.log.Warn("connections still open at the end of graceful_timeout", "err", err)
+			}
+		}()
+	}
+	wg.Wait()
+	for _, a := range s.apps {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := a.Stop(ctx); err != nil {
+				s.log.Warn("stopping app", "err", err)
+				clean = false
+			}
+		}()
+	}
+	wg.Wait()
+	s.closing.Wait()
+	return clean
+}
+
+// Status is a snapshot of the running server.
+type Status struct {
+	Config     string                 `json:"config"`
+	Uptime     float64                `json:"uptime_seconds"`
+	Reloads    int                    `json:"reloads"`
+	LastReload ReloadResult           `json:"last_reload"`
+	Listeners  []ListenerStatus       `json:"listeners"`
+	Apps       []supervisor.AppStatus `json:"apps"`
+	Workers    int                    `json:"workers"`
+	Busy       int                    `json:"busy"`
+	Queued     int                    `json:"queued"`
+	Served     int64                  `json:"served"`
+}
+
+// ListenerStatus is one listener in Status.
+type ListenerStatus struct {
+	Name   string `json:"name"`
+	Addr   string `json:"addr"`
+	Passed bool   `json:"passed_by_systemd"`
+	App    string `json:"app,omitempty"`
+}
+
+// Status reports the server's live figures.
+func (s *Server) Status() Status {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := Status{Config: s.path, Uptime: time.Since(s.started).Seconds(), Reloads: s.reloads, LastReload: s.last}
+	for _, l := range s.cfg.Listeners {
+		ls := ListenerStatus{Name: l.Name}
+		if sock, ok := s.sockets[l.Name]; ok {
+			ls.Addr, ls.Passed = sock.Addr(), sock.Passed
+		}
+		if a := s.appOn(s.cfg, l.Name); a != nil {
+			ls.App = a.Name()
+		}
+		st.Listeners = append(st.Listeners, ls)
+	}
+	for _, a := range s.cfg.Apps {
+		as := s.apps[a.Name].Status()
+		st.Apps = append(st.Apps, as)
+		st.Workers += len(as.Workers)
+		st.Busy += as.Busy
+		st.Queued += as.Queued
+		st.Served += as.Served
+	}
+	return st
+}

@@ -1,0 +1,122 @@
+package supervisor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+
+	"github.com/berthd/berth/units"
+)
+
+// App is one configured app across reloads. Requests go to its current
+// generation; a reload boots a new generation beside it and switches to
+// it only once every new worker is ready, so no request ever meets an app
+// that is not ready, and a generation that fails to boot is simply
+// dropped.
+type App struct {
+	name string
+	log  *slog.Logger
+	cur  atomic.Pointer[Pool]
+
+	mu       sync.Mutex // serialises Start, Reload and Stop
+	gen      int
+	draining sync.WaitGroup // old generations finishing their requests
+}
+
+// NewApp returns an app that serves nothing until Start.
+func NewApp(cfg units.App, log *slog.Logger) *App {
+	a := &App{name: cfg.Name, log: log}
+	a.cur.Store(NewPool(cfg, 0, log))
+	return a
+}
+
+// Name is the app's name.
+func (a *App) Name() string { return a.name }
+
+// Current is the generation serving requests.
+func (a *App) Current() *Pool { return a.cur.Load() }
+
+// Config is the configuration of the current generation.
+func (a *App) Config() units.App { return a.cur.Load().App() }
+
+// Start boots generation 1.
+func (a *App) Start(ctx context.Context) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.gen = 1
+	p := NewPool(a.cur.Load().App(), a.gen, a.log)
+	if err := p.Start(ctx); err != nil {
+		return err
+	}
+	a.cur.Store(p)
+	return nil
+}
+
+// Prepare boots the next generation with cfg beside the current one and
+// returns it once all its workers are ready; nothing is switched yet. If
+// it fails to boot, the current generation is untouched. Either Commit
+// the result or Stop it.
+func (a *App) Prepare(ctx context.Context, cfg units.App) (*Pool, error) {
+	a.mu.Lock()
+	gen := a.gen + 1
+	a.mu.Unlock()
+	p := NewPool(cfg, gen, a.log)
+	if err := p.Start(ctx); err != nil {
+		return nil, fmt.Errorf("generation %d of app %q did not start; generation %d keeps serving: %w", gen, a.name, gen-1, err)
+	}
+	return p, nil
+}
+
+// Commit makes a prepared generation current in one step; the old
+// generation finishes its queued and in-flight requests (at most its
+// graceful_timeout) in the background.
+func (a *App) Commit(p *Pool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.gen = p.gen
+	old := a.cur.Swap(p)
+	a.retire(old)
+}
+
+// retire drains an old generation in the background.
+func (a *App) retire(old *Pool) {
+	a.draining.Add(1)
+	go func() {
+		defer a.draining.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), old.App().GracefulTimeout)
+		defer cancel()
+		if err := old.Stop(ctx); err != nil {
+			a.log.Warn("old generation drained by force", "err", err)
+		} else {
+			old.log.Info("old generation drained")
+		}
+	}()
+}
+
+// Do sends a request to the current generation. A generation retired
+// between picking it and queueing on it refuses the request; Do then
+// retries on the generation that replaced it.
+func (a *App) Do(frame, body []byte) (*Exchange, error) {
+	for {
+		p := a.cur.Load()
+		ex, err := p.Do(frame, body)
+		if errors.Is(err, ErrStopped) && a.cur.Load() != p {
+			continue
+		}
+		return ex, err
+	}
+}
+
+// Stop drains the current generation within ctx (workers still busy at
+// its end are killed), and waits for old generations still draining, each
+// bounded by its own graceful_timeout.
+func (a *App) Stop(ctx context.Context) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	err := a.cur.Load().Stop(ctx)
+	a.draining.Wait()
+	return err
+}

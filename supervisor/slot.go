@@ -1,0 +1,306 @@
+package supervisor
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/berthd/berth/wire"
+)
+
+// checkEvery is how often an idle slot checks its worker's age and memory.
+const checkEvery = time.Second
+
+// youngDeath: a worker that dies sooner than this after its start makes
+// its slot back off before the next spawn.
+const youngDeath = 5 * time.Second
+
+// slot is one place for a worker in a pool. Its goroutine owns the worker:
+// it serves requests on it, replaces it when it dies, and recycles it.
+type slot struct {
+	pool *Pool
+	id   int
+
+	mu      sync.Mutex // guards proc, for Status and a forced Stop
+	proc    *process
+	busy    atomic.Bool
+	served  atomic.Int64 // by the current worker
+	since   time.Time    // the current worker's start
+	limit   int64        // max_requests for the current worker, jittered
+	rss     int64        // last reading, bytes
+	rssAt   time.Time
+	young   bool             // the last worker died within youngDeath of its start
+	replace chan replacement // a recycle's new worker, when one is booting
+}
+
+type replacement struct {
+	proc *process
+	err  error
+}
+
+func (s *slot) current() *process {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.proc
+}
+
+// setProc makes proc the slot's worker and resets its counters.
+func (s *slot) setProc(proc *process) {
+	s.mu.Lock()
+	s.proc = proc
+	s.since = time.Now()
+	s.mu.Unlock()
+	s.served.Store(0)
+	s.rss, s.rssAt = 0, time.Time{}
+	a := s.pool.app
+	s.limit = 0
+	if a.MaxRequests > 0 {
+		s.limit = int64(a.MaxRequests)
+		if a.MaxRequestsJitter > 0 {
+			s.limit += rand.Int64N(int64(a.MaxRequestsJitter) + 1)
+		}
+	}
+}
+
+func (s *slot) run() {
+	p := s.pool
+	defer p.wg.Done()
+	defer p.removeSlot(s)
+	backoff := 100 * time.Millisecond
+	check := time.NewTicker(checkEvery)
+	defer check.Stop()
+	for {
+		proc := s.current()
+		if proc == nil {
+			if p.isStopped() {
+				p.nslots.Add(-1)
+				return
+			}
+			// A worker that died young is not respawned in a tight loop:
+			// the app may be crashing on every start or every request.
+			if s.young {
+				select {
+				case <-time.After(backoff):
+				case <-p.stop:
+					continue
+				}
+				backoff = min(backoff*2, 30*time.Second)
+			} else {
+				backoff = 100 * time.Millisecond
+			}
+			np, err := spawn(context.Background(), &p.app, p.log)
+			if err != nil {
+				p.log.Error("replacing worker failed; retrying", "err", err, "retry_in", backoff)
+				s.young = true
+				continue
+			}
+			s.setProc(np)
+			np.log.Info("worker started")
+			proc = np
+		}
+		var idle <-chan time.Time
+		if p.app.MaxWorkers > p.app.MinWorkers {
+			idle = time.After(p.app.IdleTimeout)
+		}
+		select {
+		case j := <-p.queue:
+			if !s.serve(proc, j) {
+				s.lost()
+				continue
+			}
+			s.maybeRecycle()
+		case r := <-s.replace:
+			s.swap(r)
+		case <-check.C:
+			s.maybeRecycle()
+		case <-idle:
+			if n := p.nslots.Load(); int(n) > p.app.MinWorkers && p.nslots.CompareAndSwap(n, n-1) {
+				proc.log.Info("retiring idle worker", "idle", p.app.IdleTimeout, "workers", n-1)
+				s.cancelReplace()
+				proc.stop(5 * time.Second)
+				return
+			}
+		case <-proc.exited:
+			proc.log.Warn("worker exited unexpectedly; replacing it", "status", proc.exitStatus())
+			s.lost()
+		case <-p.stop:
+			s.drain(proc)
+			return
+		}
+	}
+}
+
+// lost forgets a worker that died or was killed.
+func (s *slot) lost() {
+	s.young = time.Since(s.since) < youngDeath
+	if proc := s.current(); proc != nil {
+		proc.conn.Close()
+	}
+	s.mu.Lock()
+	s.proc = nil
+	s.mu.Unlock()
+}
+
+// drain serves what is still queued, then lets the worker go.
+func (s *slot) drain(proc *process) {
+	p := s.pool
+	s.cancelReplace()
+	for {
+		select {
+		case j := <-p.queue:
+			if !s.serve(proc, j) {
+				s.lost()
+				p.nslots.Add(-1)
+				return
+			}
+			continue
+		default:
+		}
+		break
+	}
+	if proc.stop(5 * time.Second) {
+		proc.log.Warn("worker did not exit after its socket closed; killed it")
+	}
+	p.nslots.Add(-1)
+}
+
+// maybeRecycle starts booting a replacement when the worker has served
+// max_requests, lived max_lifetime or grown past max_rss. The worker keeps
+// serving until the replacement is ready, so capacity never drops; at most
+// a quarter of a pool's workers (at least one) recycle at a time.
+func (s *slot) maybeRecycle() {
+	if s.replace != nil {
+		return
+	}
+	p := s.pool
+	a := p.app
+	proc := s.current()
+	var reason string
+	var args []any
+	switch {
+	case s.limit > 0 && s.served.Load() >= s.limit:
+		reason, args = "max_requests", []any{"served", s.served.Load()}
+	case a.MaxLifetime > 0 && time.Since(s.since) >= a.MaxLifetime:
+		reason, args = "max_lifetime", []any{"age", time.Since(s.since).Round(time.Second)}
+	case a.MaxRSS > 0:
+		if time.Since(s.rssAt) >= checkEvery {
+			s.rss, s.rssAt = proc.rss(), time.Now()
+		}
+		if s.rss > a.MaxRSS {
+			reason, args = "max_rss", []any{"rss", s.rss}
+		}
+	}
+	if reason == "" {
+		return
+	}
+	limit := int32(max(1, int(p.nslots.Load())/4))
+	if n := p.replaces.Load(); n >= limit || !p.replaces.CompareAndSwap(n, n+1) {
+		return // others are recycling; try again on the next request or check
+	}
+	proc.log.Info("recycling worker", append([]any{"reason", reason}, args...)...)
+	ch := make(chan replacement, 1)
+	s.replace = ch
+	go func() {
+		np, err := spawn(context.Background(), &p.app, p.log)
+		ch <- replacement{np, err}
+	}()
+}
+
+// swap puts a booted replacement in place of the (idle) current worker.
+func (s *slot) swap(r replacement) {
+	s.replace = nil
+	s.pool.replaces.Add(-1)
+	if r.err != nil {
+		s.pool.log.Error("booting a replacement worker failed; the old one keeps serving", "err", r.err)
+		s.since = time.Now() // do not retry at once
+		s.served.Store(0)
+		return
+	}
+	old := s.current()
+	s.setProc(r.proc)
+	r.proc.log.Info("worker replaced", "old_pid", old.pid)
+	go old.stop(5 * time.Second)
+}
+
+// cancelReplace waits for a booting replacement and stops it.
+func (s *slot) cancelReplace() {
+	if s.replace == nil {
+		return
+	}
+	r := <-s.replace
+	s.replace = nil
+	s.pool.replaces.Add(-1)
+	if r.err == nil {
+		r.proc.stop(time.Second)
+	}
+}
+
+// serve runs one job on proc. It reports whether proc is still usable.
+func (s *slot) serve(proc *process, j *job) bool {
+	if !j.state.CompareAndSwap(jobQueued, jobTaken) {
+		return true // its client gave up waiting
+	}
+	p := s.pool
+	s.busy.Store(true)
+	defer s.busy.Store(false)
+	_ = proc.conn.SetDeadline(time.Now().Add(p.app.Timeout))
+	bufs := net.Buffers{j.frame, j.body}
+	if _, err := bufs.WriteTo(proc.conn); err != nil {
+		return s.fail(proc, j, err)
+	}
+	f, err := proc.next()
+	if err != nil {
+		return s.fail(proc, j, err)
+	}
+	ex := &j.ex
+	*ex = Exchange{proc: proc, PID: proc.pid, release: j.release}
+	if f.Type != wire.TypeResponse {
+		proc.log.Error("worker broke the protocol; killing it", "frame", f.Type.String())
+		j.err = ErrWorkerDied
+		close(j.ready)
+		proc.kill()
+		return false
+	}
+	ex.more = f.Flags&wire.FlagMore != 0
+	if err := wire.ParseHead(f.Payload, &ex.Head); err != nil {
+		proc.log.Error("app sent an invalid response", "err", err)
+		ex.Invalid = err
+	}
+	close(j.ready)
+	<-j.release
+	s.served.Add(1)
+	p.served.Add(1)
+	if ex.broken {
+		proc.kill()
+		return false
+	}
+	return true
+}
+
+// fail ends a job whose worker could not answer: a timeout kills the
+// worker after a stack dump (504), anything else means the worker is gone
+// (502). Either way the worker is replaced and only this job fails.
+func (s *slot) fail(proc *process, j *job, err error) bool {
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		proc.log.Error("request timed out; dumping the worker's stack and killing it", "timeout", s.pool.app.Timeout)
+		proc.dumpAndKill()
+		j.err = ErrTimeout
+	} else {
+		proc.kill()
+		proc.log.Error("worker died while serving a request; replacing it", "status", proc.exitStatus(), "err", err)
+		j.err = ErrWorkerDied
+	}
+	close(j.ready)
+	return false
+}
+
+func (p *Pool) isStopped() bool {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	return p.stopped
+}
