@@ -53,12 +53,24 @@ func TestSplitHostPort(t *testing.T) {
 	}
 }
 
-func TestHasHeader(t *testing.T) {
-	raw := []byte("Host: x\r\nTransfer-Encoding: chunked\r\ncontent-LENGTH : 3\r\n")
-	if !hasHeader(raw, "content-length") || !hasHeader(raw, "host") || hasHeader(raw, "expect") {
-		t.Error("hasHeader misreads the raw header block")
-	}
-	if hasHeader([]byte("X-Content-Length: 3\r\n"), "content-length") {
-		t.Error("hasHeader matched a header that only ends with the name")
+func TestCheckFraming(t *testing.T) {
+	for _, tc := range []struct {
+		raw  string
+		want int
+	}{
+		{"Host: x\r\n", 0},
+		{"Host: x\r\nContent-Length: 3\r\n", 0},
+		{"Host: x\r\nTransfer-Encoding: chunked\r\n", 0},
+		{"Host: x\r\nTransfer-Encoding: CHUNKED\r\n", 0},
+		{"Transfer-Encoding: chunked\r\ncontent-LENGTH : 3\r\n", 400},
+		{"Content-Length: 0\r\nTransfer-Encoding: identity\r\n", 400},
+		{"Transfer-Encoding: gzip, chunked\r\n", 501},
+		{"Transfer-Encoding: identity\r\n", 501},
+		{"Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n", 501},
+		{"X-Content-Length: 3\r\nTransfer-Encoding: chunked\r\n", 0},
+	} {
+		if got, _ := checkFraming([]byte(tc.raw)); got != tc.want {
+			t.Errorf("checkFraming(%q) = %d, want %d", tc.raw, got, tc.want)
+		}
 	}
 }

@@ -176,11 +176,8 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		s.access(ctx, start, 0)
 		return
 	}
-	// RFC 9112 6.3: a request with both Transfer-Encoding and
-	// Content-Length may be a smuggling attempt; fasthttp lets
-	// Transfer-Encoding win, berth refuses the request.
-	if h.ContentLength() == -1 && hasHeader(h.RawHeaders(), "content-length") {
-		s.reject(ctx, fasthttp.StatusBadRequest, "both Transfer-Encoding and Content-Length")
+	if status, msg := checkFraming(h.RawHeaders()); status != 0 {
+		s.reject(ctx, status, msg)
 		s.access(ctx, start, 0)
 		return
 	}
@@ -205,6 +202,16 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	contentLength := s.writeHead(ctx, ex)
+	if ctx.IsHead() {
+		// No body, but the length a GET would have, when the app said.
+		ex.Close()
+		ctx.Response.SkipBody = true
+		if contentLength >= 0 {
+			ctx.Response.Header.SetContentLength(contentLength)
+		}
+		s.access(ctx, start, 0)
+		return
+	}
 	if !ex.More() {
 		ctx.Response.SetBody(ex.Head.Body)
 		n := len(ex.Head.Body)
@@ -212,8 +219,42 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		s.access(ctx, start, int64(n))
 		return
 	}
+	if contentLength < 0 && !h.IsHTTP11() {
+		// An HTTP/1.0 client cannot read a chunked body: collect it and
+		// send it with its length.
+		s.collect(ctx, rt, ex, start)
+		return
+	}
 	st := &stream{s: s, log: rt.log, ctx: ctx, ex: ex, pending: ex.Head.Body, start: start}
 	ctx.Response.SetBodyStream(st, contentLength)
+}
+
+// maxCollect bounds a streamed response collected for an HTTP/1.0 client.
+const maxCollect = 256 << 20
+
+func (s *Server) collect(ctx *fasthttp.RequestCtx, rt *route, ex *supervisor.Exchange, start time.Time) {
+	defer ex.Close()
+	body := append([]byte(nil), ex.Head.Body...)
+	for {
+		b, err := ex.Next()
+		if err == io.EOF {
+			break
+		}
+		if err == nil && len(body)+len(b) > maxCollect {
+			err = fmt.Errorf("streamed response over %d bytes for an HTTP/1.0 client", maxCollect)
+		}
+		if err != nil {
+			rt.log.Error("response cut short", "err", err, journal.KeyPID, ex.PID)
+			ctx.Response.Reset()
+			s.unavailable(ctx, fasthttp.StatusBadGateway, "bad gateway: the app failed mid-response")
+			ctx.SetConnectionClose()
+			s.access(ctx, start, 0)
+			return
+		}
+		body = append(body, b...)
+	}
+	ctx.Response.SetBody(body)
+	s.access(ctx, start, int64(len(body)))
 }
 
 func (s *Server) poolError(ctx *fasthttp.RequestCtx, err error) {
@@ -286,6 +327,9 @@ type stream struct {
 }
 
 func (st *stream) Read(p []byte) (int, error) {
+	// Each chunk must reach the client within write_timeout: a client
+	// that stops reading must not hold the worker for ever.
+	_ = st.ctx.Conn().SetWriteDeadline(time.Now().Add(st.s.listener.WriteTimeout))
 	for len(st.pending) == 0 {
 		b, err := st.ex.Next()
 		if err == io.EOF {
@@ -312,6 +356,7 @@ func (st *stream) Close() error {
 		return nil
 	}
 	st.closed = true
+	_ = st.ctx.Conn().SetWriteDeadline(time.Time{})
 	st.ex.Close()
 	st.s.accessLog(st.log, st.ctx, st.start, st.n)
 	return nil
@@ -324,9 +369,13 @@ func remoteIP(ctx *fasthttp.RequestCtx) string {
 	return ""
 }
 
-// hasHeader reports whether the raw header block has a header called name
-// (lower case).
-func hasHeader(raw []byte, name string) bool {
+// checkFraming refuses what fasthttp would accept but RFC 9112 section
+// 6.3 calls a smuggling risk: Content-Length together with
+// Transfer-Encoding (400), and any transfer coding but "chunked" (501). It
+// reads the raw header block, since fasthttp folds framing headers away.
+func checkFraming(raw []byte) (int, string) {
+	var cl, te int
+	var coding []byte
 	for len(raw) > 0 {
 		line := raw
 		if i := bytes.IndexByte(raw, '\n'); i >= 0 {
@@ -334,11 +383,25 @@ func hasHeader(raw []byte, name string) bool {
 		} else {
 			raw = nil
 		}
-		if c := bytes.IndexByte(line, ':'); c >= 0 && equalFold(bytes.TrimSpace(line[:c]), name) {
-			return true
+		c := bytes.IndexByte(line, ':')
+		if c < 0 {
+			continue
+		}
+		switch name := bytes.TrimSpace(line[:c]); {
+		case equalFold(name, "content-length"):
+			cl++
+		case equalFold(name, "transfer-encoding"):
+			te++
+			coding = bytes.TrimSpace(line[c+1:])
 		}
 	}
-	return false
+	switch {
+	case te > 0 && cl > 0:
+		return fasthttp.StatusBadRequest, "both Transfer-Encoding and Content-Length"
+	case te > 1 || (te == 1 && !equalFold(coding, "chunked")):
+		return fasthttp.StatusNotImplemented, "transfer coding not implemented: only chunked is"
+	}
+	return 0, ""
 }
 
 // equalFold compares b with the lower-case ASCII string s, ignoring case.

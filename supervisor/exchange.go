@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"time"
 
 	"github.com/berthd/berth/wire"
 )
@@ -58,12 +59,25 @@ func (e *Exchange) Next() ([]byte, error) {
 	return nil, io.EOF
 }
 
-// Close releases the worker. A body not read to its end is read and
-// dropped first, so the worker's socket is in step for the next request.
+// drainBudget is how long Close reads and drops the rest of a body whose
+// client went away before it gives up and has the worker replaced: an app
+// streaming without end must not hold a worker until its timeout.
+const drainBudget = time.Second
+
+// Close releases the worker. A body not read to its end (its client went
+// away) is read and dropped first, so that the worker's socket is in step
+// for the next request; if the app does not finish within drainBudget,
+// the worker is killed and replaced instead.
 func (e *Exchange) Close() {
-	for e.more {
-		if _, err := e.Next(); err != nil {
-			break
+	if e.more {
+		_ = e.proc.conn.SetReadDeadline(time.Now().Add(drainBudget))
+		for e.more {
+			if _, err := e.Next(); err != nil {
+				break
+			}
+		}
+		if e.broken {
+			e.proc.log.Warn("response abandoned mid-body and the app did not finish it; replacing the worker")
 		}
 	}
 	close(e.release)

@@ -2,6 +2,7 @@ package supervisor
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -203,13 +204,24 @@ func pyLevel(name string) slog.Level {
 	return slog.LevelError
 }
 
-// pump logs each line the worker writes to stdout or stderr.
+// maxLogLine is where pump cuts a line the worker writes; the rest of the
+// line follows in further records.
+const maxLogLine = 64 << 10
+
+// pump logs each line the worker writes to stdout or stderr. It reads
+// until the worker closes the pipe, whatever it writes: a pipe closed
+// early would make the worker's next print fail.
 func (p *process) pump(r io.ReadCloser, level slog.Level, stream string) {
 	defer r.Close()
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 4096), 1<<20)
-	for sc.Scan() {
-		p.log.Log(context.Background(), level, sc.Text(), "stream", stream)
+	br := bufio.NewReaderSize(r, maxLogLine)
+	for {
+		line, err := br.ReadSlice('\n')
+		if len(line) > 0 {
+			p.log.Log(context.Background(), level, string(bytes.TrimRight(line, "\r\n")), "stream", stream)
+		}
+		if err != nil && err != bufio.ErrBufferFull {
+			return
+		}
 	}
 }
 

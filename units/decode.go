@@ -32,6 +32,7 @@ type rawListener struct {
 	Address        string         `hcl:"address"`
 	HeaderTimeout  hcl.Expression `hcl:"header_timeout,optional"`
 	BodyTimeout    hcl.Expression `hcl:"body_timeout,optional"`
+	WriteTimeout   hcl.Expression `hcl:"write_timeout,optional"`
 	IdleTimeout    hcl.Expression `hcl:"idle_timeout,optional"`
 	MaxHeaderBytes hcl.Expression `hcl:"max_header_bytes,optional"`
 	MaxURIBytes    hcl.Expression `hcl:"max_uri_bytes,optional"`
@@ -201,6 +202,7 @@ func (d *decoder) listener(name string, b *hcl.Block) (Listener, bool) {
 		Name:           name,
 		HeaderTimeout:  d.duration(raw.HeaderTimeout, DefaultHeaderTimeout),
 		BodyTimeout:    d.duration(raw.BodyTimeout, DefaultBodyTimeout),
+		WriteTimeout:   d.duration(raw.WriteTimeout, DefaultWriteTimeout),
 		IdleTimeout:    d.duration(raw.IdleTimeout, DefaultIdleTimeout),
 		MaxHeaderBytes: int(d.size(raw.MaxHeaderBytes, DefaultMaxHeaderBytes, 1<<10, 1<<20)),
 		MaxURIBytes:    int(d.size(raw.MaxURIBytes, DefaultMaxURIBytes, 256, 1<<20)),

@@ -39,6 +39,9 @@ type Listener struct {
 	// BodyTimeout bounds reading one request's body, from the end of its
 	// header block.
 	BodyTimeout time.Duration
+	// WriteTimeout bounds writing each part of a streamed response to the
+	// client; a client that stops reading is cut off and frees the worker.
+	WriteTimeout time.Duration
 	// IdleTimeout bounds waiting for the next request on a keep-alive
 	// connection.
 	IdleTimeout time.Duration
@@ -116,6 +119,7 @@ const (
 	MaxMaxBodyBytes       = 1 << 30
 	DefaultHeaderTimeout  = 10 * time.Second
 	DefaultBodyTimeout    = 60 * time.Second
+	DefaultWriteTimeout   = 30 * time.Second
 	DefaultIdleTimeout    = 60 * time.Second
 	DefaultMaxHeaderBytes = 16 << 10
 	DefaultMaxURIBytes    = 8 << 10

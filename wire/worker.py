@@ -75,16 +75,15 @@ class Wire:
         out = self.out
         if not out:
             return
-        self.out = []
         sock = self.sock
-        total = sum(map(len, out))
         # sendmsg takes at most IOV_MAX buffers; a short batch is the rule.
         if len(out) > 512:
             sock.sendall(b"".join(out))
-            return
-        sent = sock.sendmsg(out)
-        if sent < total:
-            sock.sendall(b"".join(out)[sent:])
+        else:
+            sent = sock.sendmsg(out)
+            if sent < sum(map(len, out)):
+                sock.sendall(b"".join(out)[sent:])
+        self.out = []
 
 
 class Exchange:
@@ -125,13 +124,18 @@ class Exchange:
 
     def write(self, data):
         """The PEP 3333 write() callable: data goes out before the iterable's."""
-        if type(data) is not bytes:
-            data = bytes(data)
         if data:
             self.send(data, True)
             self.wire.flush()
 
     def send(self, data, more):
+        if type(data) is not bytes:
+            # PEP 3333: body chunks are bytestrings. A memoryview or
+            # bytearray is copied (its len() may not count bytes); a str or
+            # an int is the app's bug, reported as a 500.
+            if not isinstance(data, (bytearray, memoryview)):
+                raise TypeError("response body chunks must be bytes, got %s" % type(data).__name__)
+            data = bytes(data)
         wire = self.wire
         if self.sent:
             wire.frame(T_BODY, F_MORE if more else 0, data)

@@ -247,6 +247,9 @@ func TestLimits(t *testing.T) {
 		{"garbage", "HELLO\r\n\r\n", 400},
 		{"bad content-length", "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n", 400},
 		{"content-length and chunked", "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n", 400},
+		{"content-length and empty chunked body", "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n0\r\n\r\n", 400},
+		{"content-length and identity", "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: identity\r\nContent-Length: 5\r\n\r\nhello", 400},
+		{"unknown transfer coding", "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n", 400},
 		{"bad chunk size", "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n", 400},
 		{"NUL in path", "GET /a%00b HTTP/1.1\r\nHost: x\r\n\r\n", 400},
 		{"bare LF in header", "GET / HTTP/1.1\r\nHost: x\r\nX-A: 1\rX-B: 2\r\n\r\n", 400},
@@ -370,8 +373,20 @@ func TestUnixListener(t *testing.T) {
 	}
 }
 
+// pid asks the probe which worker answers.
+func (i *instance) pid() int {
+	i.t.Helper()
+	var v struct{ PID int }
+	code, body := i.get("/pid")
+	if err := json.Unmarshal([]byte(body), &v); code != 200 || err != nil {
+		i.t.Fatalf("GET /pid = %d %q", code, body)
+	}
+	return v.PID
+}
+
 func TestAppErrors(t *testing.T) {
 	b := startBerth(t, appConfig(systemPython(t), "probe:app", "workers = 1", ""))
+	pid := b.pid()
 	if code, body := b.get("/raise"); code != 500 || body != "Internal Server Error\n" {
 		t.Errorf("GET /raise = %d %q", code, body)
 	}
@@ -393,10 +408,91 @@ func TestAppErrors(t *testing.T) {
 	if err := b.waitFor(`WARN  probe\[\d+\] probe says hello on stderr`, 5*time.Second); err != nil {
 		t.Errorf("stderr not logged: %v", err)
 	}
-	// The one worker survived all of it.
-	if code, _ := b.get("/status"); code != 418 {
-		t.Errorf("GET /status after errors = %d", code)
+	if code, _ := b.get("/str-chunk"); code != 500 {
+		t.Errorf("GET /str-chunk (a generator yielding str) = %d, want 500", code)
 	}
+	if err := b.waitFor(`response body chunks must be bytes, got str`, 5*time.Second); err != nil {
+		t.Error(err)
+	}
+	// A 2 MiB line on stdout is logged in pieces and does not break the
+	// worker's output.
+	if code, _ := b.get("/long-print"); code != 200 {
+		t.Errorf("GET /long-print = %d", code)
+	}
+	if code, _ := b.get("/print"); code != 200 {
+		t.Errorf("GET /print after a long line = %d", code)
+	}
+	// The one worker survived all of it.
+	if after := b.pid(); after != pid {
+		t.Errorf("worker %d was replaced by %d: app errors must not cost the worker", pid, after)
+	}
+}
+
+func TestHeadAndHTTP10(t *testing.T) {
+	b := startBerth(t, appConfig(systemPython(t), "probe:app", "workers = 1", ""))
+	resp, err := httpClient.Head(b.url("/status"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 418 || resp.ContentLength != 7 {
+		t.Errorf("HEAD /status = %d, Content-Length %d; want 418 and the GET's length 7", resp.StatusCode, resp.ContentLength)
+	}
+	raw := b.raw("HEAD /stream HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 10*time.Second)
+	if statusOf(raw) != 200 || !strings.HasSuffix(raw, "\r\n\r\n") {
+		t.Errorf("HEAD of a streamed response sent a body:\n%q", raw)
+	}
+	// HTTP/1.0: a streamed body arrives whole with its length, not chunked.
+	raw = b.raw("GET /stream?3 HTTP/1.0\r\n\r\n", 10*time.Second)
+	resp, body := readResponse(t, bufio.NewReader(strings.NewReader(raw)), "GET")
+	if resp.StatusCode != 200 || body != "chunk 0\nchunk 1\nchunk 2\n" || len(resp.TransferEncoding) > 0 || resp.ContentLength != 24 {
+		t.Errorf("HTTP/1.0 stream: %d %q te=%v cl=%d", resp.StatusCode, body, resp.TransferEncoding, resp.ContentLength)
+	}
+}
+
+// TestAbandonedStreams: a client that leaves mid-stream, or stops
+// reading, frees its worker within seconds.
+func TestAbandonedStreams(t *testing.T) {
+	b := startBerth(t, appConfig(systemPython(t), "probe:app", "workers = 1\n  timeout = \"60s\"", `write_timeout = "1s"`))
+	t.Run("client disconnects", func(t *testing.T) {
+		c, err := net.Dial("tcp", b.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.WriteString(c, "GET /infinite HTTP/1.1\r\nHost: x\r\n\r\n")
+		buf := make([]byte, 4096)
+		if _, err := io.ReadAtLeast(c, buf, 100); err != nil {
+			t.Fatal(err)
+		}
+		c.Close()
+		start := time.Now()
+		if code, _ := b.get("/status"); code != 418 {
+			t.Errorf("next request = %d", code)
+		}
+		if d := time.Since(start); d > 10*time.Second {
+			t.Errorf("the worker was held %s after its client left", d)
+		}
+		if err := b.waitFor(`response abandoned mid-body and the app did not finish it; replacing the worker`, 5*time.Second); err != nil {
+			t.Error(err)
+		}
+	})
+	t.Run("client stops reading", func(t *testing.T) {
+		c, err := net.Dial("tcp", b.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.(*net.TCPConn).SetReadBuffer(4096)
+		io.WriteString(c, "GET /big?2000 HTTP/1.1\r\nHost: x\r\n\r\n") // 128 MiB, never read
+		time.Sleep(200 * time.Millisecond)
+		start := time.Now()
+		if code, _ := b.get("/status"); code != 418 {
+			t.Errorf("next request = %d", code)
+		}
+		if d := time.Since(start); d > 10*time.Second {
+			t.Errorf("the worker was held %s by a client that stopped reading", d)
+		}
+	})
 }
 
 func TestStreamingResponse(t *testing.T) {

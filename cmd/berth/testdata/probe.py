@@ -49,6 +49,23 @@ def app(environ, start_response):
             raise RuntimeError("probe failed mid-stream")
         start_response("200 OK", [("Content-Type", "text/plain")])
         return gen()
+    if path == "/infinite":
+        def forever():
+            while True:
+                yield b"x" * 1024
+                time.sleep(0.001)
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return forever()
+    if path == "/big":
+        n = int(qs or "100")
+        start_response("200 OK", [("Content-Type", "application/octet-stream")])
+        return (b"b" * 65536 for _ in range(n))
+    if path == "/str-chunk":
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return (c for c in ["not bytes"])
+    if path == "/long-print":
+        print("y" * (2 << 20))
+        return respond(start_response, {"pid": os.getpid()})
     if path == "/print":
         print("probe says hello on stdout")
         sys.stderr.write("probe says hello on stderr\n")
