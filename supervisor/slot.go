@@ -74,6 +74,7 @@ func (s *slot) run() {
 	backoff := 100 * time.Millisecond
 	check := time.NewTicker(checkEvery)
 	defer check.Stop()
+	lastBusy := time.Now()
 	for {
 		proc := s.current()
 		if proc == nil {
@@ -105,11 +106,13 @@ func (s *slot) run() {
 		}
 		var idle <-chan time.Time
 		if p.app.MaxWorkers > p.app.MinWorkers {
-			idle = time.After(p.app.IdleTimeout)
+			idle = time.After(time.Until(lastBusy.Add(p.app.IdleTimeout)))
 		}
 		select {
 		case j := <-p.queue:
-			if !s.serve(proc, j) {
+			ok := s.serve(proc, j)
+			lastBusy = time.Now()
+			if !ok {
 				s.lost()
 				continue
 			}

@@ -87,12 +87,13 @@ func (b *syncBuffer) String() string {
 
 // instance is one running `berth serve`.
 type instance struct {
-	t    *testing.T
-	cmd  *exec.Cmd
-	addr string // host:port of the first listener
-	logs *syncBuffer
-	done chan struct{}
-	err  error // from Wait, once done is closed
+	t      *testing.T
+	cmd    *exec.Cmd
+	addr   string // host:port of the first listener
+	config string // the configuration file
+	logs   *syncBuffer
+	done   chan struct{}
+	err    error // from Wait, once done is closed
 }
 
 // appConfig is the usual test configuration: one listener on a free
@@ -138,7 +139,7 @@ func launch(t *testing.T, config string) *instance {
 	if err := os.WriteFile(path, []byte(config), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	inst := &instance{t: t, logs: &syncBuffer{}, done: make(chan struct{})}
+	inst := &instance{t: t, config: path, logs: &syncBuffer{}, done: make(chan struct{})}
 	inst.cmd = exec.Command(berthBin, "serve", "--log-level", "debug", path)
 	inst.cmd.Stdout = inst.logs
 	inst.cmd.Stderr = inst.logs
@@ -253,6 +254,15 @@ func statusOf(raw string) int {
 		return 0
 	}
 	return code
+}
+
+// regexpFind returns the first submatch of re in s, or "".
+func regexpFind(s, re string) string {
+	m := regexp.MustCompile(re).FindStringSubmatch(s)
+	if m == nil {
+		return ""
+	}
+	return m[1]
 }
 
 // pidAlive reports whether pid is a running (not zombie) process.
