@@ -337,16 +337,16 @@ func TestKillUnderLoad(t *testing.T) {
 		code, _ := b.get("/sleep?3")
 		slow <- code
 	}()
+	// The sleeper is the worker that is busy in two snapshots with the
+	// same count of requests served: the others answer the load.
 	var busy int
 	for deadline := time.Now().Add(5 * time.Second); busy == 0 && time.Now().Before(deadline); {
+		before := b.status().Apps[0].Workers
+		time.Sleep(300 * time.Millisecond)
 		for _, w := range b.status().Apps[0].Workers {
-			if w.State == "busy" {
-				// The sleeper is the worker that stays busy.
-				time.Sleep(300 * time.Millisecond)
-				for _, w2 := range b.status().Apps[0].Workers {
-					if w2.PID == w.PID && w2.State == "busy" {
-						busy = w.PID
-					}
+			for _, w0 := range before {
+				if w.PID == w0.PID && w.State == "busy" && w0.State == "busy" && w.Served == w0.Served {
+					busy = w.PID
 				}
 			}
 		}
