@@ -474,6 +474,68 @@ func TestShutdownUnderLoad(t *testing.T) {
 	}
 }
 
+// TestGracefulTimeout: requests still running at the end of
+// graceful_timeout are cut, berth says so and exits 0.
+func TestGracefulTimeout(t *testing.T) {
+	b := startBerth(t, appConfig(systemPython(t), "probe:app", "workers = 1\n  graceful_timeout = \"1s\"", ""))
+	go b.get("/sleep?20")
+	time.Sleep(300 * time.Millisecond)
+	start := time.Now()
+	b.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-b.done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("berth did not stop at the end of graceful_timeout")
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("stop took %s with graceful_timeout 1s", d)
+	}
+	if b.err != nil {
+		t.Errorf("exit %v, want 0", b.err)
+	}
+	if !strings.Contains(b.logs.String(), "killed 1 worker(s) still busy at the end of graceful_timeout") {
+		t.Errorf("the killed straggler is not reported:\n%s", b.logs)
+	}
+}
+
+// TestRecycleByLifetimeAndMemory: max_lifetime and max_rss replace
+// workers, one at a time, without failing requests.
+func TestRecycleByLifetimeAndMemory(t *testing.T) {
+	for _, tc := range []struct{ name, extra, reason string }{
+		{"max_lifetime", `max_lifetime = "1s"`, "reason=max_lifetime"},
+		{"max_rss", `max_rss = "1MiB"`, "reason=max_rss"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := startBerth(t, appConfig(systemPython(t), "probe:app", "workers = 2\n  "+tc.extra, ""))
+			first := map[int]bool{}
+			for _, w := range b.status().Apps[0].Workers {
+				first[w.PID] = true
+			}
+			load := startLoad(b.url("/status"), 2, func(code int, body string) error {
+				if code != 418 {
+					return fmt.Errorf("status %d", code)
+				}
+				return nil
+			}, nil)
+			if err := b.waitFor(`(?s)worker replaced.*worker replaced.*worker replaced`, 15*time.Second); err != nil {
+				t.Error(err)
+			}
+			ok, failed, samples := load.finish()
+			if failed != 0 || ok == 0 {
+				t.Errorf("%d ok, %d failed: %v", ok, failed, samples)
+			}
+			if !strings.Contains(b.logs.String(), tc.reason) {
+				t.Errorf("no recycle with %s in the logs", tc.reason)
+			}
+			for _, w := range b.status().Apps[0].Workers {
+				if first[w.PID] {
+					t.Errorf("worker %d is still the first one", w.PID)
+				}
+			}
+		})
+	}
+}
+
 // TestQuickStop: SIGINT does not wait for requests in flight.
 func TestQuickStop(t *testing.T) {
 	b := startBerth(t, appConfig(systemPython(t), "probe:app", "workers = 1", ""))
