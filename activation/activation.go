@@ -8,7 +8,9 @@ package activation
 
 import (
 	"errors"
+
 	"fmt"
+	"github.com/coreos/go-systemd/v22/activation"
 	"net"
 	"os"
 	"syscall"
@@ -23,36 +25,55 @@ type Spec struct {
 	Address string
 }
 
-// Socket is one listening socket, kept open for as long as berth uses it.
+// Socket is one listener's listening socket (or sockets: systemd may pass
+// several under one name, say for IPv4 and IPv6), kept open for as long as
+// berth uses it.
 //
-// Servers never get the socket itself: Listener hands each one a
-// duplicate of its file descriptor. A server closing its listener (as an
-// HTTP server does when it shuts down) then closes only the duplicate,
+// Servers never get the socket itself: Listener hands each one a listener
+// on a duplicate of its file descriptor. A server closing its listener (as
+// an HTTP server does when it shuts down) then closes only the duplicate,
 // never the socket, so a reload can swap servers on a socket without a
-// moment in which connections are refused.
+// moment in which connections are refused, and a socket systemd passed is
+// never closed, shut down or unlinked.
 type Socket struct {
 	Name string
 	// Spec is what the socket was bound for.
 	Spec Spec
 	// Passed is true for a socket systemd passed in: berth must never
-	// close, shut down or unlink it, since systemd keeps queueing
-	// connections on it while berth restarts.
+	// close it, since systemd keeps queueing connections on it while
+	// berth restarts.
 	Passed bool
-	ln     net.Listener
-	file   *os.File
+	ln     net.Listener // for Addr, and to close a socket berth bound
+	files  []*os.File
 }
 
 // Addr is where the socket listens, as a string for logs.
-func (s *Socket) Addr() string { return s.ln.Addr().String() }
-
-// Listener returns a new listener on a duplicate of the socket's file
-// descriptor; closing it leaves the socket open.
-func (s *Socket) Listener() (net.Listener, error) {
-	ln, err := net.FileListener(s.file)
-	if err != nil {
-		return nil, fmt.Errorf("listener %q: duplicating socket: %w", s.Name, err)
+func (s *Socket) Addr() string {
+	a := s.ln.Addr().String()
+	if len(s.files) > 1 {
+		a += fmt.Sprintf(" (+%d more)", len(s.files)-1)
 	}
-	return ln, nil
+	return a
+}
+
+// Listener returns a new listener on duplicates of the socket's file
+// descriptors; closing it leaves the socket open.
+func (s *Socket) Listener() (net.Listener, error) {
+	var lns []net.Listener
+	for _, f := range s.files {
+		ln, err := net.FileListener(f)
+		if err != nil {
+			for _, l := range lns {
+				l.Close()
+			}
+			return nil, fmt.Errorf("listener %q: duplicating socket: %w", s.Name, err)
+		}
+		lns = append(lns, ln)
+	}
+	if len(lns) == 1 {
+		return lns[0], nil
+	}
+	return newMultiListener(lns), nil
 }
 
 // Close closes a socket berth bound itself (removing a Unix socket's
@@ -61,25 +82,91 @@ func (s *Socket) Close() error {
 	if s.Passed {
 		return nil
 	}
-	s.file.Close()
+	for _, f := range s.files {
+		f.Close()
+	}
 	return s.ln.Close()
 }
 
-// Listen returns one socket per spec, in order. On failure it closes the
-// sockets it already bound and names the listener that failed.
-func Listen(specs []Spec) ([]*Socket, error) {
+// Set is the sockets systemd passed in, kept for the life of the process:
+// go-systemd's activation reads (and unsets) LISTEN_FDS once, so the files
+// are taken once and matched to listeners by name at every (re)load.
+type Set struct {
+	passed map[string][]*os.File
+	order  []string
+	used   map[string]bool
+}
+
+// Inherit takes the sockets systemd passed (LISTEN_FDS, LISTEN_PID,
+// LISTEN_FDNAMES) and unsets those variables so that workers do not see
+// them. Without systemd the set is empty.
+func Inherit() *Set {
+	s := &Set{passed: map[string][]*os.File{}, used: map[string]bool{}}
+	for _, f := range activation.Files(true) {
+		if _, ok := s.passed[f.Name()]; !ok {
+			s.order = append(s.order, f.Name())
+		}
+		s.passed[f.Name()] = append(s.passed[f.Name()], f)
+	}
+	return s
+}
+
+// Names lists the names of the passed sockets, in systemd's order.
+func (s *Set) Names() []string { return s.order }
+
+// Unused lists passed socket names that no listener has claimed.
+func (s *Set) Unused() []string {
+	var out []string
+	for _, n := range s.order {
+		if !s.used[n] {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// Listen returns one socket per spec, in order: the socket systemd passed
+// under the spec's name, or else one bound to its address. On failure it
+// closes the sockets it bound and names the listener that failed.
+func (s *Set) Listen(specs []Spec) ([]*Socket, error) {
 	var out []*Socket
 	for _, sp := range specs {
-		s, err := listen(sp)
+		sock, err := s.listen(sp)
 		if err != nil {
-			for _, s := range out {
-				s.Close()
+			for _, o := range out {
+				o.Close()
 			}
 			return nil, fmt.Errorf("listener %q: %w", sp.Name, err)
 		}
-		out = append(out, s)
+		out = append(out, sock)
 	}
 	return out, nil
+}
+
+func (s *Set) listen(sp Spec) (*Socket, error) {
+	files, ok := s.passed[sp.Name]
+	if !ok {
+		return listen(sp)
+	}
+	sock := &Socket{Name: sp.Name, Spec: sp, Passed: true, files: files}
+	for i, f := range files {
+		ln, err := net.FileListener(f)
+		if err != nil {
+			return nil, fmt.Errorf("socket %q passed by systemd is not a listening stream socket: %w", sp.Name, err)
+		}
+		if i == 0 {
+			sock.ln = ln
+		} else {
+			ln.Close()
+		}
+	}
+	s.used[sp.Name] = true
+	return sock, nil
+}
+
+// Listen binds one socket per spec, without systemd.
+func Listen(specs []Spec) ([]*Socket, error) {
+	return (&Set{}).Listen(specs)
 }
 
 func listen(sp Spec) (*Socket, error) {
@@ -92,7 +179,7 @@ func listen(sp Spec) (*Socket, error) {
 		ln.Close()
 		return nil, fmt.Errorf("getting the socket's file: %w", err)
 	}
-	return &Socket{Name: sp.Name, Spec: sp, ln: ln, file: f}, nil
+	return &Socket{Name: sp.Name, Spec: sp, ln: ln, files: []*os.File{f}}, nil
 }
 
 func bind(sp Spec) (net.Listener, error) {

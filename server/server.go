@@ -16,21 +16,30 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/berthd/berth/activation"
 	"github.com/berthd/berth/front"
 	"github.com/berthd/berth/journal"
+	"github.com/berthd/berth/notify"
 	"github.com/berthd/berth/supervisor"
 	"github.com/berthd/berth/units"
 )
 
 // Server is a running configuration.
 type Server struct {
-	path string
-	log  *slog.Logger
+	path   string
+	log    *slog.Logger
+	set    *activation.Set
+	notify *notify.Notifier
 
-	mu       sync.Mutex // serialises Start, Reload and Shutdown
+	mu sync.Mutex // serialises Start, Reload and Shutdown
+
+	// state guards the maps below, which a reload changes in its last,
+	// quick phase; Status and the health check read them under it, so
+	// they never wait for a reload's boot phase.
+	state    sync.RWMutex
 	cfg      *units.Config
 	sockets  map[string]*activation.Socket // by listener name
 	fronts   map[string]*front.Server      // by listener name
@@ -40,6 +49,9 @@ type Server struct {
 	reloads  int
 	last     ReloadResult
 	closing  sync.WaitGroup // fronts and apps retired by reloads
+
+	heartbeat atomic.Int64 // unix nanos of the supervision loop's last turn
+	wedge     chan struct{}
 }
 
 // ReloadResult is the outcome of one reload, as `berth reload` prints it.
@@ -55,10 +67,12 @@ type ReloadResult struct {
 }
 
 // New returns a server for the configuration cfg, read from path (which
-// Reload reads again).
-func New(path string, cfg *units.Config, log *slog.Logger) *Server {
+// Reload reads again). Its listeners come from set — the sockets systemd
+// passed, matched by name — or are bound by berth; n hears of every
+// change of state.
+func New(path string, cfg *units.Config, log *slog.Logger, set *activation.Set, n *notify.Notifier) *Server {
 	return &Server{
-		path: path, cfg: cfg, log: log,
+		path: path, cfg: cfg, log: log, set: set, notify: n, wedge: make(chan struct{}, 1),
 		sockets:  map[string]*activation.Socket{},
 		fronts:   map[string]*front.Server{},
 		apps:     map[string]*supervisor.App{},
@@ -79,16 +93,36 @@ func (s *Server) Start(ctx context.Context) error {
 	for _, l := range s.cfg.Listeners {
 		specs = append(specs, spec(l))
 	}
-	sockets, err := activation.Listen(specs)
+	sockets, err := s.set.Listen(specs)
 	if err != nil {
 		return err
 	}
 	for _, sock := range sockets {
 		s.sockets[sock.Name] = sock
 	}
-	for _, cfg := range s.cfg.Apps {
+	if unused := s.set.Unused(); len(unused) > 0 {
+		s.log.Warn("systemd passed sockets that no listener uses; name listeners after their FileDescriptorName=", "unused", strings.Join(unused, ","))
+	}
+	// While apps boot, ask systemd for more time, a little at a time: a
+	// slow import is not a hung start, and boot_timeout bounds each worker.
+	booting, stopExtending := context.WithCancel(ctx)
+	defer stopExtending()
+	go func() {
+		t := time.NewTicker(5 * time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-booting.Done():
+				return
+			case <-t.C:
+				s.notify.ExtendTimeout(15 * time.Second)
+			}
+		}
+	}()
+	for i, cfg := range s.cfg.Apps {
 		app := supervisor.NewApp(cfg, s.log)
 		s.log.Info("starting app", journal.KeyApp, cfg.Name, "workers", cfg.Workers, "python", cfg.Python)
+		s.notify.Status(fmt.Sprintf("starting app %s (%d of %d): %d workers", cfg.Name, i+1, len(s.cfg.Apps), cfg.Workers))
 		if err := app.Start(ctx); err != nil {
 			s.stopAll(context.Background())
 			return err
@@ -102,6 +136,8 @@ func (s *Server) Start(ctx context.Context) error {
 		}
 	}
 	s.last = ReloadResult{OK: true, Message: "started", At: time.Now(), Generations: s.generations()}
+	s.heartbeat.Store(time.Now().UnixNano())
+	s.notify.Ready(s.statusLine())
 	return nil
 }
 
@@ -147,10 +183,16 @@ func (s *Server) serve(l units.Listener, app *supervisor.App) error {
 func (s *Server) Reload(ctx context.Context) ReloadResult {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.reloads++
+	s.notify.Reloading()
 	res := s.reload(ctx)
+	s.state.Lock()
+	s.reloads++
 	res.At = time.Now()
 	res.Generations = s.generations()
+	s.last = res
+	s.state.Unlock()
+	// READY either way: the old configuration serves after a failure.
+	s.notify.Ready(s.statusLine())
 	if res.OK {
 		s.log.Info("reloaded", "result", res.Message)
 	} else {
@@ -159,7 +201,6 @@ func (s *Server) Reload(ctx context.Context) ReloadResult {
 			s.log.Error(res.Detail)
 		}
 	}
-	s.last = res
 	return res
 }
 
@@ -194,7 +235,7 @@ func (s *Server) reload(ctx context.Context) ReloadResult {
 		if old, ok := s.sockets[l.Name]; ok && old.Spec == spec(l) {
 			continue
 		}
-		socks, err := activation.Listen([]activation.Spec{spec(l)})
+		socks, err := s.set.Listen([]activation.Spec{spec(l)})
 		if err != nil {
 			undo(nil, nil)
 			return ReloadResult{Message: err.Error()}
@@ -222,6 +263,8 @@ func (s *Server) reload(ctx context.Context) ReloadResult {
 	}
 
 	// Phase 2: switch. Nothing below can fail.
+	s.state.Lock()
+	defer s.state.Unlock()
 	var changes []string
 	for name, p := range pools {
 		s.apps[name].Commit(p)
@@ -340,6 +383,7 @@ func (s *Server) generations() map[string]int {
 // With quick set, requests in flight are not waited for. It reports
 // whether everything ended in time.
 func (s *Server) Shutdown(quick bool) bool {
+	s.notify.Stopping("stopping: finishing requests in flight")
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	grace := time.Duration(0)
@@ -411,8 +455,8 @@ type ListenerStatus struct {
 
 // Status reports the server's live figures.
 func (s *Server) Status() Status {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.state.RLock()
+	defer s.state.RUnlock()
 	st := Status{Config: s.path, Uptime: time.Since(s.started).Seconds(), Reloads: s.reloads, LastReload: s.last}
 	for _, l := range s.cfg.Listeners {
 		ls := ListenerStatus{Name: l.Name}

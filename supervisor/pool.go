@@ -76,7 +76,21 @@ type Pool struct {
 	nextID   atomic.Int32
 	replaces atomic.Int32 // recycles in progress, to stagger them
 	served   atomic.Int64 // requests answered by workers of this pool
+	lastTake atomic.Int64 // unix nanos when a slot last took a request
 	started  time.Time
+}
+
+// Healthy reports a pool whose dispatch has stopped moving: requests
+// queued and none taken for longer than a request may take.
+func (p *Pool) Healthy() error {
+	if len(p.queue) == 0 {
+		return nil
+	}
+	limit := 2 * max(p.app.Timeout, p.app.QueueTimeout)
+	if since := time.Since(time.Unix(0, p.lastTake.Load())); since > limit {
+		return fmt.Errorf("%d requests queued and none dispatched for %s", len(p.queue), since.Round(time.Second))
+	}
+	return nil
 }
 
 // NewPool returns generation gen of app; nothing runs until Start.

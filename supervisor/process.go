@@ -156,18 +156,28 @@ func spawn(ctx context.Context, app *units.App, log *slog.Logger) (*process, err
 	}
 }
 
-// workerEnv is berth's environment plus the app's env and PYTHONPATH.
+// privateEnv are variables systemd meant for berth itself: a worker that
+// inherited them could notify systemd or take berth's sockets.
+var privateEnv = []string{"NOTIFY_SOCKET=", "WATCHDOG_USEC=", "WATCHDOG_PID=", "LISTEN_FDS=", "LISTEN_PID=", "LISTEN_FDNAMES=", "BERTH_TEST_HOOKS="}
+
+// workerEnv is berth's environment, less what is berth's own, plus the
+// app's env and PYTHONPATH.
 func workerEnv(app *units.App) []string {
-	env := os.Environ()
-	var path []string
+	var env, path []string
 	path = append(path, app.PythonPath...)
-	for i, kv := range env {
+	for _, kv := range os.Environ() {
 		if v, ok := strings.CutPrefix(kv, "PYTHONPATH="); ok {
 			if v != "" {
 				path = append(path, v)
 			}
-			env = append(env[:i], env[i+1:]...)
-			break
+			continue
+		}
+		private := false
+		for _, p := range privateEnv {
+			private = private || strings.HasPrefix(kv, p)
+		}
+		if !private {
+			env = append(env, kv)
 		}
 	}
 	if len(path) > 0 {

@@ -245,10 +245,11 @@ func (s *slot) cancelReplace() {
 
 // serve runs one job on proc. It reports whether proc is still usable.
 func (s *slot) serve(proc *process, j *job) bool {
+	p := s.pool
+	p.lastTake.Store(time.Now().UnixNano())
 	if !j.state.CompareAndSwap(jobQueued, jobTaken) {
 		return true // its client gave up waiting
 	}
-	p := s.pool
 	s.busy.Store(true)
 	defer s.busy.Store(false)
 	_ = proc.conn.SetDeadline(time.Now().Add(p.app.Timeout))

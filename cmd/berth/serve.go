@@ -9,10 +9,13 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"sync/atomic"
 	"syscall"
 
+	"github.com/berthd/berth/activation"
 	"github.com/berthd/berth/control"
 	"github.com/berthd/berth/journal"
+	"github.com/berthd/berth/notify"
 	"github.com/berthd/berth/server"
 	"github.com/berthd/berth/supervisor"
 )
@@ -53,7 +56,7 @@ func cmdServe(args []string, stderr io.Writer) int {
 	// Signals are watched from the start, so that a SIGTERM while apps
 	// boot stops the boot instead of killing berth mid-way.
 	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT, syscall.SIGHUP)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT, syscall.SIGHUP, syscall.SIGUSR2)
 	defer signal.Stop(sigs)
 	bootCtx, cancelBoot := context.WithCancel(context.Background())
 	defer cancelBoot()
@@ -66,12 +69,16 @@ func cmdServe(args []string, stderr io.Writer) int {
 		}
 	}()
 
-	srv := server.New(path, cfg, log)
-	var started bool
+	// systemd's sockets are taken once, before anything else can open a
+	// file descriptor; each (re)load matches listeners to them by name.
+	sockets := activation.Inherit()
+	notifier := notify.New(log)
+	srv := server.New(path, cfg, log, sockets, notifier)
+	var started atomic.Bool
 	// The control socket exists before any worker does: `berth reload`
 	// during start-up gets a clear answer instead of "not running".
 	ctl, err := control.Listen(ctlPath, func(ctx context.Context, command string) (any, bool, error) {
-		if !started {
+		if !started.Load() {
 			return nil, false, errors.New("berth is still starting")
 		}
 		switch command {
@@ -99,8 +106,11 @@ func cmdServe(args []string, stderr io.Writer) int {
 		return 1
 	}
 	cancelBoot()
-	started = true
+	started.Store(true)
 	log.Info("ready", "version", versionString(), "control", ctl.Path())
+	runCtx, stopRun := context.WithCancel(context.Background())
+	defer stopRun()
+	go srv.Run(runCtx)
 
 	code := 0
 	for {
@@ -109,6 +119,9 @@ func cmdServe(args []string, stderr io.Writer) int {
 			switch sig {
 			case syscall.SIGHUP:
 				srv.Reload(context.Background())
+				continue
+			case syscall.SIGUSR2:
+				srv.Wedge() // a test hook, inert unless BERTH_TEST_HOOKS=1
 				continue
 			case syscall.SIGTERM:
 				// Stragglers killed at the end of graceful_timeout are
