@@ -28,7 +28,7 @@ type header struct {
 
 // build encodes ctx's request. A non-zero status means the request is
 // refused with that status and message.
-func (e *environ) build(ctx *fasthttp.RequestCtx, body []byte) (int, string) {
+func (e *environ) build(ctx *fasthttp.RequestCtx, body, requestID []byte) (int, string) {
 	h := &ctx.Request.Header
 	uri := h.RequestURI()
 	path, query := splitTarget(uri)
@@ -46,6 +46,7 @@ func (e *environ) build(ctx *fasthttp.RequestCtx, body []byte) (int, string) {
 	enc.Add("REQUEST_URI", uri)
 	enc.Add("SERVER_PROTOCOL", h.Protocol())
 	enc.AddString("wsgi.url_scheme", "http")
+	enc.Add("REQUEST_ID", requestID)
 	if ct := h.ContentType(); len(ct) > 0 {
 		enc.Add("CONTENT_TYPE", ct)
 	}

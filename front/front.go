@@ -17,10 +17,13 @@ package front
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"strconv"
 	"sync"
@@ -37,11 +40,12 @@ import (
 // Server serves one listener: it sends every request to the app routed
 // to the listener, which a reload may change while connections stay open.
 type Server struct {
-	srv      *fasthttp.Server
-	listener units.Listener
-	log      *slog.Logger
-	route    atomic.Pointer[route]
-	envs     sync.Pool // *environ
+	srv       *fasthttp.Server
+	listener  units.Listener
+	log       *slog.Logger
+	route     atomic.Pointer[route]
+	envs      sync.Pool // *environ
+	logAccess bool
 }
 
 // route is where a listener's requests go, with the app's own limits.
@@ -51,9 +55,10 @@ type route struct {
 	log     *slog.Logger
 }
 
-// New returns a server for listener l that sends every request to app.
-func New(l units.Listener, app *supervisor.App, log *slog.Logger) *Server {
-	s := &Server{listener: l, log: log.With(journal.KeyListener, l.Name)}
+// New returns a server for listener l that sends every request to app,
+// logging an access record per request when access is set.
+func New(l units.Listener, app *supervisor.App, log *slog.Logger, access bool) *Server {
+	s := &Server{listener: l, log: log.With(journal.KeyListener, l.Name), logAccess: access}
 	s.envs.New = func() any { return new(environ) }
 	s.SetApp(app)
 	s.srv = &fasthttp.Server{
@@ -143,7 +148,9 @@ func (s *Server) errorHandler(ctx *fasthttp.RequestCtx, err error) {
 
 // reject answers with a short plain-text body and closes the connection.
 func (s *Server) reject(ctx *fasthttp.RequestCtx, status int, msg string) {
+	id := append([]byte(nil), requestID(ctx)...)
 	ctx.Response.Reset()
+	ctx.Response.Header.SetBytesV("X-Request-ID", id)
 	ctx.SetStatusCode(status)
 	ctx.SetContentType("text/plain; charset=utf-8")
 	ctx.SetBodyString(msg + "\n")
@@ -153,7 +160,9 @@ func (s *Server) reject(ctx *fasthttp.RequestCtx, status int, msg string) {
 // unavailable answers 503/502/504 without closing the connection: the
 // request was read whole, so the connection is still in step.
 func (s *Server) unavailable(ctx *fasthttp.RequestCtx, status int, msg string) {
+	id := append([]byte(nil), requestID(ctx)...)
 	ctx.Response.Reset()
+	ctx.Response.Header.SetBytesV("X-Request-ID", id)
 	ctx.SetStatusCode(status)
 	ctx.SetContentType("text/plain; charset=utf-8")
 	ctx.SetBodyString(msg + "\n")
@@ -184,7 +193,7 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	env := s.envs.Get().(*environ)
 	defer s.envs.Put(env)
 	body := ctx.Request.Body()
-	if status, msg := env.build(ctx, body); status != 0 {
+	if status, msg := env.build(ctx, body, requestID(ctx)); status != 0 {
 		s.reject(ctx, status, msg)
 		s.access(ctx, start, 0)
 		return
@@ -299,17 +308,46 @@ func (s *Server) writeHead(ctx *fasthttp.RequestCtx, ex *supervisor.Exchange) in
 	return contentLength
 }
 
+// requestID is the request's id: the client's (or proxy's) X-Request-ID
+// when it is a sane token, else a new random one. It is set once per
+// request, passed to the app as REQUEST_ID, returned as X-Request-ID and
+// logged with the access record.
+func requestID(ctx *fasthttp.RequestCtx) []byte {
+	if id := ctx.Response.Header.Peek("X-Request-ID"); len(id) > 0 {
+		return id
+	}
+	id := ctx.Request.Header.Peek("X-Request-ID")
+	if !saneID(id) {
+		var b [16]byte
+		id = hex.AppendEncode(b[:0], binary.LittleEndian.AppendUint64(nil, rand.Uint64()))
+	}
+	ctx.Response.Header.SetBytesV("X-Request-ID", id)
+	return ctx.Response.Header.Peek("X-Request-ID")
+}
+
+func saneID(id []byte) bool {
+	if len(id) == 0 || len(id) > 128 {
+		return false
+	}
+	for _, c := range id {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
+			return false
+		}
+	}
+	return true
+}
+
 // access writes the access record of a finished request.
 func (s *Server) access(ctx *fasthttp.RequestCtx, start time.Time, n int64) {
 	s.accessLog(s.route.Load().log, ctx, start, n)
 }
 
 func (s *Server) accessLog(log *slog.Logger, ctx *fasthttp.RequestCtx, start time.Time, n int64) {
-	if !log.Enabled(context.Background(), slog.LevelInfo) {
+	if !s.logAccess || !log.Enabled(context.Background(), slog.LevelInfo) {
 		return
 	}
 	journal.Access(log, string(ctx.Method()), string(ctx.Request.Header.RequestURI()),
-		ctx.Response.StatusCode(), n, time.Since(start), remoteIP(ctx))
+		ctx.Response.StatusCode(), n, time.Since(start), remoteIP(ctx), string(requestID(ctx)))
 }
 
 // stream is a response body that arrives in several frames. fasthttp

@@ -9,6 +9,8 @@ package journal
 import (
 	"context"
 	"fmt"
+
+	"github.com/coreos/go-systemd/v22/journal"
 	"io"
 	"log/slog"
 	"strconv"
@@ -30,6 +32,38 @@ const (
 // level.
 func New(w io.Writer, level slog.Leveler) *slog.Logger {
 	return slog.New(&TextHandler{out: &lockedWriter{w: w}, level: level})
+}
+
+// Formats of NewFormat.
+const (
+	// FormatAuto is the journal when stderr is connected to journald
+	// (JOURNAL_STREAM), text otherwise.
+	FormatAuto    = "auto"
+	FormatText    = "text"
+	FormatJSON    = "json"
+	FormatJournal = "journal"
+)
+
+// NewFormat returns a logger in one of the formats above, writing to w
+// (journal entries go to journald instead).
+func NewFormat(format string, w io.Writer, level slog.Leveler) (*slog.Logger, error) {
+	switch format {
+	case FormatAuto, "":
+		if ok, _ := journal.StderrIsJournalStream(); ok && journal.Enabled() {
+			return slog.New(NewJournal(level)), nil
+		}
+		return New(w, level), nil
+	case FormatText:
+		return New(w, level), nil
+	case FormatJSON:
+		return slog.New(slog.NewJSONHandler(&lockedWriter{w: w}, &slog.HandlerOptions{Level: level})), nil
+	case FormatJournal:
+		if !journal.Enabled() {
+			return nil, fmt.Errorf("log format %q: journald is not running here", format)
+		}
+		return slog.New(NewJournal(level)), nil
+	}
+	return nil, fmt.Errorf("unknown log format %q: want auto, text, json or journal", format)
 }
 
 type lockedWriter struct {
@@ -79,6 +113,8 @@ func (h *TextHandler) Handle(_ context.Context, r slog.Record) error {
 			app = a.Value.String()
 		case a.Key == KeyPID && h.groups == "":
 			pid = a.Value.String()
+		case (a.Key == KeyMethod || a.Key == KeyPath) && h.groups == "":
+			// Already the message of an access record.
 		default:
 			rest = appendAttr(rest, h.groups, a)
 		}
@@ -132,6 +168,8 @@ func (h *TextHandler) WithGroup(name string) slog.Handler {
 
 func levelName(l slog.Level) string {
 	switch {
+	case l >= LevelCritical:
+		return "CRIT "
 	case l >= slog.LevelError:
 		return "ERROR"
 	case l >= slog.LevelWarn:
@@ -192,13 +230,17 @@ func needsQuote(s string) bool {
 	return false
 }
 
-// Access logs one served request: the line operators grep first, with
-// fields named as the journal records of a later release will be.
-func Access(l *slog.Logger, method, path string, status int, bytes int64, d time.Duration, remote string) {
+// Access logs one served request: the line operators grep first. In the
+// journal its fields are HTTP_METHOD, HTTP_PATH, HTTP_STATUS, BYTES,
+// DURATION_USEC, REMOTE_ADDR and REQUEST_ID.
+func Access(l *slog.Logger, method, path string, status int, bytes int64, d time.Duration, remote, requestID string) {
 	l.LogAttrs(context.Background(), slog.LevelInfo, method+" "+path,
-		slog.Int("status", status),
-		slog.Int64("bytes", bytes),
-		slog.Duration("duration", d.Round(time.Microsecond)),
-		slog.String("remote", remote),
+		slog.String(KeyMethod, method),
+		slog.String(KeyPath, path),
+		slog.Int(KeyStatus, status),
+		slog.Int64(KeyBytes, bytes),
+		slog.Duration(KeyDuration, d.Round(time.Microsecond)),
+		slog.String(KeyRemote, remote),
+		slog.String(KeyRequestID, requestID),
 	)
 }

@@ -26,8 +26,8 @@ func TestTextHandler(t *testing.T) {
 			`^ERROR Traceback:\n      File x\n    ValueError\n$`},
 		{"debug dropped", func(l *slog.Logger) { l.Debug("noise") }, `^$`},
 		{"access", func(l *slog.Logger) {
-			Access(l.With(KeyApp, "hello"), "GET", "/a b", 200, 13, 1500*time.Microsecond, "127.0.0.1")
-		}, `^INFO  hello GET /a b status=200 bytes=13 duration=1.5ms remote=127.0.0.1\n$`},
+			Access(l.With(KeyApp, "hello"), "GET", "/a b", 200, 13, 1500*time.Microsecond, "127.0.0.1", "abc")
+		}, `^INFO  hello GET /a b status=200 bytes=13 duration=1.5ms remote=127.0.0.1 request_id=abc\n$`},
 		{"groups", func(l *slog.Logger) { l.WithGroup("q").Info("x", "depth", 3) }, `^INFO  x q.depth=3\n$`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

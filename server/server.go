@@ -163,7 +163,7 @@ func (s *Server) serve(l units.Listener, app *supervisor.App) error {
 	if err != nil {
 		return err
 	}
-	f := front.New(l, app, s.log)
+	f := front.New(l, app, s.log, s.cfg.Log.Access)
 	s.fronts[l.Name] = f
 	go func() {
 		if err := f.Serve(ln); err != nil {

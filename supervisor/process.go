@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -85,22 +86,33 @@ func spawn(ctx context.Context, app *units.App, log *slog.Logger) (*process, err
 		outW.Close()
 		return nil, fmt.Errorf("creating stderr pipe: %w", err)
 	}
+	logR, logW, err := os.Pipe()
+	if err != nil {
+		conn.Close()
+		outR.Close()
+		outW.Close()
+		errR.Close()
+		errW.Close()
+		return nil, fmt.Errorf("creating log pipe: %w", err)
+	}
 
 	cmd := exec.Command(app.Python, "-u", "-c", wire.WorkerSource, app.Module)
 	cmd.Dir = app.Chdir
 	cmd.Env = workerEnv(app)
 	cmd.Stdout, cmd.Stderr = outW, errW
-	cmd.ExtraFiles = []*os.File{child}
+	cmd.ExtraFiles = []*os.File{child, logW} // fd 3, fd 4
 	// If berth dies without stopping its workers (SIGKILL), the kernel
 	// kills them: no orphans. Workers also exit on EOF of their socket.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	err = cmd.Start()
 	outW.Close()
 	errW.Close()
+	logW.Close()
 	if err != nil {
 		conn.Close()
 		outR.Close()
 		errR.Close()
+		logR.Close()
 		return nil, fmt.Errorf("starting python %q: %w", app.Python, err)
 	}
 	p := &process{
@@ -114,6 +126,7 @@ func spawn(ctx context.Context, app *units.App, log *slog.Logger) (*process, err
 	}
 	go p.pump(outR, slog.LevelInfo, "stdout")
 	go p.pump(errR, slog.LevelWarn, "stderr")
+	go p.pumpRecords(logR)
 	go func() {
 		_ = cmd.Wait()
 		close(p.exited)
@@ -189,19 +202,12 @@ func workerEnv(app *units.App) []string {
 	return env
 }
 
-// next reads the next frame that is not a log record; log records are
-// written to berth's log as they pass.
+// next reads the next frame.
 func (p *process) next() (wire.Frame, error) {
-	for {
-		f, err := p.r.Next()
-		if err != nil || f.Type != wire.TypeLog {
-			return f, err
-		}
-		level, msg := wire.ParseLog(f.Payload)
-		p.log.Log(context.Background(), pyLevel(level), msg)
-	}
+	return p.r.Next()
 }
 
+// pyLevel maps a Python logging level name to a log level.
 func pyLevel(name string) slog.Level {
 	switch name {
 	case "DEBUG":
@@ -210,8 +216,34 @@ func pyLevel(name string) slog.Level {
 		return slog.LevelInfo
 	case "WARNING":
 		return slog.LevelWarn
+	case "ERROR":
+		return slog.LevelError
+	case "CRITICAL":
+		return journal.LevelCritical
 	}
-	return slog.LevelError
+	return slog.LevelInfo
+}
+
+// pumpRecords logs the structured records the worker writes on fd 4,
+// each as one record with its level and logger name, however many lines
+// its message has.
+func (p *process) pumpRecords(r io.ReadCloser) {
+	defer r.Close()
+	br := bufio.NewReaderSize(r, 64<<10)
+	for {
+		line, err := br.ReadBytes('\n')
+		if len(line) > 0 {
+			var rec struct{ Level, Logger, Msg string }
+			if json.Unmarshal(line, &rec) != nil {
+				p.log.Warn(string(bytes.TrimRight(line, "\n")), "stream", "log")
+			} else {
+				p.log.Log(context.Background(), pyLevel(rec.Level), rec.Msg, journal.KeyLogger, rec.Logger)
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
 }
 
 // maxLogLine is where pump cuts a line the worker writes; the rest of the

@@ -22,7 +22,14 @@ var fileSchema = &hcl.BodySchema{
 	Blocks: []hcl.BlockHeaderSchema{
 		{Type: "listener", LabelNames: []string{"name"}},
 		{Type: "app", LabelNames: []string{"name"}},
+		{Type: "log"},
 	},
+}
+
+type rawLog struct {
+	Format *string `hcl:"format,optional"`
+	Level  *string `hcl:"level,optional"`
+	Access *bool   `hcl:"access,optional"`
 }
 
 // rawListener and rawApp are the attributes as written. Attributes that
@@ -114,11 +121,20 @@ func (d *decoder) decode() *Config {
 	if content == nil {
 		return nil
 	}
-	cfg := &Config{}
-	seen := map[string]map[string]*hcl.Block{"listener": {}, "app": {}}
+	cfg := &Config{Log: Log{Format: "auto", Level: "info", Access: true}}
+	seen := map[string]map[string]*hcl.Block{"listener": {}, "app": {}, "log": {}}
 	var appBlocks []*hcl.Block
 	var appListenerExprs []hcl.Expression
 	for _, b := range content.Blocks {
+		if b.Type == "log" {
+			if len(seen["log"]) > 0 {
+				d.errorf(&b.DefRange, "Duplicate log block", "A configuration has at most one log block.")
+				continue
+			}
+			seen["log"][""] = b
+			d.logBlock(&cfg.Log, b)
+			continue
+		}
 		name := b.Labels[0]
 		if !nameRE.MatchString(name) {
 			d.errorf(&b.LabelRanges[0], "Invalid name", "%s names are 1 to 64 letters, digits, '_', '.' or '-', starting with a letter or digit; got %q.", b.Type, name)
@@ -297,6 +313,35 @@ func (d *decoder) app(name string, b *hcl.Block) (App, hcl.Expression, bool) {
 		a.PythonPath = append(a.PythonPath, p)
 	}
 	return a, raw.Listener, !d.diags.HasErrors()
+}
+
+func (d *decoder) logBlock(l *Log, b *hcl.Block) {
+	var raw rawLog
+	diags := gohcl.DecodeBody(b.Body, nil, &raw)
+	d.diags = append(d.diags, diags...)
+	if diags.HasErrors() {
+		return
+	}
+	attrs, _ := b.Body.JustAttributes()
+	check := func(name, value string, allowed ...string) bool {
+		for _, a := range allowed {
+			if value == a {
+				return true
+			}
+		}
+		rng := attrs[name].Expr.Range()
+		d.errorf(&rng, "Invalid "+name, "Want one of %s; got %q.", strings.Join(allowed, ", "), value)
+		return false
+	}
+	if raw.Format != nil && check("format", *raw.Format, "auto", "text", "json", "journal") {
+		l.Format = *raw.Format
+	}
+	if raw.Level != nil && check("level", *raw.Level, "debug", "info", "warn", "error") {
+		l.Level = *raw.Level
+	}
+	if raw.Access != nil {
+		l.Access = *raw.Access
+	}
 }
 
 // workers fills the pool size from `workers = N` or `workers { ... }`.

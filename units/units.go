@@ -21,6 +21,19 @@ type Config struct {
 	File      string
 	Listeners []Listener
 	Apps      []App
+	Log       Log
+}
+
+// Log is how berth logs. A reload does not change it: the process keeps
+// the logger it started with.
+type Log struct {
+	// Format is "auto" (the journal under journald, else text), "text",
+	// "json" or "journal".
+	Format string
+	// Level is the lowest level logged: debug, info, warn or error.
+	Level string
+	// Access logs one record per request.
+	Access bool
 }
 
 // Listener is a listening socket. Under systemd the socket is passed in

@@ -89,6 +89,9 @@ func TestValid(t *testing.T) {
 		t.Fatal(err)
 	}
 	dir, _ := filepath.Abs("testdata")
+	if cfg.Log != (Log{Format: "json", Level: "warn", Access: false}) {
+		t.Errorf("log = %+v", cfg.Log)
+	}
 	if len(cfg.Listeners) != 2 || len(cfg.Apps) != 2 {
 		t.Fatalf("got %d listeners, %d apps; want 2, 2", len(cfg.Listeners), len(cfg.Apps))
 	}
@@ -145,6 +148,9 @@ func TestOnlyListenerIsDefault(t *testing.T) {
 	cfg, err := Parse("x.hcl", []byte("listener \"web\" {\n address = \"[::1]:0\"\n}\napp \"a\" {\n module = \"a\"\n}\n"))
 	if err != nil {
 		t.Fatal(err)
+	}
+	if cfg.Log != (Log{Format: "auto", Level: "info", Access: true}) {
+		t.Errorf("default log = %+v", cfg.Log)
 	}
 	if cfg.Apps[0].Listener != "web" || cfg.Listeners[0].Network != "tcp" {
 		t.Errorf("got %+v %+v", cfg.Apps[0], cfg.Listeners[0])

@@ -57,11 +57,6 @@ const (
 	// TypeAbort: the app failed after its headers were sent; the client
 	// connection must be closed so the client sees a truncated response.
 	TypeAbort Type = 6
-	// TypeLog: a record the worker itself logs (an app exception with its
-	// traceback); payload "LEVEL\0message", LEVEL one of DEBUG, INFO,
-	// WARNING, ERROR. It may arrive before any response frame, and keeps a
-	// multi-line traceback in one record where stderr lines would not.
-	TypeLog Type = 7
 )
 
 func (t Type) String() string {
@@ -78,8 +73,6 @@ func (t Type) String() string {
 		return "body"
 	case TypeAbort:
 		return "abort"
-	case TypeLog:
-		return "log"
 	}
 	return fmt.Sprintf("type(%d)", uint8(t))
 }
@@ -180,15 +173,6 @@ func ParseHello(p []byte) (Hello, error) {
 		return h, fmt.Errorf("wire: worker speaks version %d, berth speaks %d", h.Version, Version)
 	}
 	return h, nil
-}
-
-// ParseLog splits a log payload into its level and message.
-func ParseLog(p []byte) (level, msg string) {
-	parts := splitNUL(p, 2)
-	if len(parts) != 2 {
-		return "ERROR", string(p)
-	}
-	return string(parts[0]), string(parts[1])
 }
 
 func splitNUL(p []byte, max int) [][]byte {

@@ -2,7 +2,10 @@
 
 berth starts this program as `python -c SOURCE MODULE` with a Unix stream
 socket on fd 3 and speaks the frame protocol of berth's wire package over
-it. It imports the app, says hello, then loops: read request frames, call
+it. Fd 4 is a pipe for structured log records, one JSON object a line:
+the worker's own reports (an app's exception with its traceback, as one
+record) and records of Python's logging module that no handler of the
+app's took (they keep their level and logger name). It imports the app, says hello, then loops: read request frames, call
 the app, write response frames. It uses the standard library only and runs
 on CPython 3.8 and later.
 
@@ -15,6 +18,8 @@ import faulthandler
 import importlib
 import io
 import itertools
+import json
+import logging
 import os
 import signal
 import socket
@@ -25,7 +30,8 @@ import traceback
 VERSION = 1
 HDR = struct.Struct("<IBBH")
 U32 = struct.Struct("<I")
-T_HELLO, T_BOOT_FAILED, T_REQUEST, T_RESPONSE, T_BODY, T_ABORT, T_LOG = 1, 2, 3, 4, 5, 6, 7
+T_HELLO, T_BOOT_FAILED, T_REQUEST, T_RESPONSE, T_BODY, T_ABORT = 1, 2, 3, 4, 5, 6
+LOG_FD = 4
 F_MORE = 1
 
 BUF_SIZE = 256 * 1024
@@ -55,6 +61,37 @@ def load(spec):
     if not callable(obj):
         raise TypeError("%r is %r, not a WSGI callable" % (spec, obj))
     return obj
+
+
+class LogHandler(logging.Handler):
+    """Sends records to berth on fd 4, one JSON line each.
+
+    It replaces logging.lastResort, the handler Python uses when the app
+    configured none, so an app that sets up its own logging keeps it.
+    """
+
+    def __init__(self, fd):
+        logging.Handler.__init__(self, logging.WARNING)
+        self.fd = fd
+
+    def emit(self, record):
+        try:
+            self.send(record.levelname, record.name, self.format(record))
+        except Exception:
+            self.handleError(record)
+
+    def send(self, level, logger, msg):
+        line = (json.dumps({"level": level, "logger": logger, "msg": msg}) + "\n").encode("utf-8", "replace")
+        self.acquire()
+        try:
+            view = memoryview(line)
+            while view:
+                view = view[os.write(self.fd, view) :]
+        finally:
+            self.release()
+
+
+LOG = LogHandler(LOG_FD)
 
 
 class Wire:
@@ -199,13 +236,14 @@ class Worker:
 
     def log_exception(self, env, where):
         """Send the traceback to berth as one record, not as stderr lines."""
-        msg = "Exception in %s while serving %s %s\n%s" % (
+        msg = "Exception in %s while serving %s %s (request %s)\n%s" % (
             where,
             env.get("REQUEST_METHOD", "?"),
             env.get("PATH_INFO", "?"),
+            env.get("REQUEST_ID", "?"),
             traceback.format_exc(),
         )
-        self.wire.frame(T_LOG, 0, b"ERROR\0", msg.encode("utf-8", "replace"))
+        LOG.send("ERROR", "berth.worker", msg)
 
     def serve(self):
         sock = self.wire.sock
@@ -256,6 +294,7 @@ def main():
     # berth sends SIGUSR1 before killing a worker past its timeout: the
     # stack of every thread goes to stderr, into berth's log.
     faulthandler.register(signal.SIGUSR1, all_threads=True)
+    logging.lastResort = LOG
     sock = socket.socket(fileno=3)
     wire = Wire(sock)
     try:

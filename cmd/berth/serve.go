@@ -27,7 +27,7 @@ import (
 func cmdServe(args []string, stderr io.Writer) int {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	levelName := fs.String("log-level", "info", "lowest level logged: debug, info, warn or error")
+	levelName := fs.String("log-level", "", "lowest level logged: debug, info, warn or error (default: the config's log block, else info)")
 	controlPath := fs.String("control", "", "control socket path (default: derived from CONFIG in the runtime directory)")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -36,17 +36,24 @@ func cmdServe(args []string, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "usage: berth serve [--log-level LEVEL] [--control PATH] CONFIG")
 		return 2
 	}
-	level, err := parseLevel(*levelName)
-	if err != nil {
-		fmt.Fprintf(stderr, "berth: --log-level: %v\n", err)
-		return 2
-	}
 	path := fs.Arg(0)
 	cfg, ok := loadConfig(path, stderr)
 	if !ok {
 		return 1
 	}
-	log := journal.New(stderr, level)
+	if *levelName == "" {
+		*levelName = cfg.Log.Level
+	}
+	level, err := parseLevel(*levelName)
+	if err != nil {
+		fmt.Fprintf(stderr, "berth: --log-level: %v\n", err)
+		return 2
+	}
+	log, err := journal.NewFormat(cfg.Log.Format, stderr, level)
+	if err != nil {
+		fmt.Fprintf(stderr, "berth: %v\n", err)
+		return 1
+	}
 	ctlPath, err := controlSocket(path, *controlPath)
 	if err != nil {
 		log.Error("control socket", "err", err)

@@ -390,7 +390,7 @@ func TestAppErrors(t *testing.T) {
 	if code, body := b.get("/raise"); code != 500 || body != "Internal Server Error\n" {
 		t.Errorf("GET /raise = %d %q", code, body)
 	}
-	if err := b.waitFor(`(?s)ERROR probe\[\d+\] Exception in the app while serving GET /raise\n\s+Traceback.*ValueError: probe asked to raise`, 5*time.Second); err != nil {
+	if err := b.waitFor(`(?s)ERROR probe\[\d+\] Exception in the app while serving GET /raise \(request [0-9a-f]+\)\n\s+Traceback.*ValueError: probe asked to raise`, 5*time.Second); err != nil {
 		t.Errorf("traceback not logged as one record: %v", err)
 	}
 	if code, _ := b.get("/bad-header"); code != 500 {

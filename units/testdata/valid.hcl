@@ -28,3 +28,9 @@ app "tools" {
   listener = "admin"
   module   = "tools:create_app()"
 }
+
+log {
+  format = "json"
+  level  = "warn"
+  access = false
+}
