@@ -433,7 +433,9 @@ func (s *Server) stopAll(ctx context.Context) bool {
 
 // Status is a snapshot of the running server.
 type Status struct {
-	Config     string                 `json:"config"`
+	Config string `json:"config"`
+	// Unit is the systemd service berth runs in, if any.
+	Unit       string                 `json:"unit,omitempty"`
 	Uptime     float64                `json:"uptime_seconds"`
 	Reloads    int                    `json:"reloads"`
 	LastReload ReloadResult           `json:"last_reload"`
@@ -457,7 +459,7 @@ type ListenerStatus struct {
 func (s *Server) Status() Status {
 	s.state.RLock()
 	defer s.state.RUnlock()
-	st := Status{Config: s.path, Uptime: time.Since(s.started).Seconds(), Reloads: s.reloads, LastReload: s.last}
+	st := Status{Config: s.path, Unit: ownUnit(), Uptime: time.Since(s.started).Seconds(), Reloads: s.reloads, LastReload: s.last}
 	for _, l := range s.cfg.Listeners {
 		ls := ListenerStatus{Name: l.Name}
 		if sock, ok := s.sockets[l.Name]; ok {

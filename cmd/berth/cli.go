@@ -21,6 +21,7 @@ Usage:
   berth check CONFIG                       validate CONFIG; print a summary or the errors
   berth reload [--json] CONFIG             reload the instance serving CONFIG; wait for the outcome
   berth status [--json] CONFIG             show the live state of the instance serving CONFIG
+  berth units [--name NAME] CONFIG         print the systemd .socket and .service units for CONFIG
   berth version                            print the version
   berth help                               print this text
 `
@@ -39,6 +40,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdCheck(args[1:], stdout, stderr)
 	case "reload", "status":
 		return cmdControl(args[0], args[1:], stdout, stderr)
+	case "units":
+		return cmdUnits(args[1:], stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, "berth", versionString())
 		return 0

@@ -186,6 +186,25 @@ func cmdControl(command string, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "berth %s: %s\n", command, resp.Error)
 		return 1
 	}
+	if command == "status" {
+		// Beside berth's own figures, systemd's view of the unit, when
+		// berth runs in one and D-Bus answers: {"berth": …, "systemd": …}.
+		var st server.Status
+		var us *unitState
+		if json.Unmarshal(resp.Result, &st) == nil && st.Unit != "" {
+			if us, err = systemdState(st.Unit); err != nil {
+				fmt.Fprintf(stderr, "berth status: no systemd state: %v\n", err)
+			}
+		}
+		if *asJSON {
+			combined, _ := json.Marshal(statusJSON{Berth: resp.Result, Systemd: us})
+			fmt.Fprintln(stdout, string(combined))
+			return 0
+		}
+		if us != nil {
+			printUnitState(stdout, us)
+		}
+	}
 	if *asJSON {
 		fmt.Fprintln(stdout, string(resp.Result))
 	} else if err := printResult(stdout, command, resp.Result); err != nil {
@@ -196,6 +215,12 @@ func cmdControl(command string, args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// statusJSON is `berth status --json`.
+type statusJSON struct {
+	Berth   json.RawMessage `json:"berth"`
+	Systemd *unitState      `json:"systemd"`
 }
 
 func printResult(w io.Writer, command string, raw json.RawMessage) error {

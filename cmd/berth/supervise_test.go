@@ -102,11 +102,11 @@ func (i *instance) status() server.Status {
 	if code := run([]string{"status", "--json", i.config}, &out, &errb); code != 0 {
 		i.t.Fatalf("berth status = %d: %s", code, errb.String())
 	}
-	var st server.Status
+	var st struct{ Berth server.Status }
 	if err := json.Unmarshal([]byte(out.String()), &st); err != nil {
 		i.t.Fatalf("status JSON: %v\n%s", err, out.String())
 	}
-	return st
+	return st.Berth
 }
 
 // reload runs `berth reload` and returns its exit code and output.

@@ -1,0 +1,64 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/berthd/berth/units"
+)
+
+// cmdUnits prints (or writes) the systemd units that run CONFIG.
+func cmdUnits(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("units", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	name := fs.String("name", "", "unit name: NAME.service and NAME.socket (default: the config file's name)")
+	bin := fs.String("berth", "", "path of the berth binary in ExecStart= (default: this binary)")
+	user := fs.String("user", "", "run the service as this user (and group of the same name)")
+	watchdog := fs.Duration("watchdog", 30*time.Second, "WatchdogSec=")
+	dir := fs.String("dir", "", "write the units into this directory instead of printing them")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if fs.NArg() != 1 {
+		fmt.Fprintln(stderr, "usage: berth units [--name NAME] [--berth PATH] [--user USER] [--dir DIR] CONFIG")
+		return 2
+	}
+	cfg, ok := loadConfig(fs.Arg(0), stderr)
+	if !ok {
+		return 1
+	}
+	abs, _ := filepath.Abs(fs.Arg(0))
+	if *name == "" {
+		*name = strings.TrimSuffix(filepath.Base(abs), filepath.Ext(abs))
+	}
+	if *bin == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			fmt.Fprintf(stderr, "berth units: finding this binary: %v (use --berth)\n", err)
+			return 1
+		}
+		*bin = exe
+	}
+	files, err := cfg.Units(units.UnitOptions{Name: *name, Berth: *bin, Config: abs, User: *user, Group: *user, Watchdog: *watchdog})
+	if err != nil {
+		fmt.Fprintf(stderr, "berth units: %v\n", err)
+		return 1
+	}
+	for _, f := range files {
+		if *dir == "" {
+			fmt.Fprintf(stdout, "### %s\n%s\n", f.Name, f.Content)
+			continue
+		}
+		if err := os.WriteFile(filepath.Join(*dir, f.Name), []byte(f.Content), 0o644); err != nil {
+			fmt.Fprintf(stderr, "berth units: %v\n", err)
+			return 1
+		}
+		fmt.Fprintln(stdout, filepath.Join(*dir, f.Name))
+	}
+	return 0
+}

@@ -1,0 +1,136 @@
+package units
+
+import (
+	"fmt"
+	"net"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// UnitOptions say how the rendered units run berth.
+type UnitOptions struct {
+	// Name is the service's name: NAME.service, NAME.socket.
+	Name string
+	// Berth is the absolute path of the berth binary.
+	Berth string
+	// Config is the absolute path of the configuration file.
+	Config string
+	// User and Group run the service, when set (else root).
+	User, Group string
+	// Watchdog is WatchdogSec=; zero for the default, 30s.
+	Watchdog time.Duration
+}
+
+// UnitFile is one rendered systemd unit.
+type UnitFile struct {
+	Name    string
+	Content string
+}
+
+// Units renders the systemd units that run this configuration: one
+// .socket per listener (named NAME.socket when there is one listener,
+// NAME-LISTENER.socket otherwise), whose FileDescriptorName= is the
+// listener's name so berth matches them, and NAME.service.
+func (c *Config) Units(opt UnitOptions) ([]UnitFile, error) {
+	if opt.Watchdog == 0 {
+		opt.Watchdog = 30 * time.Second
+	}
+	var files []UnitFile
+	var socketNames []string
+	for _, l := range c.Listeners {
+		listen, err := listenStream(l)
+		if err != nil {
+			return nil, err
+		}
+		name := opt.Name + ".socket"
+		if len(c.Listeners) > 1 {
+			name = opt.Name + "-" + l.Name + ".socket"
+		}
+		socketNames = append(socketNames, name)
+		var b strings.Builder
+		fmt.Fprintf(&b, "# Rendered by `berth units` from %s.\n", opt.Config)
+		fmt.Fprintf(&b, "[Unit]\nDescription=berth %s: listener %s\n\n", opt.Name, l.Name)
+		fmt.Fprintf(&b, "[Socket]\nListenStream=%s\nFileDescriptorName=%s\nService=%s.service\n", listen, l.Name, opt.Name)
+		if l.Network == "unix" {
+			b.WriteString("SocketMode=0660\nRemoveOnStop=yes\n")
+		}
+		b.WriteString("\n[Install]\nWantedBy=sockets.target\n")
+		files = append(files, UnitFile{Name: name, Content: b.String()})
+	}
+
+	grace := DefaultGraceful
+	boot := time.Duration(0)
+	for _, a := range c.Apps {
+		grace = max(grace, a.GracefulTimeout)
+		boot = max(boot, a.BootTimeout)
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "# Rendered by `berth units` from %s.\n", opt.Config)
+	fmt.Fprintf(&b, "[Unit]\nDescription=berth %s: Python WSGI apps of %s\n", opt.Name, filepath.Base(opt.Config))
+	fmt.Fprintf(&b, "Requires=%s\nAfter=%s network.target\n\n", strings.Join(socketNames, " "), strings.Join(socketNames, " "))
+	b.WriteString("[Service]\n")
+	b.WriteString("# READY=1 is sent once every app's workers are ready; a reload waits\n# for its outcome, so `systemctl reload` fails on a bad configuration.\n")
+	b.WriteString("Type=notify\nNotifyAccess=main\n")
+	fmt.Fprintf(&b, "ExecStart=%s serve %s\n", opt.Berth, opt.Config)
+	fmt.Fprintf(&b, "ExecReload=%s reload %s\n", opt.Berth, opt.Config)
+	b.WriteString("# berth drains its own workers on SIGTERM; systemd kills what is left.\nKillMode=mixed\n")
+	fmt.Fprintf(&b, "TimeoutStartSec=%s\n", seconds(boot+30*time.Second))
+	fmt.Fprintf(&b, "TimeoutStopSec=%s\n", seconds(grace+15*time.Second))
+	fmt.Fprintf(&b, "WatchdogSec=%s\n", seconds(opt.Watchdog))
+	b.WriteString("Restart=on-failure\n")
+	fmt.Fprintf(&b, "RuntimeDirectory=%s\n", opt.Name)
+	if opt.User != "" {
+		fmt.Fprintf(&b, "User=%s\n", opt.User)
+		if opt.Group != "" {
+			fmt.Fprintf(&b, "Group=%s\n", opt.Group)
+		}
+	}
+	b.WriteString(`# Hardening, tested with start, reload and stop. Apps that write files
+# need ReadWritePaths= in a drop-in.
+NoNewPrivileges=yes
+PrivateTmp=yes
+PrivateDevices=yes
+ProtectSystem=strict
+ProtectHome=read-only
+ProtectKernelTunables=yes
+ProtectKernelModules=yes
+ProtectKernelLogs=yes
+ProtectControlGroups=yes
+ProtectClock=yes
+ProtectHostname=yes
+RestrictSUIDSGID=yes
+RestrictRealtime=yes
+RestrictNamespaces=yes
+LockPersonality=yes
+RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6 AF_NETLINK
+SystemCallArchitectures=native
+
+[Install]
+WantedBy=multi-user.target
+`)
+	files = append(files, UnitFile{Name: opt.Name + ".service", Content: b.String()})
+	return files, nil
+}
+
+// listenStream is a listener's address as ListenStream= takes it.
+func listenStream(l Listener) (string, error) {
+	if l.Network == "unix" {
+		return l.Address, nil
+	}
+	host, port, err := net.SplitHostPort(l.Address)
+	if err != nil {
+		return "", fmt.Errorf("listener %q: %w", l.Name, err)
+	}
+	if port == "0" {
+		return "", fmt.Errorf("listener %q: port 0 (any free port) cannot be a systemd socket; give a port", l.Name)
+	}
+	if host == "" {
+		return port, nil // every address, IPv4 and IPv6
+	}
+	return net.JoinHostPort(host, port), nil
+}
+
+func seconds(d time.Duration) string {
+	return fmt.Sprintf("%ds", int(d.Round(time.Second)/time.Second))
+}

@@ -1,0 +1,53 @@
+package units
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestUnits compares the rendered units of testdata/valid.hcl with
+// testdata/units.golden (go test ./units -update rewrites it).
+func TestUnits(t *testing.T) {
+	cfg, err := Load("testdata/valid.hcl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	files, err := cfg.Units(UnitOptions{Name: "shop", Berth: "/usr/bin/berth", Config: "/etc/berth/shop.hcl", User: "berth", Group: "berth"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	for _, f := range files {
+		b.WriteString("### " + f.Name + "\n" + f.Content)
+	}
+	dir, _ := filepath.Abs("testdata")
+	got := strings.ReplaceAll(b.String(), dir, "TESTDATA")
+	golden := "testdata/units.golden"
+	if *update {
+		os.WriteFile(golden, []byte(got), 0o644)
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got != string(want) {
+		t.Errorf("units differ from %s:\n%s", golden, got)
+	}
+	for _, w := range []string{"FileDescriptorName=http\n", "FileDescriptorName=admin\n", "Type=notify\n", "ExecReload=/usr/bin/berth reload /etc/berth/shop.hcl\n", "TimeoutStopSec=45s\n"} {
+		if !strings.Contains(got, w) {
+			t.Errorf("units lack %q", w)
+		}
+	}
+}
+
+func TestUnitsRefusePortZero(t *testing.T) {
+	cfg, err := Parse("x.hcl", []byte("listener \"h\" {\n address = \"127.0.0.1:0\"\n}\napp \"a\" {\n module = \"a\"\n}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cfg.Units(UnitOptions{Name: "x"}); err == nil || !strings.Contains(err.Error(), "port 0") {
+		t.Errorf("Units with port 0 = %v", err)
+	}
+}
