@@ -19,6 +19,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -82,8 +83,16 @@ type Server struct {
 // stale socket left by a dead instance is replaced; one in use is an
 // error, since another berth serves the same configuration.
 func Listen(path string, h Handler, log *slog.Logger) (*Server, error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("creating control socket directory: %w", err)
+	}
+	// In a shared place (/tmp), the directory must be ours and private:
+	// another user must not be able to plant or replace the socket.
+	if fi, err := os.Stat(dir); err != nil {
+		return nil, fmt.Errorf("checking control socket directory: %w", err)
+	} else if st, ok := fi.Sys().(*syscall.Stat_t); ok && (int(st.Uid) != os.Geteuid() || fi.Mode().Perm()&0o022 != 0) {
+		return nil, fmt.Errorf("control socket directory %s must belong to uid %d and not be writable by others", dir, os.Geteuid())
 	}
 	if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
 		c.Close()

@@ -34,7 +34,8 @@ type Server struct {
 	set    *activation.Set
 	notify *notify.Notifier
 
-	mu sync.Mutex // serialises Start, Reload and Shutdown
+	mu     sync.Mutex // serialises Start, Reload and Shutdown
+	closed atomic.Bool
 
 	// state guards the maps below, which a reload changes in its last,
 	// quick phase; Status and the health check read them under it, so
@@ -183,6 +184,9 @@ func (s *Server) serve(l units.Listener, app *supervisor.App) error {
 func (s *Server) Reload(ctx context.Context) ReloadResult {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.closed.Load() {
+		return ReloadResult{Message: "berth is shutting down", At: time.Now()}
+	}
 	s.notify.Reloading()
 	res := s.reload(ctx)
 	s.state.Lock()
@@ -231,8 +235,19 @@ func (s *Server) reload(ctx context.Context) ReloadResult {
 			a.Stop(context.Background())
 		}
 	}
+	renamed := map[string]string{} // new listener name -> old name whose socket it takes
 	for _, l := range cfg.Listeners {
 		if old, ok := s.sockets[l.Name]; ok && old.Spec == spec(l) {
+			continue
+		}
+		// A listener renamed (same address, a name the new configuration
+		// drops) keeps its socket: binding the address again would fail.
+		for oldName, old := range s.sockets {
+			if _, kept := cfg.Listener(oldName); !kept && !old.Passed && old.Spec.Network == l.Network && old.Spec.Address == l.Address {
+				renamed[l.Name] = oldName
+			}
+		}
+		if _, ok := renamed[l.Name]; ok {
 			continue
 		}
 		socks, err := s.set.Listen([]activation.Spec{spec(l)})
@@ -272,6 +287,15 @@ func (s *Server) reload(ctx context.Context) ReloadResult {
 	for name, app := range added {
 		s.apps[name] = app
 		changes = append(changes, "added app "+name)
+	}
+	for newName, oldName := range renamed {
+		sock := s.sockets[oldName]
+		s.retireFrontOnly(s.fronts[oldName])
+		delete(s.fronts, oldName)
+		delete(s.sockets, oldName)
+		sock.Name = newName
+		s.sockets[newName] = sock
+		changes = append(changes, "renamed listener "+oldName+" to "+newName)
 	}
 	for name, sock := range newSockets {
 		if old, ok := s.sockets[name]; ok {
@@ -345,11 +369,12 @@ func bootFailure(app string, err error) ReloadResult {
 func (s *Server) retireFront(name string, sock *activation.Socket) {
 	f := s.fronts[name]
 	delete(s.fronts, name)
+	grace := s.grace()
 	s.closing.Add(1)
 	go func() {
 		defer s.closing.Done()
 		if f != nil {
-			ctx, cancel := context.WithTimeout(context.Background(), units.DefaultGraceful)
+			ctx, cancel := context.WithTimeout(context.Background(), grace)
 			defer cancel()
 			f.Shutdown(ctx)
 		}
@@ -360,13 +385,23 @@ func (s *Server) retireFront(name string, sock *activation.Socket) {
 // retireFrontOnly shuts a front down in the background, keeping its
 // socket, which a new front already serves.
 func (s *Server) retireFrontOnly(f *front.Server) {
+	grace := s.grace()
 	s.closing.Add(1)
 	go func() {
 		defer s.closing.Done()
-		ctx, cancel := context.WithTimeout(context.Background(), units.DefaultGraceful)
+		ctx, cancel := context.WithTimeout(context.Background(), grace)
 		defer cancel()
 		f.Shutdown(ctx)
 	}()
+}
+
+// grace is the longest graceful_timeout of the configuration.
+func (s *Server) grace() time.Duration {
+	g := units.DefaultGraceful
+	for _, a := range s.cfg.Apps {
+		g = max(g, a.GracefulTimeout)
+	}
+	return g
 }
 
 func (s *Server) generations() map[string]int {
@@ -383,6 +418,7 @@ func (s *Server) generations() map[string]int {
 // With quick set, requests in flight are not waited for. It reports
 // whether everything ended in time.
 func (s *Server) Shutdown(quick bool) bool {
+	s.closed.Store(true)
 	s.notify.Stopping("stopping: finishing requests in flight")
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -62,6 +62,10 @@ type Pool struct {
 	log   *slog.Logger
 	queue chan *job
 	stop  chan struct{}
+	// ctx ends when Stop begins: workers still booting (respawns,
+	// recycles, scale-ups) are not waited for.
+	ctx    context.Context
+	cancel context.CancelFunc
 
 	// mu orders Do against Stop: once Stop holds it, no request can be
 	// queued any more, so every queued request is one the draining
@@ -95,13 +99,16 @@ func (p *Pool) Healthy() error {
 
 // NewPool returns generation gen of app; nothing runs until Start.
 func NewPool(app units.App, gen int, log *slog.Logger) *Pool {
+	ctx, cancel := context.WithCancel(context.Background())
 	return &Pool{
-		app:   app,
-		gen:   gen,
-		log:   log.With(journal.KeyApp, app.Name, "generation", gen),
-		queue: make(chan *job, app.QueueSize),
-		stop:  make(chan struct{}),
-		slots: map[*slot]struct{}{},
+		ctx:    ctx,
+		cancel: cancel,
+		app:    app,
+		gen:    gen,
+		log:    log.With(journal.KeyApp, app.Name, "generation", gen),
+		queue:  make(chan *job, app.QueueSize),
+		stop:   make(chan struct{}),
+		slots:  map[*slot]struct{}{},
 	}
 }
 
@@ -244,10 +251,12 @@ func (p *Pool) scale() {
 			go func() {
 				defer p.wg.Done()
 				defer spawning.Store(false)
-				proc, err := spawn(context.Background(), &p.app, p.log)
+				proc, err := spawn(p.ctx, &p.app, p.log)
 				if err != nil {
 					p.nslots.Add(-1)
-					p.log.Error("adding a worker failed", "err", err)
+					if !p.isStopped() {
+						p.log.Error("adding a worker failed", "err", err)
+					}
 					return
 				}
 				p.mu.RLock()
@@ -276,10 +285,22 @@ func (p *Pool) Stop(ctx context.Context) error {
 	}
 	p.stopped = true
 	close(p.stop)
+	p.cancel()
 	p.mu.Unlock()
 	done := make(chan struct{})
 	go func() {
 		p.wg.Wait()
+		// Whatever is still queued (its worker died while draining) is
+		// refused at once; App.Do sends it to the next generation.
+		for {
+			select {
+			case j := <-p.queue:
+				p.refuse(j)
+				continue
+			default:
+			}
+			break
+		}
 		close(done)
 	}()
 	select {
@@ -299,5 +320,13 @@ func (p *Pool) Stop(ctx context.Context) error {
 		proc.kill()
 	}
 	<-done
-	return fmt.Errorf("app %q generation %d: killed %d worker(s) still busy at the end of graceful_timeout", p.app.Name, p.gen, len(left))
+	return fmt.Errorf("app %q generation %d: killed %d worker(s) still running at the end of graceful_timeout", p.app.Name, p.gen, len(left))
+}
+
+// refuse answers a job no worker of this pool will serve with ErrStopped.
+func (p *Pool) refuse(j *job) {
+	if j.state.Load() == jobTaken || j.state.CompareAndSwap(jobQueued, jobTaken) {
+		j.err = ErrStopped
+		close(j.ready)
+	}
 }

@@ -1,13 +1,13 @@
 package supervisor
 
 import (
-	"context"
 	"errors"
 	"math/rand/v2"
 	"net"
 	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/berthd/berth/wire"
@@ -71,14 +71,21 @@ func (s *slot) run() {
 	p := s.pool
 	defer p.wg.Done()
 	defer p.removeSlot(s)
+	// A recycle's replacement still booting when the slot ends is stopped
+	// once it is up, whichever way the slot ends.
+	defer s.dropReplace()
 	backoff := 100 * time.Millisecond
 	check := time.NewTicker(checkEvery)
 	defer check.Stop()
 	lastBusy := time.Now()
+	var held *job // taken from the queue but not yet sent to a worker
 	for {
 		proc := s.current()
 		if proc == nil {
 			if p.isStopped() {
+				if held != nil {
+					p.refuse(held)
+				}
 				p.nslots.Add(-1)
 				return
 			}
@@ -94,9 +101,11 @@ func (s *slot) run() {
 			} else {
 				backoff = 100 * time.Millisecond
 			}
-			np, err := spawn(context.Background(), &p.app, p.log)
+			np, err := spawn(p.ctx, &p.app, p.log)
 			if err != nil {
-				p.log.Error("replacing worker failed; retrying", "err", err, "retry_in", backoff)
+				if !p.isStopped() {
+					p.log.Error("replacing worker failed; retrying", "err", err, "retry_in", backoff)
+				}
 				s.young = true
 				continue
 			}
@@ -104,19 +113,27 @@ func (s *slot) run() {
 			np.log.Info("worker started")
 			proc = np
 		}
+		if held != nil {
+			j := held
+			held = nil
+			if !s.dispatch(proc, j, &held) {
+				continue
+			}
+			lastBusy = time.Now()
+			s.maybeRecycle()
+			continue
+		}
 		var idle <-chan time.Time
 		if p.app.MaxWorkers > p.app.MinWorkers {
 			idle = time.After(time.Until(lastBusy.Add(p.app.IdleTimeout)))
 		}
 		select {
 		case j := <-p.queue:
-			ok := s.serve(proc, j)
+			ok := s.dispatch(proc, j, &held)
 			lastBusy = time.Now()
-			if !ok {
-				s.lost()
-				continue
+			if ok {
+				s.maybeRecycle()
 			}
-			s.maybeRecycle()
 		case r := <-s.replace:
 			s.swap(r)
 		case <-check.C:
@@ -124,7 +141,6 @@ func (s *slot) run() {
 		case <-idle:
 			if n := p.nslots.Load(); int(n) > p.app.MinWorkers && p.nslots.CompareAndSwap(n, n-1) {
 				proc.log.Info("retiring idle worker", "idle", p.app.IdleTimeout, "workers", n-1)
-				s.cancelReplace()
 				proc.stop(5 * time.Second)
 				return
 			}
@@ -138,6 +154,29 @@ func (s *slot) run() {
 	}
 }
 
+// dispatch serves j on proc, first making sure proc is alive: a worker
+// that died while idle must not cost the next request a 502. A request
+// that could not even be sent (the worker had just died) is kept in held
+// for the replacement. It reports whether proc is still usable.
+func (s *slot) dispatch(proc *process, j *job, held **job) bool {
+	select {
+	case <-proc.exited:
+		proc.log.Warn("worker exited unexpectedly; replacing it", "status", proc.exitStatus())
+		s.lost()
+		*held = j
+		return false
+	default:
+	}
+	switch s.serve(proc, j) {
+	case served:
+		return true
+	case unsent:
+		*held = j
+	}
+	s.lost()
+	return false
+}
+
 // lost forgets a worker that died or was killed.
 func (s *slot) lost() {
 	s.young = time.Since(s.since) < youngDeath
@@ -149,15 +188,18 @@ func (s *slot) lost() {
 	s.mu.Unlock()
 }
 
-// drain serves what is still queued, then lets the worker go.
+// drain serves what is still queued, then lets the worker go. Requests
+// left in the queue (this worker died) are refused by Pool.Stop.
 func (s *slot) drain(proc *process) {
 	p := s.pool
-	s.cancelReplace()
 	for {
 		select {
 		case j := <-p.queue:
-			if !s.serve(proc, j) {
-				s.lost()
+			var held *job
+			if !s.dispatch(proc, j, &held) {
+				if held != nil {
+					p.refuse(held)
+				}
 				p.nslots.Add(-1)
 				return
 			}
@@ -209,7 +251,7 @@ func (s *slot) maybeRecycle() {
 	ch := make(chan replacement, 1)
 	s.replace = ch
 	go func() {
-		np, err := spawn(context.Background(), &p.app, p.log)
+		np, err := spawn(p.ctx, &p.app, p.log)
 		ch <- replacement{np, err}
 	}()
 }
@@ -220,7 +262,9 @@ func (s *slot) swap(r replacement) {
 	s.pool.replaces.Add(-1)
 	if r.err != nil {
 		s.pool.log.Error("booting a replacement worker failed; the old one keeps serving", "err", r.err)
+		s.mu.Lock()
 		s.since = time.Now() // do not retry at once
+		s.mu.Unlock()
 		s.served.Store(0)
 		return
 	}
@@ -230,35 +274,65 @@ func (s *slot) swap(r replacement) {
 	go old.stop(5 * time.Second)
 }
 
-// cancelReplace waits for a booting replacement and stops it.
-func (s *slot) cancelReplace() {
+// dropReplace stops a replacement that is still booting, once it is up
+// (or has failed), without waiting for it.
+func (s *slot) dropReplace() {
 	if s.replace == nil {
 		return
 	}
-	r := <-s.replace
+	ch := s.replace
 	s.replace = nil
-	s.pool.replaces.Add(-1)
-	if r.err == nil {
-		r.proc.stop(time.Second)
-	}
+	go func() {
+		r := <-ch
+		s.pool.replaces.Add(-1)
+		if r.err == nil {
+			r.proc.stop(time.Second)
+		}
+	}()
 }
 
-// serve runs one job on proc. It reports whether proc is still usable.
-func (s *slot) serve(proc *process, j *job) bool {
+// outcome is how serving a job on a worker went.
+type outcome int
+
+const (
+	served outcome = iota // answered (or abandoned by its client); the worker is fine
+	failed                // the job failed with its worker; the worker is gone
+	unsent                // the worker was gone before it got the job; retry it
+)
+
+// serve runs one job on proc.
+func (s *slot) serve(proc *process, j *job) outcome {
 	p := s.pool
 	p.lastTake.Store(time.Now().UnixNano())
-	if !j.state.CompareAndSwap(jobQueued, jobTaken) {
-		return true // its client gave up waiting
+	// A job held from a worker that died before getting it is taken
+	// already; a queued one is taken now, unless its client gave up.
+	if j.state.Load() != jobTaken && !j.state.CompareAndSwap(jobQueued, jobTaken) {
+		return served
 	}
 	s.busy.Store(true)
 	defer s.busy.Store(false)
 	_ = proc.conn.SetDeadline(time.Now().Add(p.app.Timeout))
 	bufs := net.Buffers{j.frame, j.body}
-	if _, err := bufs.WriteTo(proc.conn); err != nil {
+	if n, err := bufs.WriteTo(proc.conn); err != nil {
+		if n == 0 && !errors.Is(err, os.ErrDeadlineExceeded) {
+			// Nothing reached the worker: it died idle, and the request
+			// goes to its replacement.
+			proc.kill()
+			proc.log.Warn("worker gone before it got a request; replacing it", "status", proc.exitStatus())
+			return unsent
+		}
 		return s.fail(proc, j, err)
 	}
 	f, err := proc.next()
 	if err != nil {
+		if errors.Is(err, syscall.ECONNRESET) {
+			// The worker closed its socket with our request unread in
+			// it: it died before it read the request, so the app never
+			// saw it, and the request goes to the replacement.
+			proc.kill()
+			proc.log.Warn("worker died before it read a request; replacing it", "status", proc.exitStatus())
+			return unsent
+		}
 		return s.fail(proc, j, err)
 	}
 	ex := &j.ex
@@ -268,7 +342,7 @@ func (s *slot) serve(proc *process, j *job) bool {
 		j.err = ErrWorkerDied
 		close(j.ready)
 		proc.kill()
-		return false
+		return failed
 	}
 	ex.more = f.Flags&wire.FlagMore != 0
 	if err := wire.ParseHead(f.Payload, &ex.Head); err != nil {
@@ -281,15 +355,15 @@ func (s *slot) serve(proc *process, j *job) bool {
 	p.served.Add(1)
 	if ex.broken {
 		proc.kill()
-		return false
+		return failed
 	}
-	return true
+	return served
 }
 
 // fail ends a job whose worker could not answer: a timeout kills the
 // worker after a stack dump (504), anything else means the worker is gone
 // (502). Either way the worker is replaced and only this job fails.
-func (s *slot) fail(proc *process, j *job, err error) bool {
+func (s *slot) fail(proc *process, j *job, err error) outcome {
 	if errors.Is(err, os.ErrDeadlineExceeded) {
 		proc.log.Error("request timed out; dumping the worker's stack and killing it", "timeout", s.pool.app.Timeout)
 		proc.dumpAndKill()
@@ -300,7 +374,7 @@ func (s *slot) fail(proc *process, j *job, err error) bool {
 		j.err = ErrWorkerDied
 	}
 	close(j.ready)
-	return false
+	return failed
 }
 
 func (p *Pool) isStopped() bool {

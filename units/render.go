@@ -79,7 +79,10 @@ func (c *Config) Units(opt UnitOptions) ([]UnitFile, error) {
 	fmt.Fprintf(&b, "TimeoutStopSec=%s\n", seconds(grace+15*time.Second))
 	fmt.Fprintf(&b, "WatchdogSec=%s\n", seconds(opt.Watchdog))
 	b.WriteString("Restart=on-failure\n")
-	fmt.Fprintf(&b, "RuntimeDirectory=%s\n", opt.Name)
+	// The control socket lives in /run/berth, where `berth reload` and
+	// `berth status` look; services share the directory, so it is kept
+	// when one of them stops.
+	b.WriteString("RuntimeDirectory=berth\nRuntimeDirectoryPreserve=yes\n")
 	if opt.User != "" {
 		fmt.Fprintf(&b, "User=%s\n", opt.User)
 		if opt.Group != "" {

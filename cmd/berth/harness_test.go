@@ -152,6 +152,13 @@ func launch(t *testing.T, config string) *instance {
 	}()
 	t.Cleanup(func() {
 		inst.stop()
+		// A binary built with -race reports races on stderr and exits 66.
+		if strings.Contains(inst.logs.String(), "WARNING: DATA RACE") {
+			t.Errorf("the race detector reported a data race in berth")
+		}
+		if ee, ok := inst.err.(*exec.ExitError); ok && ee.ExitCode() == 66 {
+			t.Errorf("berth exited with the race detector's status 66")
+		}
 		if t.Failed() {
 			t.Logf("berth logs:\n%s", inst.logs)
 		}

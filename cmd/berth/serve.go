@@ -67,12 +67,25 @@ func cmdServe(args []string, stderr io.Writer) int {
 	defer signal.Stop(sigs)
 	bootCtx, cancelBoot := context.WithCancel(context.Background())
 	defer cancelBoot()
+	// During start-up a stop signal cancels the boot and is handed on to
+	// the main loop; a reload has nothing to reload yet and is ignored.
+	pending := make(chan os.Signal, 1)
+	booted := make(chan struct{})
 	go func() {
-		select {
-		case sig := <-sigs:
-			log.Info("signal received during start-up; stopping", "signal", sig.String())
-			cancelBoot()
-		case <-bootCtx.Done():
+		for {
+			select {
+			case sig := <-sigs:
+				if sig == syscall.SIGHUP || sig == syscall.SIGUSR2 {
+					log.Warn("signal ignored: still starting", "signal", sig.String())
+					continue
+				}
+				log.Info("signal received during start-up; stopping", "signal", sig.String())
+				cancelBoot()
+				pending <- sig
+				return
+			case <-booted:
+				return
+			}
 		}
 	}()
 
@@ -103,7 +116,9 @@ func cmdServe(args []string, stderr io.Writer) int {
 	}
 	defer ctl.Close()
 
-	if err := srv.Start(bootCtx); err != nil {
+	err = srv.Start(bootCtx)
+	close(booted)
+	if err != nil {
 		var be *supervisor.BootError
 		if errors.As(err, &be) {
 			log.Error(be.Error(), journal.KeyApp, be.App)
@@ -121,11 +136,21 @@ func cmdServe(args []string, stderr io.Writer) int {
 
 	code := 0
 	for {
+		var sig os.Signal
 		select {
-		case sig := <-sigs:
+		case sig = <-pending:
+		case sig = <-sigs:
+		case err := <-srv.Errors():
+			log.Error("serving failed; shutting down", "err", err)
+			srv.Shutdown(false)
+			code = 1
+		}
+		if sig != nil {
 			switch sig {
 			case syscall.SIGHUP:
-				srv.Reload(context.Background())
+				// In the background, so that a SIGTERM is heard while
+				// new workers boot; reloads queue behind each other.
+				go srv.Reload(context.Background())
 				continue
 			case syscall.SIGUSR2:
 				srv.Wedge() // a test hook, inert unless BERTH_TEST_HOOKS=1
@@ -140,10 +165,6 @@ func cmdServe(args []string, stderr io.Writer) int {
 				log.Info("shutting down now", "signal", sig.String())
 				srv.Shutdown(true)
 			}
-		case err := <-srv.Errors():
-			log.Error("serving failed; shutting down", "err", err)
-			srv.Shutdown(false)
-			code = 1
 		}
 		break
 	}

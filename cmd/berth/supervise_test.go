@@ -493,7 +493,7 @@ func TestGracefulTimeout(t *testing.T) {
 	if b.err != nil {
 		t.Errorf("exit %v, want 0", b.err)
 	}
-	if !strings.Contains(b.logs.String(), "killed 1 worker(s) still busy at the end of graceful_timeout") {
+	if !strings.Contains(b.logs.String(), "killed 1 worker(s) still running at the end of graceful_timeout") {
 		t.Errorf("the killed straggler is not reported:\n%s", b.logs)
 	}
 }
@@ -626,5 +626,101 @@ app "slow" {
 	}
 	if !strings.Contains(inst.logs.String(), "did not say hello within boot_timeout 1s") {
 		t.Errorf("logs:\n%s", inst.logs)
+	}
+}
+
+// TestIdleWorkerKilled: a worker that dies while idle costs nothing: the
+// next request goes to its replacement.
+func TestIdleWorkerKilled(t *testing.T) {
+	b := startBerth(t, appConfig(systemPython(t), "probe:app", "workers = 1", ""))
+	for i := 0; i < 5; i++ {
+		pid := b.pid()
+		syscall.Kill(pid, syscall.SIGKILL)
+		if code, body := b.get("/status"); code != 418 {
+			t.Fatalf("request right after its idle worker was killed: %d %q", code, body)
+		}
+	}
+}
+
+const slowBootApp = `import os, time
+time.sleep(float(os.environ.get("BOOT_DELAY", "0")))
+def app(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [str(os.getpid()).encode()]
+`
+
+// TestSighupDuringStartup: a reload asked for while apps boot is ignored,
+// not a reason to stop.
+func TestSighupDuringStartup(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "slowboot.py"), []byte(slowBootApp), 0o644)
+	cfg := fmt.Sprintf(`
+listener "http" {
+  address = "127.0.0.1:0"
+}
+app "slow" {
+  module  = "slowboot:app"
+  python  = %q
+  chdir   = %q
+  workers = 1
+  env     = { BOOT_DELAY = "1.5" }
+}
+`, systemPython(t), dir)
+	inst := launch(t, cfg)
+	time.Sleep(500 * time.Millisecond)
+	inst.cmd.Process.Signal(syscall.SIGHUP)
+	if err := inst.waitFor(`INFO  ready `, 20*time.Second); err != nil {
+		t.Fatalf("SIGHUP during start-up: %v", err)
+	}
+	if !strings.Contains(inst.logs.String(), "signal ignored: still starting") {
+		t.Errorf("the ignored SIGHUP is not logged")
+	}
+}
+
+// TestReloadDuringRecycle: reloads while workers recycle after every
+// request, with a boot slower than graceful_timeout, fail no request and
+// leave no worker behind.
+func TestReloadDuringRecycle(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "slowboot.py"), []byte(slowBootApp), 0o644)
+	cfg := fmt.Sprintf(`
+listener "http" {
+  address = "127.0.0.1:0"
+}
+app "slow" {
+  module           = "slowboot:app"
+  python           = %q
+  chdir            = %q
+  workers          = 2
+  max_requests     = 1
+  graceful_timeout = "1s"
+  env              = { BOOT_DELAY = "0.7" }
+}
+`, systemPython(t), dir)
+	b := startBerth(t, cfg)
+	load := startLoad(b.url("/"), 4, status200, nil)
+	for i := 0; i < 3; i++ {
+		time.Sleep(500 * time.Millisecond)
+		if code, out := b.reload(); code != 0 {
+			t.Errorf("reload %d: %s", i, out)
+		}
+	}
+	time.Sleep(500 * time.Millisecond)
+	ok, failed, samples := load.finish()
+	t.Logf("reloads during recycling: %d ok, %d failed", ok, failed)
+	if failed != 0 || ok == 0 {
+		t.Errorf("%d requests failed: %v", failed, samples)
+	}
+	// Once things settle, berth has exactly its workers and the
+	// replacements they are booting: no process left from old generations.
+	time.Sleep(3 * time.Second)
+	st := b.status()
+	known := map[int]bool{}
+	for _, w := range st.Apps[0].Workers {
+		known[w.PID] = true
+	}
+	children := childPIDs(b.cmd.Process.Pid)
+	if len(children) > 2*len(known) {
+		t.Errorf("berth has %d child processes for %d workers: %v (workers %v)", len(children), len(known), children, known)
 	}
 }
