@@ -112,11 +112,11 @@ func (s *Server) Start(ctx context.Context) error {
 		t := time.NewTicker(5 * time.Second)
 		defer t.Stop()
 		for {
+			s.notify.ExtendTimeout(15 * time.Second)
 			select {
 			case <-booting.Done():
 				return
 			case <-t.C:
-				s.notify.ExtendTimeout(15 * time.Second)
 			}
 		}
 	}()

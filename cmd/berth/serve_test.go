@@ -751,6 +751,40 @@ func TestCheckCommand(t *testing.T) {
 	}
 }
 
+// TestJSONLog: log { format = "json" } writes one JSON object per line,
+// the access record's fields included.
+func TestJSONLog(t *testing.T) {
+	cfg := appConfig(systemPython(t), "probe:app", "workers = 1", "") + "\nlog {\n  format = \"json\"\n}\n"
+	inst := launch(t, cfg)
+	if err := inst.waitFor(`"msg":"listening"`, 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	inst.addr = regexpFind(inst.logs.String(), `"addr":"([^"]+)"`)
+	if code, _ := inst.get("/status"); code != 418 {
+		t.Fatalf("GET /status = %d", code)
+	}
+	if err := inst.waitFor(`"msg":"GET /status"`, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, line := range strings.Split(strings.TrimSpace(inst.logs.String()), "\n") {
+		var rec map[string]any
+		if err := json.Unmarshal([]byte(line), &rec); err != nil {
+			t.Errorf("not a JSON line: %q", line)
+			continue
+		}
+		if rec["msg"] == "GET /status" {
+			found = true
+			if rec["status"] != 418.0 || rec["app"] != "probe" || rec["method"] != "GET" || rec["level"] != "INFO" || rec["request_id"] == "" {
+				t.Errorf("access record: %v", rec)
+			}
+		}
+	}
+	if !found {
+		t.Error("no access record")
+	}
+}
+
 // TestBadConfigServe: serve refuses a bad config with its diagnostics.
 func TestBadConfigServe(t *testing.T) {
 	inst := launch(t, "listener \"http\" {\n  address = \"127.0.0.1:0\"\n}\napp \"x\" {\n  module = \"x:app\"\n  timeout = \"soon\"\n}\n")

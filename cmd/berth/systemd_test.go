@@ -308,6 +308,15 @@ func TestSystemd(t *testing.T) {
 		}
 	})
 
+	t.Run("EXTEND_TIMEOUT keeps a slow boot alive past TimeoutStartSec", func(t *testing.T) {
+		s := c.install("ext", `BOOT_DELAY = "6"`, "TimeoutStartSec=3s")
+		c.must("systemctl", "start", "--no-block", "ext.service")
+		s.waitActive()
+		if code, _, err := s.get("/"); code != 200 || err != nil {
+			t.Errorf("after a 6 s boot with TimeoutStartSec=3s: %d %v", code, err)
+		}
+	})
+
 	t.Run("STATUS is shown by systemctl status", func(t *testing.T) {
 		s := c.install("stat", "", "")
 		s.get("/")
