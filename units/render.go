@@ -33,9 +33,6 @@ type UnitFile struct {
 // NAME-LISTENER.socket otherwise), whose FileDescriptorName= is the
 // listener's name so berth matches them, and NAME.service.
 func (c *Config) Units(opt UnitOptions) ([]UnitFile, error) {
-	if opt.Watchdog == 0 {
-		opt.Watchdog = 30 * time.Second
-	}
 	var files []UnitFile
 	var socketNames []string
 	for _, l := range c.Listeners {
@@ -60,7 +57,7 @@ func (c *Config) Units(opt UnitOptions) ([]UnitFile, error) {
 	}
 
 	grace := DefaultGraceful
-	boot := time.Duration(0)
+	boot := DefaultBootTimeout
 	for _, a := range c.Apps {
 		grace = max(grace, a.GracefulTimeout)
 		boot = max(boot, a.BootTimeout)
@@ -68,25 +65,35 @@ func (c *Config) Units(opt UnitOptions) ([]UnitFile, error) {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# Rendered by `berth units` from %s.\n", opt.Config)
 	fmt.Fprintf(&b, "[Unit]\nDescription=berth %s: Python WSGI apps of %s\n", opt.Name, filepath.Base(opt.Config))
-	fmt.Fprintf(&b, "Requires=%s\nAfter=%s network.target\n\n", strings.Join(socketNames, " "), strings.Join(socketNames, " "))
+	writeService(&b, opt, socketNames, boot, grace)
+	files = append(files, UnitFile{Name: opt.Name + ".service", Content: b.String()})
+	return files, nil
+}
+
+// writeService writes the service unit from its [Unit] dependencies on.
+func writeService(b *strings.Builder, opt UnitOptions, socketNames []string, boot, grace time.Duration) {
+	if opt.Watchdog == 0 {
+		opt.Watchdog = 30 * time.Second
+	}
+	fmt.Fprintf(b, "Requires=%s\nAfter=%s network.target\n\n", strings.Join(socketNames, " "), strings.Join(socketNames, " "))
 	b.WriteString("[Service]\n")
 	b.WriteString("# READY=1 is sent once every app's workers are ready; a reload waits\n# for its outcome, so `systemctl reload` fails on a bad configuration.\n")
 	b.WriteString("Type=notify\nNotifyAccess=main\n")
-	fmt.Fprintf(&b, "ExecStart=%s serve %s\n", opt.Berth, opt.Config)
-	fmt.Fprintf(&b, "ExecReload=%s reload %s\n", opt.Berth, opt.Config)
+	fmt.Fprintf(b, "ExecStart=%s serve %s\n", opt.Berth, opt.Config)
+	fmt.Fprintf(b, "ExecReload=%s reload %s\n", opt.Berth, opt.Config)
 	b.WriteString("# berth drains its own workers on SIGTERM; systemd kills what is left.\nKillMode=mixed\n")
-	fmt.Fprintf(&b, "TimeoutStartSec=%s\n", seconds(boot+30*time.Second))
-	fmt.Fprintf(&b, "TimeoutStopSec=%s\n", seconds(grace+15*time.Second))
-	fmt.Fprintf(&b, "WatchdogSec=%s\n", seconds(opt.Watchdog))
+	fmt.Fprintf(b, "TimeoutStartSec=%s\n", seconds(boot+30*time.Second))
+	fmt.Fprintf(b, "TimeoutStopSec=%s\n", seconds(grace+15*time.Second))
+	fmt.Fprintf(b, "WatchdogSec=%s\n", seconds(opt.Watchdog))
 	b.WriteString("Restart=on-failure\n")
 	// The control socket lives in /run/berth, where `berth reload` and
 	// `berth status` look; services share the directory, so it is kept
 	// when one of them stops.
 	b.WriteString("RuntimeDirectory=berth\nRuntimeDirectoryPreserve=yes\n")
 	if opt.User != "" {
-		fmt.Fprintf(&b, "User=%s\n", opt.User)
+		fmt.Fprintf(b, "User=%s\n", opt.User)
 		if opt.Group != "" {
-			fmt.Fprintf(&b, "Group=%s\n", opt.Group)
+			fmt.Fprintf(b, "Group=%s\n", opt.Group)
 		}
 	}
 	b.WriteString(`# Hardening, tested with start, reload and stop. Apps that write files
@@ -112,8 +119,51 @@ SystemCallArchitectures=native
 [Install]
 WantedBy=multi-user.target
 `)
-	files = append(files, UnitFile{Name: opt.Name + ".service", Content: b.String()})
-	return files, nil
+}
+
+// Template renders the template units a package installs: berth@.socket
+// and berth@.service, where instance NAME serves /etc/berth/NAME.hcl.
+// The socket listens on /run/berth/NAME.sock under FileDescriptorName=http
+// (the listener named "http" takes it); InstanceDropIn moves it elsewhere.
+func Template(berth string) []UnitFile {
+	opt := UnitOptions{Name: "berth@%i", Berth: berth, Config: "/etc/berth/%i.hcl", User: "berth", Group: "berth"}
+	sock := `# berth@NAME.socket: the listener "http" of /etc/berth/NAME.hcl.
+# Another address: berth units --instance NAME /etc/berth/NAME.hcl
+[Unit]
+Description=berth site %i: listener http
+
+[Socket]
+ListenStream=/run/berth/%i.sock
+FileDescriptorName=http
+SocketUser=berth
+SocketGroup=berth
+SocketMode=0660
+RemoveOnStop=yes
+
+[Install]
+WantedBy=sockets.target
+`
+	var b strings.Builder
+	b.WriteString("# berth@NAME.service: serves /etc/berth/NAME.hcl; start it through berth@NAME.socket.\n")
+	b.WriteString("[Unit]\nDescription=berth site %i\n")
+	writeService(&b, opt, []string{"berth@%i.socket"}, DefaultBootTimeout, DefaultGraceful)
+	return []UnitFile{{Name: "berth@.socket", Content: sock}, {Name: "berth@.service", Content: strings.Replace(b.String(), "[Service]\n", "[Service]\nStateDirectory=berth\n", 1)}}
+}
+
+// InstanceDropIn is the drop-in that makes berth@NAME.socket listen where
+// the configuration's listener "http" says, instead of the template's
+// Unix socket.
+func (c *Config) InstanceDropIn(name string) (UnitFile, error) {
+	l, ok := c.Listener("http")
+	if !ok {
+		return UnitFile{}, fmt.Errorf("the template socket serves the listener named \"http\", and %s has none", c.File)
+	}
+	listen, err := listenStream(l)
+	if err != nil {
+		return UnitFile{}, err
+	}
+	content := fmt.Sprintf("# Rendered by `berth units --instance %s`: listen where listener \"http\" of %s says.\n[Socket]\nListenStream=\nListenStream=%s\n", name, c.File, listen)
+	return UnitFile{Name: "berth@" + name + ".socket.d/listen.conf", Content: content}, nil
 }
 
 // listenStream is a listener's address as ListenStream= takes it.

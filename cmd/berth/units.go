@@ -21,16 +21,32 @@ func cmdUnits(args []string, stdout, stderr io.Writer) int {
 	user := fs.String("user", "", "run the service as this user (and group of the same name)")
 	watchdog := fs.Duration("watchdog", 30*time.Second, "WatchdogSec=")
 	dir := fs.String("dir", "", "write the units into this directory instead of printing them")
+	template := fs.Bool("template", false, "render the packaged template units berth@.socket and berth@.service (no CONFIG)")
+	instance := fs.String("instance", "", "render the drop-in that makes berth@INSTANCE.socket listen where CONFIG's listener \"http\" says")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
+	if *template {
+		if *bin == "" {
+			*bin = "/usr/bin/berth"
+		}
+		return writeUnits(units.Template(*bin), *dir, stdout, stderr)
+	}
 	if fs.NArg() != 1 {
-		fmt.Fprintln(stderr, "usage: berth units [--name NAME] [--berth PATH] [--user USER] [--dir DIR] CONFIG")
+		fmt.Fprintln(stderr, "usage: berth units [--name NAME] [--berth PATH] [--user USER] [--dir DIR] CONFIG\n       berth units --instance NAME [--dir DIR] CONFIG\n       berth units --template [--dir DIR]")
 		return 2
 	}
 	cfg, ok := loadConfig(fs.Arg(0), stderr)
 	if !ok {
 		return 1
+	}
+	if *instance != "" {
+		f, err := cfg.InstanceDropIn(*instance)
+		if err != nil {
+			fmt.Fprintf(stderr, "berth units: %v\n", err)
+			return 1
+		}
+		return writeUnits([]units.UnitFile{f}, *dir, stdout, stderr)
 	}
 	abs, _ := filepath.Abs(fs.Arg(0))
 	if *name == "" {
@@ -49,16 +65,26 @@ func cmdUnits(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "berth units: %v\n", err)
 		return 1
 	}
+	return writeUnits(files, *dir, stdout, stderr)
+}
+
+// writeUnits prints files, or writes them under dir.
+func writeUnits(files []units.UnitFile, dir string, stdout, stderr io.Writer) int {
 	for _, f := range files {
-		if *dir == "" {
+		if dir == "" {
 			fmt.Fprintf(stdout, "### %s\n%s\n", f.Name, f.Content)
 			continue
 		}
-		if err := os.WriteFile(filepath.Join(*dir, f.Name), []byte(f.Content), 0o644); err != nil {
+		path := filepath.Join(dir, f.Name)
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 			fmt.Fprintf(stderr, "berth units: %v\n", err)
 			return 1
 		}
-		fmt.Fprintln(stdout, filepath.Join(*dir, f.Name))
+		if err := os.WriteFile(path, []byte(f.Content), 0o644); err != nil {
+			fmt.Fprintf(stderr, "berth units: %v\n", err)
+			return 1
+		}
+		fmt.Fprintln(stdout, path)
 	}
 	return 0
 }

@@ -1,0 +1,213 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// buildPackage runs packaging/build.sh for version and returns the paths
+// of the .deb and .rpm, copied out of dist/.
+func buildPackage(t *testing.T, version, into string) (deb, rpm string) {
+	t.Helper()
+	cmd := exec.Command("../../packaging/build.sh")
+	cmd.Env = append(os.Environ(), "BERTH_VERSION="+version)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("packaging/build.sh: %v\n%s", err, out)
+	}
+	deb = filepath.Join(into, "berth_"+version+"_amd64.deb")
+	rpm = filepath.Join(into, "berth-"+version+".x86_64.rpm")
+	for src, dst := range map[string]string{
+		"../../dist/berth_" + version + "_amd64.deb":  deb,
+		"../../dist/berth-" + version + ".x86_64.rpm": rpm,
+	} {
+		b, err := os.ReadFile(src)
+		if err != nil {
+			t.Fatalf("build.sh did not produce %s: %v", src, err)
+		}
+		os.WriteFile(dst, b, 0o644)
+	}
+	return deb, rpm
+}
+
+// TestPackages builds the .deb and .rpm, lints them, then installs,
+// upgrades, removes and purges the .deb under a real systemd while a site
+// serves requests.
+func TestPackages(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: the package test builds packages and boots systemd")
+	}
+	c := bootContainer(t) // skips without root or nspawn
+	tmp := t.TempDir()
+	deb1, rpm1 := buildPackage(t, "0.1.0~test1", tmp)
+	deb2, _ := buildPackage(t, "0.1.0~test2", tmp)
+
+	t.Run("lintian finds no error", func(t *testing.T) {
+		if _, err := exec.LookPath("lintian"); err != nil {
+			t.Skip("lintian is not installed (apt-get install lintian)")
+		}
+		out, _ := exec.Command("lintian", deb1).CombinedOutput()
+		for _, line := range strings.Split(string(out), "\n") {
+			if strings.HasPrefix(line, "E:") {
+				t.Errorf("lintian: %s", line)
+			}
+		}
+		t.Logf("lintian:\n%s", out)
+	})
+	t.Run("rpm layout and scriptlets", func(t *testing.T) {
+		if _, err := exec.LookPath("rpm"); err != nil {
+			t.Skip("rpm is not installed (apt-get install rpm)")
+		}
+		out, err := exec.Command("rpm", "-qpl", rpm1).CombinedOutput()
+		if err != nil {
+			t.Fatalf("rpm -qpl: %v\n%s", err, out)
+		}
+		for _, f := range []string{"/usr/bin/berth", "/usr/lib/systemd/system/berth@.socket", "/usr/lib/systemd/system/berth@.service",
+			"/usr/lib/sysusers.d/berth.conf", "/usr/lib/tmpfiles.d/berth.conf", "/etc/berth/example.hcl", "/usr/share/man/man1/berth.1.gz"} {
+			if !strings.Contains(string(out), f+"\n") {
+				t.Errorf("rpm lacks %s:\n%s", f, out)
+			}
+		}
+		out, _ = exec.Command("rpm", "-qp", "--scripts", rpm1).CombinedOutput()
+		for _, s := range []string{"preinstall scriptlet", "postinstall scriptlet", "preuninstall scriptlet", "postuninstall scriptlet", "systemd-sysusers berth.conf"} {
+			if !strings.Contains(string(out), s) {
+				t.Errorf("rpm scripts lack %q:\n%s", s, out)
+			}
+		}
+		out, _ = exec.Command("rpm", "-qp", "--configfiles", rpm1).CombinedOutput()
+		if !strings.Contains(string(out), "/etc/berth/example.hcl") {
+			t.Errorf("example.hcl is not a config file in the rpm: %s", out)
+		}
+	})
+
+	for _, d := range []string{deb1, deb2} {
+		b, _ := os.ReadFile(d)
+		c.write("/srv/pkg/"+filepath.Base(d), string(b))
+	}
+	shop, _ := os.ReadFile("../../examples/flask/shop.py")
+	c.write("/srv/demo/shop.py", string(shop))
+
+	t.Run("install starts nothing by surprise", func(t *testing.T) {
+		c.must("dpkg", "-i", "/srv/pkg/"+filepath.Base(deb1))
+		if out, _ := c.exec("systemctl", "list-units", "--no-legend", "--plain", "berth@*"); strings.TrimSpace(out) != "" {
+			t.Errorf("units running after install:\n%s", out)
+		}
+		if out, err := c.exec("getent", "passwd", "berth"); err != nil || !strings.Contains(out, "/var/lib/berth") {
+			t.Errorf("no berth user: %v %s", err, out)
+		}
+		if out := c.must("/usr/bin/berth", "version"); !strings.Contains(out, "0.1.0~test1") {
+			t.Errorf("berth version = %q", out)
+		}
+	})
+
+	port := freePort(t)
+	c.write("/etc/berth/demo.hcl", fmt.Sprintf(`
+listener "http" {
+  address = "127.0.0.1:%d"
+}
+app "shop" {
+  module  = "shop:app"
+  python  = "/usr/bin/python3"
+  chdir   = "/srv/demo"
+  workers = 2
+}
+`, port))
+	s := &site{c: c, name: "berth@demo", port: port, url: fmt.Sprintf("http://127.0.0.1:%d", port)}
+
+	t.Run("a site through the template units", func(t *testing.T) {
+		c.must("/usr/bin/berth", "units", "--instance", "demo", "--dir", "/etc/systemd/system", "/etc/berth/demo.hcl")
+		c.must("systemctl", "daemon-reload")
+		c.must("systemctl", "enable", "--now", "berth@demo.socket")
+		code, body, err := s.get("/items")
+		if err != nil || code != 200 || !strings.Contains(body, `"teapot"`) {
+			t.Fatalf("GET /items through berth@demo.socket: %d %q %v", code, body, err)
+		}
+		s.waitActive()
+		if u := c.prop("berth@demo.service", "User"); u != "berth" {
+			t.Errorf("berth@demo runs as %q, want berth", u)
+		}
+	})
+
+	t.Run("reload under load", func(t *testing.T) {
+		load := startLoad(s.url+"/items", 4, status200, nil)
+		for i := 0; i < 3; i++ {
+			time.Sleep(300 * time.Millisecond)
+			c.must("systemctl", "reload", "berth@demo.service")
+		}
+		ok, failed, samples := load.finish()
+		t.Logf("systemctl reload berth@demo ×3: %d ok, %d failed", ok, failed)
+		if failed != 0 || ok == 0 {
+			t.Errorf("%d failed: %v", failed, samples)
+		}
+	})
+
+	t.Run("upgrade under load", func(t *testing.T) {
+		before := c.prop("berth@demo.service", "MainPID")
+		load := startLoad(s.url+"/items", 4, status200, nil)
+		time.Sleep(300 * time.Millisecond)
+		c.must("dpkg", "-i", "/srv/pkg/"+filepath.Base(deb2))
+		time.Sleep(500 * time.Millisecond)
+		ok, failed, samples := load.finish()
+		t.Logf("package upgrade under load: %d ok, %d failed", ok, failed)
+		if failed != 0 || ok == 0 {
+			t.Errorf("%d requests failed during the upgrade: %v", failed, samples)
+		}
+		s.waitActive()
+		if after := c.prop("berth@demo.service", "MainPID"); after == before {
+			t.Errorf("berth@demo was not restarted onto the new binary (MainPID %s)", after)
+		}
+		if out := c.must("/usr/bin/berth", "version"); !strings.Contains(out, "0.1.0~test2") {
+			t.Errorf("after upgrade: %q", out)
+		}
+	})
+
+	t.Run("remove stops everything; purge cleans up", func(t *testing.T) {
+		c.must("dpkg", "-r", "berth")
+		if st := c.prop("berth@demo.service", "ActiveState"); st == "active" || st == "activating" {
+			t.Errorf("berth@demo.service is %s after remove", st)
+		}
+		if out, _ := c.exec("pgrep", "-f", "/usr/bin/berth"); strings.TrimSpace(out) != "" {
+			t.Errorf("berth processes after remove: %s", out)
+		}
+		if _, _, err := s.get("/items"); err == nil {
+			t.Errorf("the site still answers after remove")
+		}
+		c.must("dpkg", "-P", "berth")
+		for _, gone := range []string{"/usr/bin/berth", "/usr/lib/systemd/system/berth@.service", "/usr/lib/systemd/system/berth@.socket",
+			"/etc/berth/example.hcl", "/var/lib/berth", "/etc/systemd/system/sockets.target.wants/berth@demo.socket", "/etc/systemd/system/berth@demo.socket.d"} {
+			if _, err := os.Lstat(filepath.Join(c.root, gone)); err == nil {
+				t.Errorf("%s is left after purge", gone)
+			}
+		}
+		// The administrator's own site config stays, as Debian policy asks.
+		if _, err := os.Stat(filepath.Join(c.root, "etc/berth/demo.hcl")); err != nil {
+			t.Errorf("purge removed the administrator's site config: %v", err)
+		}
+		if out, _ := c.exec("systemctl", "list-units", "--no-legend", "--plain", "--all", "berth@*"); strings.Contains(out, "loaded") && !strings.Contains(out, "not-found") {
+			t.Errorf("units still loaded after purge:\n%s", out)
+		}
+	})
+}
+
+// TestTemplateUnitsCommitted: packaging/systemd holds exactly what
+// `berth units --template` renders (regenerate with
+// `go run ./cmd/berth units --template --dir packaging/systemd`).
+func TestTemplateUnitsCommitted(t *testing.T) {
+	dir := t.TempDir()
+	var out, errb strings.Builder
+	if code := run([]string{"units", "--template", "--dir", dir}, &out, &errb); code != 0 {
+		t.Fatalf("berth units --template: %s", errb.String())
+	}
+	for _, name := range []string{"berth@.socket", "berth@.service"} {
+		want, _ := os.ReadFile(filepath.Join(dir, name))
+		got, err := os.ReadFile(filepath.Join("../../packaging/systemd", name))
+		if err != nil || string(got) != string(want) {
+			t.Errorf("packaging/systemd/%s differs from `berth units --template`; regenerate it", name)
+		}
+	}
+}
