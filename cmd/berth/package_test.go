@@ -1,7 +1,11 @@
 package main
 
 import (
+	"context"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -130,6 +134,25 @@ app "shop" {
 		s.waitActive()
 		if u := c.prop("berth@demo.service", "User"); u != "berth" {
 			t.Errorf("berth@demo runs as %q, want berth", u)
+		}
+	})
+
+	t.Run("the packaged example site, on its Unix socket", func(t *testing.T) {
+		c.must("systemctl", "enable", "--now", "berth@example.socket")
+		// The container's /run is its own; reach it through its root.
+		sock := fmt.Sprintf("/proc/%d/root/run/berth/example.sock", c.pid)
+		client := &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{
+			DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+				return (&net.Dialer{}).DialContext(ctx, "unix", sock)
+			}}}
+		resp, err := client.Get("http://localhost/")
+		if err != nil {
+			t.Fatalf("GET through %s: %v", sock, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || string(b) != "Hello from berth!\n" {
+			t.Errorf("example site: %d %q", resp.StatusCode, b)
 		}
 	})
 
