@@ -36,6 +36,8 @@ type slot struct {
 	rssAt   time.Time
 	young   bool             // the last worker died within youngDeath of its start
 	replace chan replacement // a recycle's new worker, when one is booting
+	jobs    []*job           // reused for batches
+	bufs    net.Buffers      // reused for a batch's write
 }
 
 type replacement struct {
@@ -78,13 +80,13 @@ func (s *slot) run() {
 	check := time.NewTicker(checkEvery)
 	defer check.Stop()
 	lastBusy := time.Now()
-	var held *job // taken from the queue but not yet sent to a worker
+	var held []*job // taken from the queue but not yet served by a worker
 	for {
 		proc := s.current()
 		if proc == nil {
 			if p.isStopped() {
-				if held != nil {
-					p.refuse(held)
+				for _, j := range held {
+					p.refuse(j)
 				}
 				p.nslots.Add(-1)
 				return
@@ -113,10 +115,10 @@ func (s *slot) run() {
 			np.log.Info("worker started")
 			proc = np
 		}
-		if held != nil {
-			j := held
+		if len(held) > 0 {
+			jobs := held
 			held = nil
-			if !s.dispatch(proc, j, &held) {
+			if !s.dispatch(proc, jobs, &held) {
 				continue
 			}
 			lastBusy = time.Now()
@@ -129,7 +131,7 @@ func (s *slot) run() {
 		}
 		select {
 		case j := <-p.queue:
-			ok := s.dispatch(proc, j, &held)
+			ok := s.dispatch(proc, s.batch(j), &held)
 			lastBusy = time.Now()
 			if ok {
 				s.maybeRecycle()
@@ -154,27 +156,48 @@ func (s *slot) run() {
 	}
 }
 
-// dispatch serves j on proc, first making sure proc is alive: a worker
-// that died while idle must not cost the next request a 502. A request
-// that could not even be sent (the worker had just died) is kept in held
-// for the replacement. It reports whether proc is still usable.
-func (s *slot) dispatch(proc *process, j *job, held **job) bool {
+// maxBatch bounds how many queued requests one worker is sent at once.
+const maxBatch = 32
+
+// batch adds to first the requests waiting behind it, up to this slot's
+// share of the queue: a worker that becomes idle while requests queue gets
+// several in one write and answers them in one write. With an empty queue
+// the batch is the one request, so batching never adds latency.
+func (s *slot) batch(first *job) []*job {
+	jobs := append(s.jobs[:0], first)
+	share := 1 + len(s.pool.queue)/max(1, int(s.pool.nslots.Load()))
+	for len(jobs) < min(share, maxBatch) {
+		select {
+		case j := <-s.pool.queue:
+			jobs = append(jobs, j)
+			continue
+		default:
+		}
+		break
+	}
+	s.jobs = jobs
+	return jobs
+}
+
+// dispatch serves jobs on proc, first making sure proc is alive: a worker
+// that died while idle must not cost the next request a 502. Requests
+// the worker never got to (it died first) are kept in held for the
+// replacement. It reports whether proc is still usable.
+func (s *slot) dispatch(proc *process, jobs []*job, held *[]*job) bool {
 	select {
 	case <-proc.exited:
 		proc.log.Warn("worker exited unexpectedly; replacing it", "status", proc.exitStatus())
 		s.lost()
-		*held = j
+		*held = append(*held, jobs...)
 		return false
 	default:
 	}
-	switch s.serve(proc, j) {
-	case served:
-		return true
-	case unsent:
-		*held = j
+	retry, ok := s.serve(proc, jobs)
+	*held = append(*held, retry...)
+	if !ok {
+		s.lost()
 	}
-	s.lost()
-	return false
+	return ok
 }
 
 // lost forgets a worker that died or was killed.
@@ -195,10 +218,10 @@ func (s *slot) drain(proc *process) {
 	for {
 		select {
 		case j := <-p.queue:
-			var held *job
-			if !s.dispatch(proc, j, &held) {
-				if held != nil {
-					p.refuse(held)
+			var held []*job
+			if !s.dispatch(proc, s.batch(j), &held) {
+				for _, j := range held {
+					p.refuse(j)
 				}
 				p.nslots.Add(-1)
 				return
@@ -291,79 +314,91 @@ func (s *slot) dropReplace() {
 	}()
 }
 
-// outcome is how serving a job on a worker went.
-type outcome int
-
-const (
-	served outcome = iota // answered (or abandoned by its client); the worker is fine
-	failed                // the job failed with its worker; the worker is gone
-	unsent                // the worker was gone before it got the job; retry it
-)
-
-// serve runs one job on proc.
-func (s *slot) serve(proc *process, j *job) outcome {
+// serve sends jobs to proc in one write and hands each answer to its
+// client in turn. The worker answers in order, so when it fails on one
+// request, the requests after it were never started: they are returned
+// to be retried on the replacement. ok reports whether proc is still
+// usable.
+func (s *slot) serve(proc *process, jobs []*job) (retry []*job, ok bool) {
 	p := s.pool
 	p.lastTake.Store(time.Now().UnixNano())
 	// A job held from a worker that died before getting it is taken
 	// already; a queued one is taken now, unless its client gave up.
-	if j.state.Load() != jobTaken && !j.state.CompareAndSwap(jobQueued, jobTaken) {
-		return served
+	live := jobs[:0]
+	for _, j := range jobs {
+		if j.state.Load() == jobTaken || j.state.CompareAndSwap(jobQueued, jobTaken) {
+			live = append(live, j)
+		}
+	}
+	if len(live) == 0 {
+		return nil, true
 	}
 	s.busy.Store(true)
 	defer s.busy.Store(false)
+	bufs := s.bufs[:0]
+	for _, j := range live {
+		bufs = append(bufs, j.frame, j.body)
+	}
+	s.bufs = bufs
 	_ = proc.conn.SetDeadline(time.Now().Add(p.app.Timeout))
-	bufs := net.Buffers{j.frame, j.body}
 	if n, err := bufs.WriteTo(proc.conn); err != nil {
 		if n == 0 && !errors.Is(err, os.ErrDeadlineExceeded) {
-			// Nothing reached the worker: it died idle, and the request
-			// goes to its replacement.
+			// Nothing reached the worker: it died idle, and the
+			// requests go to its replacement.
 			proc.kill()
 			proc.log.Warn("worker gone before it got a request; replacing it", "status", proc.exitStatus())
-			return unsent
+			return live, false
 		}
-		return s.fail(proc, j, err)
+		s.fail(proc, live[0], err)
+		return live[1:], false
 	}
-	f, err := proc.next()
-	if err != nil {
-		if errors.Is(err, syscall.ECONNRESET) {
-			// The worker closed its socket with our request unread in
-			// it: it died before it read the request, so the app never
-			// saw it, and the request goes to the replacement.
+	for i, j := range live {
+		if i > 0 {
+			_ = proc.conn.SetDeadline(time.Now().Add(p.app.Timeout))
+		}
+		f, err := proc.next()
+		if err != nil {
+			if errors.Is(err, syscall.ECONNRESET) && i == len(live)-1 {
+				// The worker closed its socket with the last request
+				// unread in it: it died before it read the request, so
+				// the app never saw it.
+				proc.kill()
+				proc.log.Warn("worker died before it read a request; replacing it", "status", proc.exitStatus())
+				return live[i:], false
+			}
+			s.fail(proc, j, err)
+			return live[i+1:], false
+		}
+		ex := &j.ex
+		*ex = Exchange{proc: proc, PID: proc.pid, release: j.release}
+		if f.Type != wire.TypeResponse {
+			proc.log.Error("worker broke the protocol; killing it", "frame", f.Type.String())
+			j.err = ErrWorkerDied
+			close(j.ready)
 			proc.kill()
-			proc.log.Warn("worker died before it read a request; replacing it", "status", proc.exitStatus())
-			return unsent
+			return live[i+1:], false
 		}
-		return s.fail(proc, j, err)
-	}
-	ex := &j.ex
-	*ex = Exchange{proc: proc, PID: proc.pid, release: j.release}
-	if f.Type != wire.TypeResponse {
-		proc.log.Error("worker broke the protocol; killing it", "frame", f.Type.String())
-		j.err = ErrWorkerDied
+		ex.more = f.Flags&wire.FlagMore != 0
+		if err := wire.ParseHead(f.Payload, &ex.Head); err != nil {
+			proc.log.Error("app sent an invalid response", "err", err)
+			ex.Invalid = err
+		}
 		close(j.ready)
-		proc.kill()
-		return failed
+		<-j.release
+		s.served.Add(1)
+		p.served.Add(1)
+		if ex.broken {
+			proc.kill()
+			return live[i+1:], false
+		}
 	}
-	ex.more = f.Flags&wire.FlagMore != 0
-	if err := wire.ParseHead(f.Payload, &ex.Head); err != nil {
-		proc.log.Error("app sent an invalid response", "err", err)
-		ex.Invalid = err
-	}
-	close(j.ready)
-	<-j.release
-	s.served.Add(1)
-	p.served.Add(1)
-	if ex.broken {
-		proc.kill()
-		return failed
-	}
-	return served
+	return nil, true
 }
 
 // fail ends a job whose worker could not answer: a timeout kills the
 // worker after a stack dump (504), anything else means the worker is gone
 // (502). Either way the worker is replaced and only this job fails.
-func (s *slot) fail(proc *process, j *job, err error) outcome {
+func (s *slot) fail(proc *process, j *job, err error) {
 	if errors.Is(err, os.ErrDeadlineExceeded) {
 		proc.log.Error("request timed out; dumping the worker's stack and killing it", "timeout", s.pool.app.Timeout)
 		proc.dumpAndKill()
@@ -374,7 +409,6 @@ func (s *slot) fail(proc *process, j *job, err error) outcome {
 		j.err = ErrWorkerDied
 	}
 	close(j.ready)
-	return failed
 }
 
 func (p *Pool) isStopped() bool {
