@@ -81,7 +81,21 @@ type Pool struct {
 	replaces atomic.Int32 // recycles in progress, to stagger them
 	served   atomic.Int64 // requests answered by workers of this pool
 	lastTake atomic.Int64 // unix nanos when a slot last took a request
-	started  time.Time
+	// serviceNS is a moving average of the time a worker takes per
+	// request, in nanoseconds; it sizes batches.
+	serviceNS atomic.Int64
+	started   time.Time
+}
+
+// observe folds one request's service time into serviceNS (an EWMA with
+// weight 1/8; concurrent updates may lose one, which an average forgives).
+func (p *Pool) observe(d time.Duration) {
+	old := p.serviceNS.Load()
+	if old == 0 {
+		p.serviceNS.Store(int64(d))
+		return
+	}
+	p.serviceNS.Store(old + (int64(d)-old)/8)
 }
 
 // Healthy reports a pool whose dispatch has stopped moving: requests

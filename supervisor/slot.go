@@ -159,6 +159,13 @@ func (s *slot) run() {
 // maxBatch bounds how many queued requests one worker is sent at once.
 const maxBatch = 32
 
+// batchBudget bounds the time the last request of a batch waits for the
+// ones before it on the same worker, judged by the app's recent service
+// times: a fast app gets batches, a slow one one request at a time (so a
+// slow request never holds fast ones, and waiting shows in the queue,
+// where scaling sees it).
+const batchBudget = time.Millisecond
+
 // batch adds to first the requests waiting behind it, up to this slot's
 // share of the queue: a worker that becomes idle while requests queue gets
 // several in one write and answers them in one write. With an empty queue
@@ -166,6 +173,9 @@ const maxBatch = 32
 func (s *slot) batch(first *job) []*job {
 	jobs := append(s.jobs[:0], first)
 	share := 1 + len(s.pool.queue)/max(1, int(s.pool.nslots.Load()))
+	if t := s.pool.serviceNS.Load(); t > 0 {
+		share = min(share, 1+int(int64(batchBudget)/t))
+	}
 	for len(jobs) < min(share, maxBatch) {
 		select {
 		case j := <-s.pool.queue:
@@ -352,11 +362,15 @@ func (s *slot) serve(proc *process, jobs []*job) (retry []*job, ok bool) {
 		s.fail(proc, live[0], err)
 		return live[1:], false
 	}
+	prev := time.Now()
 	for i, j := range live {
 		if i > 0 {
 			_ = proc.conn.SetDeadline(time.Now().Add(p.app.Timeout))
 		}
 		f, err := proc.next()
+		now := time.Now()
+		p.observe(now.Sub(prev))
+		prev = now
 		if err != nil {
 			if errors.Is(err, syscall.ECONNRESET) && i == len(live)-1 {
 				// The worker closed its socket with the last request
