@@ -148,17 +148,13 @@ func (s *Server) errorHandler(ctx *fasthttp.RequestCtx, err error) {
 
 // reject answers with a short plain-text body and closes the connection.
 func (s *Server) reject(ctx *fasthttp.RequestCtx, status int, msg string) {
-	id := append([]byte(nil), requestID(ctx)...)
-	ctx.Response.Reset()
-	ctx.Response.Header.SetBytesV("X-Request-ID", id)
-	ctx.SetStatusCode(status)
-	ctx.SetContentType("text/plain; charset=utf-8")
-	ctx.SetBodyString(msg + "\n")
+	s.unavailable(ctx, status, msg)
 	ctx.SetConnectionClose()
 }
 
-// unavailable answers 503/502/504 without closing the connection: the
-// request was read whole, so the connection is still in step.
+// unavailable answers 503/502/504 (or any status berth itself gives)
+// with a short plain-text body, keeping the connection: the request was
+// read whole, so the connection is still in step.
 func (s *Server) unavailable(ctx *fasthttp.RequestCtx, status int, msg string) {
 	id := append([]byte(nil), requestID(ctx)...)
 	ctx.Response.Reset()

@@ -1,16 +1,15 @@
-// Package journal is berth's logging: a log/slog handler that writes one
-// human-readable line per record on stderr, and the conventions every
-// package uses for fields (app, pid, and the access record).
+// Package journal is berth's logging: log/slog handlers for native
+// journald entries with fields, for human-readable text lines and for JSON
+// lines on stderr, and the field names every package uses (app, pid,
+// generation, and the access record).
 //
-// Everything logs through *slog.Logger, so the journald handler of a later
-// release only has to be another slog.Handler: no caller changes.
+// Everything logs through *slog.Logger, so the format is chosen once, at
+// start-up, and no caller knows which it is.
 package journal
 
 import (
 	"context"
 	"fmt"
-
-	"github.com/coreos/go-systemd/v22/journal"
 	"io"
 	"log/slog"
 	"strconv"
@@ -18,6 +17,8 @@ import (
 	"sync"
 	"time"
 	"unicode/utf8"
+
+	"github.com/coreos/go-systemd/v22/journal"
 )
 
 // Field names shared by every package, so that records about the same
@@ -195,27 +196,25 @@ func appendAttr(buf []byte, prefix string, a slog.Attr) []byte {
 	buf = append(buf, prefix...)
 	buf = append(buf, a.Key...)
 	buf = append(buf, '=')
-	var s string
-	switch a.Value.Kind() {
-	case slog.KindString:
-		s = a.Value.String()
-	case slog.KindDuration:
-		s = a.Value.Duration().String()
-	case slog.KindTime:
-		s = a.Value.Time().Format(time.RFC3339Nano)
-	case slog.KindAny:
-		if err, ok := a.Value.Any().(error); ok {
-			s = err.Error()
-		} else {
-			s = fmt.Sprint(a.Value.Any())
-		}
-	default:
-		s = a.Value.String()
-	}
+	s := valueString(a.Value)
 	if needsQuote(s) {
 		return strconv.AppendQuote(buf, s)
 	}
 	return append(buf, s...)
+}
+
+// valueString is a resolved attribute value as text.
+func valueString(v slog.Value) string {
+	switch v.Kind() {
+	case slog.KindTime:
+		return v.Time().Format(time.RFC3339Nano)
+	case slog.KindAny:
+		if err, ok := v.Any().(error); ok {
+			return err.Error()
+		}
+		return fmt.Sprint(v.Any())
+	}
+	return v.String()
 }
 
 func needsQuote(s string) bool {

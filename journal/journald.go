@@ -2,11 +2,9 @@ package journal
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/coreos/go-systemd/v22/journal"
 )
@@ -113,22 +111,12 @@ func addField(vars map[string]string, prefix string, a slog.Attr) {
 	if !ok || prefix != "" {
 		name = "BERTH_" + fieldName(prefix+a.Key)
 	}
-	var v string
-	switch a.Value.Kind() {
-	case slog.KindDuration:
-		v = strconv.FormatInt(a.Value.Duration().Microseconds(), 10)
-	case slog.KindTime:
-		v = a.Value.Time().Format(time.RFC3339Nano)
-	case slog.KindAny:
-		if err, ok := a.Value.Any().(error); ok {
-			v = err.Error()
-		} else {
-			v = fmt.Sprint(a.Value.Any())
-		}
-	default:
-		v = a.Value.String()
+	if a.Value.Kind() == slog.KindDuration {
+		// DURATION_USEC and the like: a number a query can compare.
+		vars[name] = strconv.FormatInt(a.Value.Duration().Microseconds(), 10)
+		return
 	}
-	vars[name] = v
+	vars[name] = valueString(a.Value)
 }
 
 // fieldName makes key a valid journal field name: upper-case letters,

@@ -25,7 +25,17 @@ func (e *DiagError) Error() string {
 	return strings.Join(lines, "\n")
 }
 
+// headline is "file:line:col: error: summary: detail" on one line.
 func headline(d *hcl.Diagnostic) string {
+	detail := strings.ReplaceAll(d.Detail, "\n", " ")
+	if detail == "" {
+		return position(d)
+	}
+	return position(d) + ": " + detail
+}
+
+// position is "file:line:col: error: summary".
+func position(d *hcl.Diagnostic) string {
 	sev := "error"
 	if d.Severity == hcl.DiagWarning {
 		sev = "warning"
@@ -34,26 +44,14 @@ func headline(d *hcl.Diagnostic) string {
 	if d.Subject != nil {
 		where = fmt.Sprintf("%s:%d:%d: ", d.Subject.Filename, d.Subject.Start.Line, d.Subject.Start.Column)
 	}
-	detail := strings.ReplaceAll(d.Detail, "\n", " ")
-	if detail == "" {
-		return fmt.Sprintf("%s%s: %s", where, sev, d.Summary)
-	}
-	return fmt.Sprintf("%s%s: %s: %s", where, sev, d.Summary, detail)
+	return fmt.Sprintf("%s%s: %s", where, sev, d.Summary)
 }
 
 // Format writes each diagnostic as its headline, the source line it points
 // at and a caret line under the offending range, like a compiler does.
 func (e *DiagError) Format(w io.Writer) {
 	for _, d := range e.Diags {
-		sev := "error"
-		if d.Severity == hcl.DiagWarning {
-			sev = "warning"
-		}
-		where := ""
-		if d.Subject != nil {
-			where = fmt.Sprintf("%s:%d:%d: ", d.Subject.Filename, d.Subject.Start.Line, d.Subject.Start.Column)
-		}
-		fmt.Fprintf(w, "%s%s: %s\n", where, sev, d.Summary)
+		fmt.Fprintln(w, position(d))
 		if d.Subject != nil {
 			if f := e.Files[d.Subject.Filename]; f != nil {
 				snippet(w, f.Bytes, *d.Subject)

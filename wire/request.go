@@ -23,29 +23,15 @@ func (e *RequestEncoder) Reset() {
 // Add appends one environ entry. Neither key nor value may contain NUL;
 // the caller guarantees it (request parsing rejects NUL in headers and in
 // the decoded path).
-func (e *RequestEncoder) Add(key string, value []byte) {
-	if e.pairs > 0 {
-		e.buf = append(e.buf, 0)
-	}
-	e.buf = append(e.buf, key...)
-	e.buf = append(e.buf, 0)
-	e.buf = append(e.buf, value...)
-	e.pairs++
-}
+func (e *RequestEncoder) Add(key string, value []byte) { addPair(e, key, value) }
 
 // AddKey is Add for a key held as bytes.
-func (e *RequestEncoder) AddKey(key, value []byte) {
-	if e.pairs > 0 {
-		e.buf = append(e.buf, 0)
-	}
-	e.buf = append(e.buf, key...)
-	e.buf = append(e.buf, 0)
-	e.buf = append(e.buf, value...)
-	e.pairs++
-}
+func (e *RequestEncoder) AddKey(key, value []byte) { addPair(e, key, value) }
 
 // AddString is Add for a string value.
-func (e *RequestEncoder) AddString(key, value string) {
+func (e *RequestEncoder) AddString(key, value string) { addPair(e, key, value) }
+
+func addPair[K, V string | []byte](e *RequestEncoder, key K, value V) {
 	if e.pairs > 0 {
 		e.buf = append(e.buf, 0)
 	}
