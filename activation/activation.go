@@ -1,20 +1,20 @@
 // Package activation provides berth's listening sockets.
 //
 // Under systemd the sockets are created by .socket units and passed in,
-// matched to listeners by FileDescriptorName= (a later release); without
-// systemd berth binds each listener's fallback address itself, so that
-// `berth serve` works the same on a laptop or in a container.
+// matched to listeners by FileDescriptorName=; without systemd berth binds
+// each listener's fallback address itself, so that `berth serve` works the
+// same on a laptop or in a container.
 package activation
 
 import (
 	"errors"
-
 	"fmt"
-	"github.com/coreos/go-systemd/v22/activation"
 	"net"
 	"os"
 	"syscall"
 	"time"
+
+	"github.com/coreos/go-systemd/v22/activation"
 )
 
 // Spec is a listener as configured: its name and the address to bind
