@@ -21,6 +21,7 @@ type Exchange struct {
 	// HTTP; the client gets a 500 instead.
 	Invalid error
 	proc    *process
+	lane    lane
 	more    bool
 	broken  bool
 	release chan struct{}
@@ -33,7 +34,7 @@ func (e *Exchange) More() bool { return e.more }
 // io.EOF after the last. ErrAborted means the app failed mid-response.
 func (e *Exchange) Next() ([]byte, error) {
 	for e.more {
-		f, err := e.proc.next()
+		f, err := e.lane.r.Next()
 		if err != nil {
 			e.more, e.broken = false, true
 			if errors.Is(err, os.ErrDeadlineExceeded) {
@@ -70,7 +71,7 @@ const drainBudget = time.Second
 // the worker is killed and replaced instead.
 func (e *Exchange) Close() {
 	if e.more {
-		_ = e.proc.conn.SetReadDeadline(time.Now().Add(drainBudget))
+		_ = e.lane.conn.SetReadDeadline(time.Now().Add(drainBudget))
 		for e.more {
 			if _, err := e.Next(); err != nil {
 				break

@@ -28,15 +28,47 @@ import (
 // response then crosses in one read.
 const wireBufferSize = 256 << 10
 
-// process is one running Python worker and berth's end of its socket.
+// process is one running Python worker and berth's ends of its sockets:
+// one per thread of the worker (a lane), each carrying one request at a
+// time. conn and r are lane 0's.
 type process struct {
 	pid    int
 	cmd    *exec.Cmd
 	conn   *net.UnixConn
 	r      *wire.Reader
+	lanes  []lane
 	log    *slog.Logger
 	exited chan struct{} // closed once the process has been reaped
 	python string
+}
+
+// lane is one socket to a worker: one thread of it.
+type lane struct {
+	conn *net.UnixConn
+	r    *wire.Reader
+}
+
+// socketPair returns berth's end of a new socketpair, and the worker's.
+func socketPair() (*net.UnixConn, *os.File, error) {
+	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, nil, fmt.Errorf("creating worker socket: %w", err)
+	}
+	for _, fd := range fds {
+		// Best effort: a larger buffer lets a big response cross in fewer
+		// round trips; the kernel caps it at net.core.wmem_max.
+		_ = syscall.SetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_SNDBUF, wireBufferSize)
+		_ = syscall.SetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_RCVBUF, wireBufferSize)
+	}
+	parent := os.NewFile(uintptr(fds[0]), "berth-wire")
+	child := os.NewFile(uintptr(fds[1]), "worker-wire")
+	fc, err := net.FileConn(parent)
+	parent.Close()
+	if err != nil {
+		child.Close()
+		return nil, nil, fmt.Errorf("wrapping worker socket: %w", err)
+	}
+	return fc.(*net.UnixConn), child, nil
 }
 
 // BootError is a worker that could not import its app. Traceback is
@@ -54,41 +86,45 @@ func (e *BootError) Error() string {
 // timeout. The worker's socket is fd 3; its stdout and stderr are pipes
 // whose lines go to the log with the worker's pid.
 func spawn(ctx context.Context, app *units.App, log *slog.Logger) (*process, error) {
-	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return nil, fmt.Errorf("creating worker socket: %w", err)
+	threads := max(app.Threads, 1)
+	var lanes []lane
+	var children []*os.File
+	defer func() {
+		for _, c := range children {
+			c.Close()
+		}
+	}()
+	closeLanes := func() {
+		for _, l := range lanes {
+			l.conn.Close()
+		}
 	}
-	for _, fd := range fds {
-		// Best effort: a larger buffer lets a big response cross in fewer
-		// round trips; the kernel caps it at net.core.wmem_max.
-		_ = syscall.SetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_SNDBUF, wireBufferSize)
-		_ = syscall.SetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_RCVBUF, wireBufferSize)
+	for i := 0; i < threads; i++ {
+		c, child, err := socketPair()
+		if err != nil {
+			closeLanes()
+			return nil, err
+		}
+		lanes = append(lanes, lane{conn: c, r: wire.NewReader(bufio.NewReaderSize(c, wireBufferSize))})
+		children = append(children, child)
 	}
-	parent := os.NewFile(uintptr(fds[0]), "berth-wire")
-	child := os.NewFile(uintptr(fds[1]), "worker-wire")
-	defer child.Close()
-	fc, err := net.FileConn(parent)
-	parent.Close()
-	if err != nil {
-		return nil, fmt.Errorf("wrapping worker socket: %w", err)
-	}
-	conn := fc.(*net.UnixConn)
+	conn := lanes[0].conn
 
 	outR, outW, err := os.Pipe()
 	if err != nil {
-		conn.Close()
+		closeLanes()
 		return nil, fmt.Errorf("creating stdout pipe: %w", err)
 	}
 	errR, errW, err := os.Pipe()
 	if err != nil {
-		conn.Close()
+		closeLanes()
 		outR.Close()
 		outW.Close()
 		return nil, fmt.Errorf("creating stderr pipe: %w", err)
 	}
 	logR, logW, err := os.Pipe()
 	if err != nil {
-		conn.Close()
+		closeLanes()
 		outR.Close()
 		outW.Close()
 		errR.Close()
@@ -96,11 +132,12 @@ func spawn(ctx context.Context, app *units.App, log *slog.Logger) (*process, err
 		return nil, fmt.Errorf("creating log pipe: %w", err)
 	}
 
-	cmd := exec.Command(app.Python, "-u", "-c", wire.WorkerSource, app.Module)
+	cmd := exec.Command(app.Python, "-u", "-c", wire.WorkerSource, app.Module, strconv.Itoa(threads))
 	cmd.Dir = app.Chdir
 	cmd.Env = workerEnv(app)
 	cmd.Stdout, cmd.Stderr = outW, errW
-	cmd.ExtraFiles = []*os.File{child, logW} // fd 3, fd 4
+	// fd 3: lane 0; fd 4: the log pipe; fds 5...: lanes 1...
+	cmd.ExtraFiles = append([]*os.File{children[0], logW}, children[1:]...)
 	// If berth dies without stopping its workers (SIGKILL), the kernel
 	// kills them: no orphans. Workers also exit on EOF of their socket.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
@@ -109,7 +146,7 @@ func spawn(ctx context.Context, app *units.App, log *slog.Logger) (*process, err
 	errW.Close()
 	logW.Close()
 	if err != nil {
-		conn.Close()
+		closeLanes()
 		outR.Close()
 		errR.Close()
 		logR.Close()
@@ -119,7 +156,8 @@ func spawn(ctx context.Context, app *units.App, log *slog.Logger) (*process, err
 		pid:    cmd.Process.Pid,
 		cmd:    cmd,
 		conn:   conn,
-		r:      wire.NewReader(bufio.NewReaderSize(conn, wireBufferSize)),
+		r:      lanes[0].r,
+		lanes:  lanes,
 		log:    log.With(journal.KeyPID, cmd.Process.Pid),
 		exited: make(chan struct{}),
 		python: app.Python,
@@ -270,8 +308,14 @@ func (p *process) pump(r io.ReadCloser, level slog.Level, stream string) {
 // kill ends the worker at once and waits until it is reaped.
 func (p *process) kill() {
 	_ = p.cmd.Process.Kill()
-	p.conn.Close()
+	p.closeLanes()
 	<-p.exited
+}
+
+func (p *process) closeLanes() {
+	for _, l := range p.lanes {
+		l.conn.Close()
+	}
 }
 
 // dumpAndKill asks the worker for a stack dump of all its threads
@@ -288,7 +332,7 @@ func (p *process) dumpAndKill() {
 // stop closes the worker's socket, which the worker reads as "exit now";
 // one that has not exited after grace is killed.
 func (p *process) stop(grace time.Duration) (killed bool) {
-	p.conn.Close()
+	p.closeLanes()
 	select {
 	case <-p.exited:
 		return false

@@ -26,18 +26,26 @@ type slot struct {
 	pool *Pool
 	id   int
 
-	mu      sync.Mutex // guards proc, for Status and a forced Stop
-	proc    *process
-	busy    atomic.Bool
-	served  atomic.Int64 // by the current worker
-	since   time.Time    // the current worker's start
-	limit   int64        // max_requests for the current worker, jittered
-	rss     int64        // last reading, bytes
-	rssAt   time.Time
-	young   bool             // the last worker died within youngDeath of its start
-	replace chan replacement // a recycle's new worker, when one is booting
-	jobs    []*job           // reused for batches
-	bufs    net.Buffers      // reused for a batch's write
+	mu       sync.Mutex // guards proc, for Status and a forced Stop
+	proc     *process
+	busy     atomic.Int32 // lanes serving a request
+	lastBusy atomic.Int64 // unix nanos when a lane last finished a request
+	served   atomic.Int64 // by the current worker
+	since    time.Time    // the current worker's start
+	limit    int64        // max_requests for the current worker, jittered
+	rss      int64        // last reading, bytes
+	rssAt    time.Time
+	young    bool             // the last worker died within youngDeath of its start
+	replace  chan replacement // a recycle's new worker, when one is booting
+	jobs     []*job           // reused for batches
+	bufs     net.Buffers      // reused for a batch's write
+
+	// The worker's other threads are lanes served by goroutines of their
+	// own; laneStop ends them and lanes waits for them.
+	laneStop chan struct{}
+	lanes    sync.WaitGroup
+	retryMu  sync.Mutex
+	retry    []*job // requests a lane's dead worker never started
 }
 
 type replacement struct {
@@ -51,8 +59,15 @@ func (s *slot) current() *process {
 	return s.proc
 }
 
-// setProc makes proc the slot's worker and resets its counters.
+// setProc makes proc the slot's worker, resets its counters and starts
+// the goroutines that serve its other threads.
 func (s *slot) setProc(proc *process) {
+	s.stopLanes()
+	s.laneStop = make(chan struct{})
+	for k := 1; k < len(proc.lanes); k++ {
+		s.lanes.Add(1)
+		go s.runLane(proc, proc.lanes[k], s.laneStop)
+	}
 	s.mu.Lock()
 	s.proc = proc
 	s.since = time.Now()
@@ -74,12 +89,13 @@ func (s *slot) run() {
 	defer p.wg.Done()
 	defer p.removeSlot(s)
 	// A recycle's replacement still booting when the slot ends is stopped
-	// once it is up, whichever way the slot ends.
+	// once it is up, whichever way the slot ends; so are the lanes.
 	defer s.dropReplace()
+	defer s.stopLanes()
 	backoff := 100 * time.Millisecond
 	check := time.NewTicker(checkEvery)
 	defer check.Stop()
-	lastBusy := time.Now()
+	s.lastBusy.Store(time.Now().UnixNano())
 	var held []*job // taken from the queue but not yet served by a worker
 	for {
 		proc := s.current()
@@ -121,18 +137,16 @@ func (s *slot) run() {
 			if !s.dispatch(proc, jobs, &held) {
 				continue
 			}
-			lastBusy = time.Now()
 			s.maybeRecycle()
 			continue
 		}
 		var idle <-chan time.Time
 		if p.app.MaxWorkers > p.app.MinWorkers {
-			idle = time.After(time.Until(lastBusy.Add(p.app.IdleTimeout)))
+			idle = time.After(time.Until(time.Unix(0, s.lastBusy.Load()).Add(p.app.IdleTimeout)))
 		}
 		select {
 		case j := <-p.queue:
 			ok := s.dispatch(proc, s.batch(j), &held)
-			lastBusy = time.Now()
 			if ok {
 				s.maybeRecycle()
 			}
@@ -141,14 +155,19 @@ func (s *slot) run() {
 		case <-check.C:
 			s.maybeRecycle()
 		case <-idle:
+			if s.busy.Load() > 0 || time.Since(time.Unix(0, s.lastBusy.Load())) < p.app.IdleTimeout {
+				continue // a thread of the worker is (or just was) busy
+			}
 			if n := p.nslots.Load(); int(n) > p.app.MinWorkers && p.nslots.CompareAndSwap(n, n-1) {
 				proc.log.Info("retiring idle worker", "idle", p.app.IdleTimeout, "workers", n-1)
+				s.stopLanes()
 				proc.stop(5 * time.Second)
 				return
 			}
 		case <-proc.exited:
 			proc.log.Warn("worker exited unexpectedly; replacing it", "status", proc.exitStatus())
 			s.lost()
+			held = append(held, s.takeRetry()...)
 		case <-p.stop:
 			s.drain(proc)
 			return
@@ -202,10 +221,11 @@ func (s *slot) dispatch(proc *process, jobs []*job, held *[]*job) bool {
 		return false
 	default:
 	}
-	retry, ok := s.serve(proc, jobs)
+	retry, ok := s.serve(proc, proc.lanes[0], jobs)
 	*held = append(*held, retry...)
 	if !ok {
 		s.lost()
+		*held = append(*held, s.takeRetry()...)
 	}
 	return ok
 }
@@ -214,11 +234,66 @@ func (s *slot) dispatch(proc *process, jobs []*job, held *[]*job) bool {
 func (s *slot) lost() {
 	s.young = time.Since(s.since) < youngDeath
 	if proc := s.current(); proc != nil {
-		proc.conn.Close()
+		proc.closeLanes()
 	}
+	s.stopLanes()
 	s.mu.Lock()
 	s.proc = nil
 	s.mu.Unlock()
+}
+
+// stopLanes ends the lane goroutines, each after its request in flight.
+func (s *slot) stopLanes() {
+	if s.laneStop != nil {
+		close(s.laneStop)
+		s.laneStop = nil
+	}
+	s.lanes.Wait()
+}
+
+// takeRetry returns the requests lanes could not start.
+func (s *slot) takeRetry() []*job {
+	s.retryMu.Lock()
+	defer s.retryMu.Unlock()
+	r := s.retry
+	s.retry = nil
+	return r
+}
+
+// runLane serves requests on one thread of proc until stop, the pool's
+// stop (after draining the queue), or the worker's end. Threads serve one
+// request at a time and are not batched: a threaded app is one whose
+// requests wait on I/O.
+func (s *slot) runLane(proc *process, ln lane, stop chan struct{}) {
+	defer s.lanes.Done()
+	p := s.pool
+	one := make([]*job, 1)
+	for {
+		var j *job
+		select {
+		case j = <-p.queue:
+		case <-stop:
+			return
+		case <-proc.exited:
+			return
+		case <-p.stop:
+			select {
+			case j = <-p.queue:
+			default:
+				return
+			}
+		}
+		one[0] = j
+		retry, ok := s.serve(proc, ln, one)
+		if len(retry) > 0 {
+			s.retryMu.Lock()
+			s.retry = append(s.retry, retry...)
+			s.retryMu.Unlock()
+		}
+		if !ok {
+			return // the slot sees the worker's end and replaces it
+		}
+	}
 }
 
 // drain serves what is still queued, then lets the worker go. Requests
@@ -241,6 +316,7 @@ func (s *slot) drain(proc *process) {
 		}
 		break
 	}
+	s.stopLanes()
 	if proc.stop(5 * time.Second) {
 		proc.log.Warn("worker did not exit after its socket closed; killed it")
 	}
@@ -329,7 +405,7 @@ func (s *slot) dropReplace() {
 // request, the requests after it were never started: they are returned
 // to be retried on the replacement. ok reports whether proc is still
 // usable.
-func (s *slot) serve(proc *process, jobs []*job) (retry []*job, ok bool) {
+func (s *slot) serve(proc *process, ln lane, jobs []*job) (retry []*job, ok bool) {
 	p := s.pool
 	p.lastTake.Store(time.Now().UnixNano())
 	// A job held from a worker that died before getting it is taken
@@ -343,15 +419,23 @@ func (s *slot) serve(proc *process, jobs []*job) (retry []*job, ok bool) {
 	if len(live) == 0 {
 		return nil, true
 	}
-	s.busy.Store(true)
-	defer s.busy.Store(false)
-	bufs := s.bufs[:0]
-	for _, j := range live {
-		bufs = append(bufs, j.frame, j.body)
+	s.busy.Add(1)
+	defer func() {
+		s.lastBusy.Store(time.Now().UnixNano())
+		s.busy.Add(-1)
+	}()
+	var bufs net.Buffers
+	if len(live) == 1 {
+		bufs = net.Buffers{live[0].frame, live[0].body}
+	} else {
+		bufs = s.bufs[:0] // only lane 0 batches
+		for _, j := range live {
+			bufs = append(bufs, j.frame, j.body)
+		}
+		s.bufs = bufs
 	}
-	s.bufs = bufs
-	_ = proc.conn.SetDeadline(time.Now().Add(p.app.Timeout))
-	if n, err := bufs.WriteTo(proc.conn); err != nil {
+	_ = ln.conn.SetDeadline(time.Now().Add(p.app.Timeout))
+	if n, err := bufs.WriteTo(ln.conn); err != nil {
 		if n == 0 && !errors.Is(err, os.ErrDeadlineExceeded) {
 			// Nothing reached the worker: it died idle, and the
 			// requests go to its replacement.
@@ -365,9 +449,9 @@ func (s *slot) serve(proc *process, jobs []*job) (retry []*job, ok bool) {
 	prev := time.Now()
 	for i, j := range live {
 		if i > 0 {
-			_ = proc.conn.SetDeadline(time.Now().Add(p.app.Timeout))
+			_ = ln.conn.SetDeadline(time.Now().Add(p.app.Timeout))
 		}
-		f, err := proc.next()
+		f, err := ln.r.Next()
 		now := time.Now()
 		p.observe(now.Sub(prev))
 		prev = now
@@ -384,7 +468,7 @@ func (s *slot) serve(proc *process, jobs []*job) (retry []*job, ok bool) {
 			return live[i+1:], false
 		}
 		ex := &j.ex
-		*ex = Exchange{proc: proc, PID: proc.pid, release: j.release}
+		*ex = Exchange{proc: proc, lane: ln, PID: proc.pid, release: j.release}
 		if f.Type != wire.TypeResponse {
 			proc.log.Error("worker broke the protocol; killing it", "frame", f.Type.String())
 			j.err = ErrWorkerDied

@@ -7,11 +7,14 @@ import (
 
 // WorkerStatus is one worker as `berth status` shows it.
 type WorkerStatus struct {
-	PID    int     `json:"pid"`
-	State  string  `json:"state"` // "idle", "busy" or "starting"
-	Served int64   `json:"served"`
-	RSS    int64   `json:"rss_bytes"`
-	Uptime float64 `json:"uptime_seconds"`
+	PID   int    `json:"pid"`
+	State string `json:"state"` // "idle", "busy" or "starting"
+	// Threads is the worker's threads; BusyThreads how many serve now.
+	Threads     int     `json:"threads"`
+	BusyThreads int     `json:"busy_threads"`
+	Served      int64   `json:"served"`
+	RSS         int64   `json:"rss_bytes"`
+	Uptime      float64 `json:"uptime_seconds"`
 }
 
 // AppStatus is one app's live figures.
@@ -58,9 +61,9 @@ func (p *Pool) Status() AppStatus {
 		s.mu.Unlock()
 		w := WorkerStatus{State: "starting"}
 		if proc != nil {
-			w = WorkerStatus{PID: proc.pid, State: "idle", Served: s.served.Load(), RSS: proc.rss(), Uptime: time.Since(since).Seconds()}
-			if s.busy.Load() {
-				w.State = "busy"
+			w = WorkerStatus{PID: proc.pid, State: "idle", Threads: len(proc.lanes), Served: s.served.Load(), RSS: proc.rss(), Uptime: time.Since(since).Seconds()}
+			if n := int(s.busy.Load()); n > 0 {
+				w.State, w.BusyThreads = "busy", n
 				st.Busy++
 			}
 		}

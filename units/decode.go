@@ -68,6 +68,7 @@ type rawApp struct {
 	Chdir        *string           `hcl:"chdir,optional"`
 	PythonPath   []string          `hcl:"pythonpath,optional"`
 	Env          map[string]string `hcl:"env,optional"`
+	Threads      hcl.Expression    `hcl:"threads,optional"`
 	MaxRequests  hcl.Expression    `hcl:"max_requests,optional"`
 	MaxJitter    hcl.Expression    `hcl:"max_requests_jitter,optional"`
 	MaxLifetime  hcl.Expression    `hcl:"max_lifetime,optional"`
@@ -276,6 +277,7 @@ func (d *decoder) app(name string, b *hcl.Block) (App, hcl.Expression, bool) {
 		Python:            DefaultPython,
 		Chdir:             d.dir,
 		Env:               raw.Env,
+		Threads:           int(d.integer(raw.Threads, 1, 1, 256)),
 		MaxRequests:       int(d.integer(raw.MaxRequests, 0, 0, 1<<40)),
 		MaxRequestsJitter: int(d.integer(raw.MaxJitter, 0, 0, 1<<40)),
 		MaxLifetime:       d.optDuration(raw.MaxLifetime),

@@ -80,6 +80,9 @@ type App struct {
 	Env        map[string]string
 	// Workers is how many workers start; with scaling it is MinWorkers.
 	Workers int
+	// Threads is how many threads each worker runs, each a dispatch
+	// slot of its own (wsgi.multithread is true when above 1).
+	Threads int
 	// MinWorkers and MaxWorkers bound the pool. They equal Workers for
 	// a fixed pool (`workers = N`); `workers { min, max }` scales it.
 	MinWorkers, MaxWorkers int

@@ -1,8 +1,10 @@
 """berth worker: runs one WSGI application for berth.
 
-berth starts this program as `python -c SOURCE MODULE` with a Unix stream
-socket on fd 3 and speaks the frame protocol of berth's wire package over
-it. Fd 4 is a pipe for structured log records, one JSON object a line:
+berth starts this program as `python -c SOURCE MODULE THREADS` with a Unix
+stream socket on fd 3 and speaks the frame protocol of berth's wire package
+over it. With THREADS above 1, fds 5 onwards are one more socket per
+thread: each thread serves its own socket, one request at a time, so berth
+dispatches to each thread as to a worker of its own. Fd 4 is a pipe for structured log records, one JSON object a line:
 the worker's own reports (an app's exception with its traceback, as one
 record) and records of Python's logging module that no handler of the
 app's took (they keep their level and logger name). It imports the app, says hello, then loops: read request frames, call
@@ -25,6 +27,7 @@ import signal
 import socket
 import struct
 import sys
+import threading
 import traceback
 
 VERSION = 1
@@ -183,13 +186,13 @@ class Exchange:
 
 
 class Worker:
-    def __init__(self, app, wire):
+    def __init__(self, app, wire, multithread=False):
         self.app = app
         self.wire = wire
         self.base = {
             "wsgi.version": (1, 0),
             "wsgi.errors": sys.stderr,
-            "wsgi.multithread": False,
+            "wsgi.multithread": multithread,
             "wsgi.multiprocess": True,
             "wsgi.run_once": False,
             "wsgi.input_terminated": True,
@@ -295,6 +298,7 @@ def main():
     # stack of every thread goes to stderr, into berth's log.
     faulthandler.register(signal.SIGUSR1, all_threads=True)
     logging.lastResort = LOG
+    threads = int(sys.argv[2]) if len(sys.argv) > 2 else 1
     sock = socket.socket(fileno=3)
     wire = Wire(sock)
     try:
@@ -306,9 +310,27 @@ def main():
     hello = "berth-wire\0%d\0%d\0%s" % (VERSION, os.getpid(), sys.version.split()[0])
     wire.frame(T_HELLO, 0, hello.encode())
     wire.flush()
+    if threads == 1:
+        serve(Worker(app, wire))
+        sys.stdout.flush()
+        os._exit(0)
+    workers = [Worker(app, wire, True)] + [Worker(app, Wire(socket.socket(fileno=5 + i)), True) for i in range(threads - 1)]
+    pool = [threading.Thread(target=serve, args=(w,), name="berth-%d" % i, daemon=True) for i, w in enumerate(workers)]
+    for t in pool:
+        t.start()
+    # berth closes every socket when it stops the worker; each thread then
+    # returns. The app's own threads do not hold the process up (os._exit,
+    # here and above).
+    for t in pool:
+        t.join()
+    sys.stdout.flush()
+    os._exit(0)
+
+
+def serve(worker):
     try:
-        Worker(app, wire).serve()
-    except (BrokenPipeError, ConnectionResetError):
+        worker.serve()
+    except (BrokenPipeError, ConnectionResetError, OSError):
         pass
 
 

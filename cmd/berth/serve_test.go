@@ -656,6 +656,55 @@ func TestRequestTimeout(t *testing.T) {
 	}
 }
 
+// TestThreads: threads = 4 gives one worker four dispatch slots, the app
+// sees wsgi.multithread, and a thread past the timeout gets its 504 and
+// a stack dump of every thread.
+func TestThreads(t *testing.T) {
+	b := startBerth(t, appConfig(systemPython(t), "probe:app", "workers = 1\n  threads = 4\n  timeout = \"2s\"", ""))
+	_, body := b.get("/env")
+	if !strings.Contains(body, `"wsgi.multithread": true`) {
+		t.Errorf("environ of a threaded worker: %s", body)
+	}
+	start := time.Now()
+	var wg sync.WaitGroup
+	pids := make(chan string, 4)
+	for i := 0; i < 4; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			code, body := b.get("/sleep?1")
+			if code != 200 {
+				t.Errorf("GET /sleep?1 = %d", code)
+			}
+			pids <- regexpFind(body, `"pid": (\d+)`)
+		}()
+	}
+	wg.Wait()
+	close(pids)
+	if d := time.Since(start); d > 3500*time.Millisecond {
+		t.Errorf("4 requests sleeping 1 s on 4 threads took %s: they did not run at once", d)
+	}
+	seen := map[string]bool{}
+	for p := range pids {
+		seen[p] = true
+	}
+	if len(seen) != 1 {
+		t.Errorf("threads of one worker answered from %d processes", len(seen))
+	}
+	if st := b.status(); st.Apps[0].Workers[0].Threads != 4 {
+		t.Errorf("status: %+v", st.Apps[0].Workers[0])
+	}
+	if code, _ := b.get("/sleep?10"); code != 504 {
+		t.Errorf("a thread past its timeout: %d, want 504", code)
+	}
+	if err := b.waitFor(`(?s)request timed out.*Thread 0x[0-9a-f]+.*probe\.py", line \d+ in app`, 5*time.Second); err != nil {
+		t.Errorf("no stack dump of the threads: %v", err)
+	}
+	if code, _ := b.get("/status"); code != 418 {
+		t.Errorf("after the timeout: %d", code)
+	}
+}
+
 // TestShutdown: SIGTERM lets in-flight requests finish, stops the workers
 // and exits 0.
 func TestShutdown(t *testing.T) {
