@@ -177,7 +177,7 @@ func spawn(ctx context.Context, app *units.App, log *slog.Logger) (*process, err
 	_ = conn.SetReadDeadline(deadline)
 	stop := context.AfterFunc(ctx, func() { _ = conn.SetReadDeadline(time.Now()) })
 	defer stop()
-	f, err := p.next()
+	f, err := p.r.Next()
 	if err != nil {
 		p.kill()
 		switch {
@@ -238,11 +238,6 @@ func workerEnv(app *units.App) []string {
 		env = append(env, k+"="+v)
 	}
 	return env
-}
-
-// next reads the next frame.
-func (p *process) next() (wire.Frame, error) {
-	return p.r.Next()
 }
 
 // pyLevel maps a Python logging level name to a log level.
