@@ -19,6 +19,7 @@ type environ struct {
 	names   []byte   // HTTP_* names, back to back
 	headers []header // one per distinct header name
 	num     []byte
+	body    []byte // a request body held in memory
 }
 
 type header struct {
@@ -28,7 +29,7 @@ type header struct {
 
 // build encodes ctx's request. A non-zero status means the request is
 // refused with that status and message.
-func (e *environ) build(ctx *fasthttp.RequestCtx, body, requestID []byte) (int, string) {
+func (e *environ) build(ctx *fasthttp.RequestCtx, bodyLen int64, requestID []byte) (int, string) {
 	h := &ctx.Request.Header
 	uri := h.RequestURI()
 	path, query := splitTarget(uri)
@@ -50,8 +51,8 @@ func (e *environ) build(ctx *fasthttp.RequestCtx, body, requestID []byte) (int, 
 	if ct := h.ContentType(); len(ct) > 0 {
 		enc.Add("CONTENT_TYPE", ct)
 	}
-	if len(body) > 0 || h.ContentLength() >= 0 {
-		e.num = strconv.AppendInt(e.num[:0], int64(len(body)), 10)
+	if bodyLen > 0 || h.ContentLength() >= 0 {
+		e.num = strconv.AppendInt(e.num[:0], bodyLen, 10)
 		enc.Add("CONTENT_LENGTH", e.num)
 	}
 	e.server(ctx)

@@ -50,9 +50,10 @@ type Server struct {
 
 // route is where a listener's requests go, with the app's own limits.
 type route struct {
-	app     *supervisor.App
-	maxBody int64
-	log     *slog.Logger
+	app        *supervisor.App
+	maxBody    int64
+	bufferBody int64 // bodies up to this size stay in memory
+	log        *slog.Logger
 }
 
 // New returns a server for listener l that sends every request to app,
@@ -78,13 +79,16 @@ func New(l units.Listener, app *supervisor.App, log *slog.Logger, access bool) *
 		CloseOnShutdown:               true,
 		ReadBufferSize:                l.MaxHeaderBytes,
 		ReadTimeout:                   l.HeaderTimeout,
+		// Bodies are read by berth (readBody), which keeps small ones in
+		// memory and spills large ones to a temp file as they arrive.
+		StreamRequestBody: true,
 		// Once the header block is in, the body gets its own deadline:
 		// a large upload on a slow link is not a slow-loris attack.
 		HeaderReceived: func(*fasthttp.RequestHeader) fasthttp.RequestConfig {
-			return fasthttp.RequestConfig{ReadTimeout: l.BodyTimeout, MaxRequestBodySize: int(s.route.Load().maxBody)}
+			return fasthttp.RequestConfig{ReadTimeout: l.BodyTimeout, MaxRequestBodySize: int(s.route.Load().bufferBody)}
 		},
 		IdleTimeout:        l.IdleTimeout,
-		MaxRequestBodySize: int(s.route.Load().maxBody),
+		MaxRequestBodySize: int(s.route.Load().bufferBody),
 		Logger:             fasthttpLogger{s.log},
 	}
 	return s
@@ -94,19 +98,33 @@ func New(l units.Listener, app *supervisor.App, log *slog.Logger, access bool) *
 // limits. A reload calls it again for the app's new generation.
 func (s *Server) SetApp(app *supervisor.App) {
 	if app == nil {
-		s.route.Store(&route{maxBody: 1, log: s.log})
+		s.route.Store(&route{maxBody: 1, bufferBody: 1, log: s.log})
 		return
 	}
 	cfg := app.Config()
+	maxBody := max(cfg.MaxBodyBytes, 1)
 	s.route.Store(&route{
-		app:     app,
-		maxBody: max(cfg.MaxBodyBytes, 1),
-		log:     s.log.With(journal.KeyApp, app.Name()),
+		app:        app,
+		maxBody:    maxBody,
+		bufferBody: max(min(cfg.BufferBodyBytes, maxBody), 1),
+		log:        s.log.With(journal.KeyApp, app.Name()),
 	})
 }
 
 // App is the app the listener's requests go to, or nil.
 func (s *Server) App() *supervisor.App { return s.route.Load().app }
+
+// putEnv returns env to the pool, without a body buffer grown past what
+// is worth keeping for every idle environ.
+func (s *Server) putEnv(env *environ) {
+	if cap(env.body) > keepBody {
+		env.body = nil
+	}
+	s.envs.Put(env)
+}
+
+// keepBody is the largest request body buffer a pooled environ keeps.
+const keepBody = 64 << 10
 
 // Serve accepts connections on ln until Shutdown.
 func (s *Server) Serve(ln net.Listener) error {
@@ -187,14 +205,29 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	env := s.envs.Get().(*environ)
-	defer s.envs.Put(env)
-	body := ctx.Request.Body()
-	if status, msg := env.build(ctx, body, requestID(ctx)); status != 0 {
+	defer s.putEnv(env)
+	body, status, msg := readBody(ctx, rt, env.body)
+	if status != 0 {
 		s.reject(ctx, status, msg)
 		s.access(ctx, start, 0)
 		return
 	}
-	ex, err := rt.app.Do(env.enc.Finish(len(body)), body)
+	defer body.close()
+	if body.file == nil {
+		env.body = body.mem
+	}
+	if status, msg := env.build(ctx, body.n, requestID(ctx)); status != 0 {
+		s.reject(ctx, status, msg)
+		s.access(ctx, start, 0)
+		return
+	}
+	req := supervisor.Request{Body: body.mem, BodyFile: body.file}
+	if body.file != nil {
+		req.Frame = env.enc.FinishWithFile()
+	} else {
+		req.Frame = env.enc.Finish(len(body.mem))
+	}
+	ex, err := rt.app.Do(req)
 	if err != nil {
 		s.poolError(ctx, err)
 		s.access(ctx, start, 0)
@@ -217,49 +250,75 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		s.access(ctx, start, 0)
 		return
 	}
-	if !ex.More() {
-		ctx.Response.SetBody(ex.Head.Body)
-		n := len(ex.Head.Body)
+	if !ex.More() && contentLength <= len(ex.Head.Body) {
+		// The usual case: the whole body in one frame. One shorter than
+		// its Content-Length goes the streamed way below, which sends
+		// that length and closes the connection after the bytes there
+		// are, so the client sees the body is short.
+		b := ex.Head.Body
+		if contentLength >= 0 && contentLength < len(b) {
+			rt.log.Warn("the app sent more than its Content-Length; the rest was dropped",
+				"content_length", contentLength, journal.KeyPID, ex.PID)
+			b = b[:contentLength]
+		}
+		ctx.Response.SetBody(b)
 		ex.Close()
-		s.access(ctx, start, int64(n))
+		s.access(ctx, start, int64(len(b)))
 		return
 	}
-	if contentLength < 0 && !h.IsHTTP11() {
-		// An HTTP/1.0 client cannot read a chunked body: collect it and
-		// send it with its length.
-		s.collect(ctx, rt, ex, start)
-		return
-	}
-	st := &stream{s: s, log: rt.log, ctx: ctx, ex: ex, pending: ex.Head.Body, start: start}
-	ctx.Response.SetBodyStream(st, contentLength)
-}
-
-// maxCollect bounds a streamed response collected for an HTTP/1.0 client.
-const maxCollect = 256 << 20
-
-func (s *Server) collect(ctx *fasthttp.RequestCtx, rt *route, ex *supervisor.Exchange, start time.Time) {
-	defer ex.Close()
-	body := append([]byte(nil), ex.Head.Body...)
-	for {
-		b, err := ex.Next()
-		if err == io.EOF {
-			break
-		}
-		if err == nil && len(body)+len(b) > maxCollect {
-			err = fmt.Errorf("streamed response over %d bytes for an HTTP/1.0 client", maxCollect)
-		}
-		if err != nil {
-			rt.log.Error("response cut short", "err", err, journal.KeyPID, ex.PID)
-			ctx.Response.Reset()
-			s.unavailable(ctx, fasthttp.StatusBadGateway, "bad gateway: the app failed mid-response")
-			ctx.SetConnectionClose()
+	st := &stream{s: s, log: rt.log, ex: ex, conn: ctx.Conn(), limit: int64(contentLength)}
+	st.parts = append(st.parts, supervisor.Part{Data: ex.Head.Body})
+	if len(ex.Head.Body) == 0 {
+		// A head with no body bytes and more to come is wsgi.file_wrapper's:
+		// the file follows at once. When it is the whole body, its size
+		// gives the Content-Length the app did not.
+		p, err := ex.Next()
+		if err == nil {
+			st.parts = append(st.parts, p)
+			if contentLength < 0 && p.File != nil && !ex.More() {
+				if n, ok := fileLength(p); ok {
+					st.limit = n
+				}
+			}
+		} else if err != io.EOF {
+			rt.log.Error("response failed before its body", "err", err, journal.KeyPID, ex.PID)
+			ex.Close()
+			s.unavailable(ctx, fasthttp.StatusBadGateway, "bad gateway: the app failed before its body")
 			s.access(ctx, start, 0)
 			return
 		}
-		body = append(body, b...)
 	}
-	ctx.Response.SetBody(body)
-	s.access(ctx, start, int64(len(body)))
+	method, uri := string(ctx.Method()), string(ctx.Request.Header.RequestURI())
+	status, remote, id := ctx.Response.StatusCode(), remoteIP(ctx), string(requestID(ctx))
+	st.done = func(n int64) {
+		if s.logAccess {
+			journal.Access(rt.log, method, uri, status, n, time.Since(start), remote, id)
+		}
+	}
+	if st.limit < 0 && !ctx.Request.Header.IsHTTP11() {
+		s.closeDelimited(ctx, st)
+		return
+	}
+	if st.limit >= 0 {
+		// The head goes out at once, so that a body the app cuts short
+		// still reaches the client as far as it came (and the body then
+		// goes straight to the socket).
+		ctx.Response.ImmediateHeaderFlush = true
+	}
+	ctx.Response.SetBodyStream(st, int(st.limit))
+}
+
+// fileLength is how many bytes a file part sends.
+func fileLength(p supervisor.Part) (int64, bool) {
+	fi, err := p.File.Stat()
+	if err != nil || !fi.Mode().IsRegular() {
+		return 0, false
+	}
+	n := max(fi.Size()-p.Offset, 0)
+	if p.Count >= 0 {
+		n = min(n, p.Count)
+	}
+	return n, true
 }
 
 func (s *Server) poolError(ctx *fasthttp.RequestCtx, err error) {
@@ -344,56 +403,6 @@ func (s *Server) accessLog(log *slog.Logger, ctx *fasthttp.RequestCtx, start tim
 	}
 	journal.Access(log, string(ctx.Method()), string(ctx.Request.Header.RequestURI()),
 		ctx.Response.StatusCode(), n, time.Since(start), remoteIP(ctx), string(requestID(ctx)))
-}
-
-// stream is a response body that arrives in several frames. fasthttp
-// pulls it as the client's socket takes it, so a slow reader holds the
-// worker rather than making berth buffer the body.
-type stream struct {
-	s       *Server
-	log     *slog.Logger
-	ctx     *fasthttp.RequestCtx
-	ex      *supervisor.Exchange
-	pending []byte
-	n       int64
-	start   time.Time
-	closed  bool
-}
-
-func (st *stream) Read(p []byte) (int, error) {
-	// Each chunk must reach the client within write_timeout: a client
-	// that stops reading must not hold the worker for ever.
-	_ = st.ctx.Conn().SetWriteDeadline(time.Now().Add(st.s.listener.WriteTimeout))
-	for len(st.pending) == 0 {
-		b, err := st.ex.Next()
-		if err == io.EOF {
-			return 0, io.EOF
-		}
-		if err != nil {
-			// The response has started; all that is left is to cut the
-			// connection so the client sees it is incomplete.
-			st.log.Error("response cut short", "err", err, journal.KeyPID, st.ex.PID)
-			return 0, err
-		}
-		st.pending = b
-	}
-	n := copy(p, st.pending)
-	st.pending = st.pending[n:]
-	st.n += int64(n)
-	return n, nil
-}
-
-// Close releases the worker; fasthttp calls it when the response is done
-// or abandoned.
-func (st *stream) Close() error {
-	if st.closed {
-		return nil
-	}
-	st.closed = true
-	_ = st.ctx.Conn().SetWriteDeadline(time.Time{})
-	st.ex.Close()
-	st.s.accessLog(st.log, st.ctx, st.start, st.n)
-	return nil
 }
 
 func remoteIP(ctx *fasthttp.RequestCtx) string {

@@ -99,10 +99,10 @@ func (a *App) retire(old *Pool) {
 // Do sends a request to the current generation. A generation retired
 // between picking it and queueing on it refuses the request; Do then
 // retries on the generation that replaced it.
-func (a *App) Do(frame, body []byte) (*Exchange, error) {
+func (a *App) Do(r Request) (*Exchange, error) {
 	for {
 		p := a.cur.Load()
-		ex, err := p.Do(frame, body)
+		ex, err := p.Do(r)
 		if errors.Is(err, ErrStopped) && a.cur.Load() != p {
 			continue
 		}

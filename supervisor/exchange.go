@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"time"
 
@@ -21,26 +22,47 @@ type Exchange struct {
 	// HTTP; the client gets a 500 instead.
 	Invalid error
 	proc    *process
-	lane    lane
+	lane    *lane
+	seq     uint32        // the request's number on its lane
+	timeout time.Duration // the app's timeout, for each part of the body
+	drainBy time.Time     // set once cancelled: the worker must end by then
 	more    bool
 	broken  bool
 	release chan struct{}
 }
 
+// Part is the next piece of a response body: bytes, or a file for the
+// caller to send (sendfile) and then close, Count bytes from Offset
+// (Count < 0: to the end of the file).
+type Part struct {
+	Data   []byte
+	File   *os.File
+	Offset int64
+	Count  int64
+}
+
 // More reports whether body frames follow the head.
 func (e *Exchange) More() bool { return e.more }
 
-// Next returns the next part of the body, valid until the next call, and
-// io.EOF after the last. ErrAborted means the app failed mid-response.
-func (e *Exchange) Next() ([]byte, error) {
+// Next returns the next part of the body, its Data valid until the next
+// call, and io.EOF after the last. ErrAborted means the app failed
+// mid-response, ErrTimeout that it produced no part within its timeout.
+// The timeout applies to each part, not to the whole body: a long stream
+// is fine as long as it moves.
+func (e *Exchange) Next() (Part, error) {
 	for e.more {
+		deadline := time.Now().Add(e.timeout)
+		if !e.drainBy.IsZero() && e.drainBy.Before(deadline) {
+			deadline = e.drainBy
+		}
+		_ = e.lane.conn.SetReadDeadline(deadline)
 		f, err := e.lane.r.Next()
 		if err != nil {
 			e.more, e.broken = false, true
 			if errors.Is(err, os.ErrDeadlineExceeded) {
-				return nil, ErrTimeout
+				return Part{}, ErrTimeout
 			}
-			return nil, fmt.Errorf("%w: %v", ErrWorkerDied, err)
+			return Part{}, fmt.Errorf("%w: %v", ErrWorkerDied, err)
 		}
 		switch f.Type {
 		case wire.TypeBody:
@@ -48,37 +70,61 @@ func (e *Exchange) Next() ([]byte, error) {
 			if len(f.Payload) == 0 {
 				continue
 			}
-			return f.Payload, nil
+			return Part{Data: f.Payload}, nil
+		case wire.TypeFile:
+			e.more = f.Flags&wire.FlagMore != 0
+			r, err := wire.ParseFileRange(f.Payload)
+			if err == nil && r.Offset > math.MaxInt64 {
+				err = fmt.Errorf("%w: file offset %d", wire.ErrBadResponse, r.Offset)
+			}
+			var file *os.File
+			if err == nil {
+				file, err = e.lane.conn.TakeFile("wsgi.file_wrapper")
+			}
+			if err != nil {
+				e.more, e.broken = false, true
+				return Part{}, fmt.Errorf("%w: %v", ErrWorkerDied, err)
+			}
+			count := int64(-1)
+			if r.Count != wire.ToEOF && r.Count <= math.MaxInt64 {
+				count = int64(r.Count)
+			}
+			return Part{File: file, Offset: int64(r.Offset), Count: count}, nil
 		case wire.TypeAbort:
 			e.more = false
-			return nil, fmt.Errorf("%w: %s", ErrAborted, f.Payload)
+			return Part{}, fmt.Errorf("%w: %s", ErrAborted, f.Payload)
 		default:
 			e.more, e.broken = false, true
-			return nil, fmt.Errorf("%w: unexpected %s frame in a response body", ErrWorkerDied, f.Type)
+			return Part{}, fmt.Errorf("%w: unexpected %s frame in a response body", ErrWorkerDied, f.Type)
 		}
 	}
-	return nil, io.EOF
+	return Part{}, io.EOF
 }
 
-// drainBudget is how long Close reads and drops the rest of a body whose
-// client went away before it gives up and has the worker replaced: an app
-// streaming without end must not hold a worker until its timeout.
-const drainBudget = time.Second
-
-// Close releases the worker. A body not read to its end (its client went
-// away) is read and dropped first, so that the worker's socket is in step
-// for the next request; if the app does not finish within drainBudget,
-// the worker is killed and replaced instead.
+// Close releases the worker. When the body was not read to its end (the
+// client went away, or berth stopped at the app's Content-Length), the
+// worker is sent a cancel frame: it stops iterating, calls the iterable's
+// close() and ends the response, whose rest berth reads and drops so the
+// socket is in step for the next request. A worker that does not end the
+// response within the app's timeout is killed and replaced.
 func (e *Exchange) Close() {
 	if e.more {
-		_ = e.lane.conn.SetReadDeadline(time.Now().Add(drainBudget))
+		e.drainBy = time.Now().Add(e.timeout)
+		_ = e.lane.conn.SetWriteDeadline(e.drainBy)
+		if _, err := e.lane.conn.UnixConn.Write(wire.AppendCancel(nil, e.seq)); err != nil {
+			e.more, e.broken = false, true
+		}
 		for e.more {
-			if _, err := e.Next(); err != nil {
+			p, err := e.Next()
+			if p.File != nil {
+				p.File.Close()
+			}
+			if err != nil {
 				break
 			}
 		}
 		if e.broken {
-			e.proc.log.Warn("response abandoned mid-body and the app did not finish it; replacing the worker")
+			e.proc.log.Warn("response abandoned mid-body and the app did not end it after a cancel within its timeout; replacing the worker", "timeout", e.timeout)
 		}
 	}
 	close(e.release)

@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -45,14 +46,23 @@ const (
 	jobAbandoned
 )
 
+// Request is one request as the worker gets it: its frame (wire's
+// RequestEncoder), then either the body bytes, or, for a body spilled to
+// disk, the file whose descriptor travels with the frame. The caller
+// keeps the file open until Do returns.
+type Request struct {
+	Frame, Body []byte
+	BodyFile    *os.File
+}
+
 // job is one request on its way through the queue to a worker.
 type job struct {
-	frame, body []byte
-	state       atomic.Int32
-	ready       chan struct{} // a response head or an error is available
-	release     chan struct{} // the front is done with the exchange
-	ex          Exchange
-	err         error
+	Request
+	state   atomic.Int32
+	ready   chan struct{} // a response head or an error is available
+	release chan struct{} // the front is done with the exchange
+	ex      Exchange
+	err     error
 }
 
 // Pool is one generation of one app: its workers and its request queue.
@@ -202,8 +212,8 @@ func (p *Pool) removeSlot(s *slot) {
 // wire.RequestEncoder), body follows it on the wire — and waits for an idle
 // worker to answer. On success the caller owns the returned Exchange and
 // must Close it; the worker stays reserved until then.
-func (p *Pool) Do(frame, body []byte) (*Exchange, error) {
-	j := &job{frame: frame, body: body, ready: make(chan struct{}), release: make(chan struct{})}
+func (p *Pool) Do(r Request) (*Exchange, error) {
+	j := &job{Request: r, ready: make(chan struct{}), release: make(chan struct{})}
 	p.mu.RLock()
 	if p.stopped {
 		p.mu.RUnlock()

@@ -61,20 +61,41 @@ func request(method, path, header string) []byte {
 	return append([]byte(nil), e.Finish(len("the body"))...)
 }
 
+// readAll reads a response body to its end; a file part is read from the
+// descriptor the worker passed, at its offset.
 func readAll(t *testing.T, ex *Exchange) string {
 	t.Helper()
 	body := string(ex.Head.Body)
 	for {
-		b, err := ex.Next()
+		p, err := ex.Next()
 		if err == io.EOF {
 			break
 		}
 		if err != nil {
 			t.Fatalf("reading body: %v", err)
 		}
-		body += string(b)
+		if p.File != nil {
+			b, err := io.ReadAll(io.NewSectionReader(p.File, p.Offset, 1<<40))
+			p.File.Close()
+			if err != nil {
+				t.Fatalf("reading the passed file: %v", err)
+			}
+			body += string(b)
+			continue
+		}
+		body += string(p.Data)
 	}
 	return body
+}
+
+// do sends a bodyless request and reads the whole response.
+func do(t *testing.T, p *Pool, method, path, header string) (*Exchange, string) {
+	t.Helper()
+	ex, err := p.Do(Request{Frame: request(method, path, header), Body: []byte("the body")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ex, readAll(t, ex)
 }
 
 // TestPythonVersions runs the worker on every CPython >= 3.8 on the
@@ -98,7 +119,7 @@ func TestPythonVersions(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer p.Stop(context.Background())
-			ex, err := p.Do(request("POST", "/caf\xe9", "x"), []byte("the body"))
+			ex, err := p.Do(Request{Frame: request("POST", "/caf\xe9", "x"), Body: []byte("the body")})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -111,7 +132,7 @@ func TestPythonVersions(t *testing.T) {
 			if !strings.Contains(hs, "X-Python:"+v) {
 				t.Errorf("headers %s do not name python %s", hs, v)
 			}
-			ex, err = p.Do(request("GET", "/stream", ""), []byte("the body"))
+			ex, err = p.Do(Request{Frame: request("GET", "/stream", ""), Body: []byte("the body")})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -122,6 +143,61 @@ func TestPythonVersions(t *testing.T) {
 				t.Errorf("streamed body %q", body)
 			}
 			ex.Close()
+
+			// A body spilled to a file arrives as a descriptor.
+			f, err := os.CreateTemp(t.TempDir(), "body")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			f.WriteString("the body from a file")
+			var e wire.RequestEncoder
+			e.Reset()
+			e.AddString("REQUEST_METHOD", "PUT")
+			e.AddString("PATH_INFO", "/upload")
+			e.AddString("CONTENT_LENGTH", "20")
+			ex, err = p.Do(Request{Frame: e.FinishWithFile(), BodyFile: f})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if body := readAll(t, ex); !strings.HasSuffix(body, " the body from a file") {
+				t.Errorf("body from a file: %q", body)
+			}
+			ex.Close()
+
+			// wsgi.file_wrapper: a real file comes back as a descriptor
+			// and offset, a BytesIO as body frames.
+			for _, c := range []struct{ path, want string }{
+				{"/file", "the file's bytes"},
+				{"/bytesio", "not a real file"},
+			} {
+				ex, body := do(t, p, "GET", c.path, "")
+				ex.Close()
+				if body != c.want {
+					t.Errorf("GET %s: %q, want %q", c.path, body, c.want)
+				}
+			}
+
+			// Closing an endless response cancels it: the worker calls
+			// close() and serves the next request.
+			ex, err = p.Do(Request{Frame: request("GET", "/endless", "first"), Body: []byte("the body")})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for range 3 {
+				if _, err := ex.Next(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			ex.Close()
+			ex, body = do(t, p, "GET", "/closed", "")
+			ex.Close()
+			if body != "first" {
+				t.Errorf("close() calls after a cancel: %q, want first", body)
+			}
+			if st := p.Status(); st.Workers[0].PID != ex.PID {
+				t.Errorf("the worker was replaced after a cancel: %+v", st.Workers)
+			}
 		})
 	}
 }

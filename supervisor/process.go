@@ -30,22 +30,29 @@ const wireBufferSize = 256 << 10
 
 // process is one running Python worker and berth's ends of its sockets:
 // one per thread of the worker (a lane), each carrying one request at a
-// time. conn and r are lane 0's.
+// time (lane 0 takes batches).
 type process struct {
 	pid    int
 	cmd    *exec.Cmd
-	conn   *net.UnixConn
-	r      *wire.Reader
-	lanes  []lane
+	lanes  []*lane
 	log    *slog.Logger
 	exited chan struct{} // closed once the process has been reaped
 	python string
 }
 
-// lane is one socket to a worker: one thread of it.
+// lane is one socket to a worker: one thread of it. Only the goroutine
+// serving the lane touches it.
 type lane struct {
-	conn *net.UnixConn
+	conn *wire.FDConn
 	r    *wire.Reader
+	// seq counts the requests sent on the lane, as the worker counts
+	// those it reads: a cancel frame names its request by this number.
+	seq uint32
+}
+
+func newLane(c *net.UnixConn) *lane {
+	fc := wire.NewFDConn(c)
+	return &lane{conn: fc, r: wire.NewReader(bufio.NewReaderSize(fc, wireBufferSize))}
 }
 
 // socketPair returns berth's end of a new socketpair, and the worker's.
@@ -87,7 +94,7 @@ func (e *BootError) Error() string {
 // whose lines go to the log with the worker's pid.
 func spawn(ctx context.Context, app *units.App, log *slog.Logger) (*process, error) {
 	threads := max(app.Threads, 1)
-	var lanes []lane
+	var lanes []*lane
 	var children []*os.File
 	defer func() {
 		for _, c := range children {
@@ -105,7 +112,7 @@ func spawn(ctx context.Context, app *units.App, log *slog.Logger) (*process, err
 			closeLanes()
 			return nil, err
 		}
-		lanes = append(lanes, lane{conn: c, r: wire.NewReader(bufio.NewReaderSize(c, wireBufferSize))})
+		lanes = append(lanes, newLane(c))
 		children = append(children, child)
 	}
 	conn := lanes[0].conn
@@ -155,8 +162,6 @@ func spawn(ctx context.Context, app *units.App, log *slog.Logger) (*process, err
 	p := &process{
 		pid:    cmd.Process.Pid,
 		cmd:    cmd,
-		conn:   conn,
-		r:      lanes[0].r,
 		lanes:  lanes,
 		log:    log.With(journal.KeyPID, cmd.Process.Pid),
 		exited: make(chan struct{}),
@@ -177,7 +182,7 @@ func spawn(ctx context.Context, app *units.App, log *slog.Logger) (*process, err
 	_ = conn.SetReadDeadline(deadline)
 	stop := context.AfterFunc(ctx, func() { _ = conn.SetReadDeadline(time.Now()) })
 	defer stop()
-	f, err := p.r.Next()
+	f, err := lanes[0].r.Next()
 	if err != nil {
 		p.kill()
 		switch {

@@ -264,7 +264,7 @@ func (s *slot) takeRetry() []*job {
 // stop (after draining the queue), or the worker's end. Threads serve one
 // request at a time and are not batched: a threaded app is one whose
 // requests wait on I/O.
-func (s *slot) runLane(proc *process, ln lane, stop chan struct{}) {
+func (s *slot) runLane(proc *process, ln *lane, stop chan struct{}) {
 	defer s.lanes.Done()
 	p := s.pool
 	one := make([]*job, 1)
@@ -405,7 +405,7 @@ func (s *slot) dropReplace() {
 // request, the requests after it were never started: they are returned
 // to be retried on the replacement. ok reports whether proc is still
 // usable.
-func (s *slot) serve(proc *process, ln lane, jobs []*job) (retry []*job, ok bool) {
+func (s *slot) serve(proc *process, ln *lane, jobs []*job) (retry []*job, ok bool) {
 	p := s.pool
 	p.lastTake.Store(time.Now().UnixNano())
 	// A job held from a worker that died before getting it is taken
@@ -424,18 +424,10 @@ func (s *slot) serve(proc *process, ln lane, jobs []*job) (retry []*job, ok bool
 		s.lastBusy.Store(time.Now().UnixNano())
 		s.busy.Add(-1)
 	}()
-	var bufs net.Buffers
-	if len(live) == 1 {
-		bufs = net.Buffers{live[0].frame, live[0].body}
-	} else {
-		bufs = s.bufs[:0] // only lane 0 batches
-		for _, j := range live {
-			bufs = append(bufs, j.frame, j.body)
-		}
-		s.bufs = bufs
-	}
 	_ = ln.conn.SetDeadline(time.Now().Add(p.app.Timeout))
-	if n, err := bufs.WriteTo(ln.conn); err != nil {
+	base := ln.seq
+	ln.seq += uint32(len(live))
+	if n, err := s.send(ln, live); err != nil {
 		if n == 0 && !errors.Is(err, os.ErrDeadlineExceeded) {
 			// Nothing reached the worker: it died idle, and the
 			// requests go to its replacement.
@@ -468,7 +460,7 @@ func (s *slot) serve(proc *process, ln lane, jobs []*job) (retry []*job, ok bool
 			return live[i+1:], false
 		}
 		ex := &j.ex
-		*ex = Exchange{proc: proc, lane: ln, PID: proc.pid, release: j.release}
+		*ex = Exchange{proc: proc, lane: ln, seq: base + uint32(i) + 1, timeout: p.app.Timeout, PID: proc.pid, release: j.release}
 		if f.Type != wire.TypeResponse {
 			proc.log.Error("worker broke the protocol; killing it", "frame", f.Type.String())
 			j.err = ErrWorkerDied
@@ -491,6 +483,47 @@ func (s *slot) serve(proc *process, ln lane, jobs []*job) (retry []*job, ok bool
 		}
 	}
 	return nil, true
+}
+
+// send writes the jobs' frames to the worker in one writev, or one by one
+// when a body travels as a file descriptor (which must ride with its own
+// frame's first byte). It returns the bytes written.
+func (s *slot) send(ln *lane, jobs []*job) (int64, error) {
+	withFile := false
+	for _, j := range jobs {
+		withFile = withFile || j.BodyFile != nil
+	}
+	if !withFile {
+		var bufs net.Buffers
+		if len(jobs) == 1 {
+			bufs = net.Buffers{jobs[0].Frame, jobs[0].Body}
+		} else {
+			bufs = s.bufs[:0] // only lane 0 batches
+			for _, j := range jobs {
+				bufs = append(bufs, j.Frame, j.Body)
+			}
+			s.bufs = bufs
+		}
+		return bufs.WriteTo(ln.conn.UnixConn)
+	}
+	var total int64
+	for _, j := range jobs {
+		var n int64
+		var err error
+		if j.BodyFile != nil {
+			var m int
+			m, err = wire.WriteWithFile(ln.conn.UnixConn, j.Frame, j.BodyFile)
+			n = int64(m)
+		} else {
+			bufs := net.Buffers{j.Frame, j.Body}
+			n, err = bufs.WriteTo(ln.conn.UnixConn)
+		}
+		total += n
+		if err != nil {
+			return total, err
+		}
+	}
+	return total, nil
 }
 
 // fail ends a job whose worker could not answer: a timeout kills the

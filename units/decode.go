@@ -79,6 +79,7 @@ type rawApp struct {
 	QueueSize    hcl.Expression    `hcl:"queue,optional"`
 	QueueTimeout hcl.Expression    `hcl:"queue_timeout,optional"`
 	MaxBodyBytes hcl.Expression    `hcl:"max_body_bytes,optional"`
+	BufferBody   hcl.Expression    `hcl:"buffer_body_bytes,optional"`
 }
 
 // moduleRE accepts "pkg.mod", "pkg.mod:name" and "pkg.mod:factory()".
@@ -288,6 +289,7 @@ func (d *decoder) app(name string, b *hcl.Block) (App, hcl.Expression, bool) {
 		QueueSize:         int(d.integer(raw.QueueSize, DefaultQueueSize, 0, 1<<20)),
 		QueueTimeout:      d.duration(raw.QueueTimeout, DefaultQueueTimeout),
 		MaxBodyBytes:      d.size(raw.MaxBodyBytes, DefaultMaxBodyBytes, 0, MaxMaxBodyBytes),
+		BufferBodyBytes:   d.size(raw.BufferBody, DefaultBufferBodyBytes, 0, MaxBufferBodyBytes),
 	}
 	d.workers(&a, wc)
 	if a.Module == "" {

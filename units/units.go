@@ -116,6 +116,10 @@ type App struct {
 	QueueTimeout time.Duration
 	// MaxBodyBytes bounds a request body (413 past it).
 	MaxBodyBytes int64
+	// BufferBodyBytes is the largest request body held in memory; a
+	// larger one goes to an unlinked temp file that the worker reads
+	// through a file descriptor.
+	BufferBodyBytes int64
 }
 
 // Defaults, chosen so that an app with only a module works well on the
@@ -130,9 +134,13 @@ const (
 	DefaultQueueSize    = 1024
 	DefaultQueueTimeout = 10 * time.Second
 	DefaultMaxBodyBytes = 16 << 20
-	// MaxMaxBodyBytes caps max_body_bytes while request bodies are held
-	// in memory on their way to the worker.
-	MaxMaxBodyBytes       = 1 << 30
+	// MaxMaxBodyBytes caps max_body_bytes; bodies past buffer_body_bytes
+	// are on disk, so the cap is about disk, not memory.
+	MaxMaxBodyBytes        = 1 << 40
+	DefaultBufferBodyBytes = 1 << 20
+	// MaxBufferBodyBytes caps buffer_body_bytes: a body held in memory
+	// also crosses to the worker in one frame.
+	MaxBufferBodyBytes    = 256 << 20
 	DefaultHeaderTimeout  = 10 * time.Second
 	DefaultBodyTimeout    = 60 * time.Second
 	DefaultWriteTimeout   = 30 * time.Second

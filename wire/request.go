@@ -52,8 +52,18 @@ func (e *RequestEncoder) AppendValue(sep string, value []byte) {
 // sends right after the returned bytes (in the same writev). The result is
 // valid until the next Reset.
 func (e *RequestEncoder) Finish(bodyLen int) []byte {
+	return e.finish(0, bodyLen)
+}
+
+// FinishWithFile completes the frame for a body that travels as a file
+// descriptor sent with the frame (see WriteWithFile).
+func (e *RequestEncoder) FinishWithFile() []byte {
+	return e.finish(FlagBodyFD, 0)
+}
+
+func (e *RequestEncoder) finish(flags uint8, bodyLen int) []byte {
 	meta := len(e.buf) - requestPrefix
-	PutHeader(e.buf, TypeRequest, 0, 4+meta+bodyLen)
+	PutHeader(e.buf, TypeRequest, flags, 4+meta+bodyLen)
 	binary.LittleEndian.PutUint32(e.buf[HeaderSize:], uint32(meta))
 	return e.buf
 }

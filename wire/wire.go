@@ -14,6 +14,17 @@
 // A response frame's payload is a uint32 length, the status line and
 // headers as "200 OK\0Name\0value\0...", then the body (or its start, when
 // FlagMore says body frames follow).
+//
+// Two kinds of frame carry a file descriptor (SCM_RIGHTS, attached to the
+// frame's first byte): a request whose body berth spilled to an unlinked
+// temp file (FlagBodyFD; the payload then has no body bytes), and a file
+// frame, by which the worker hands berth an open file for wsgi.file_wrapper
+// so that berth sends it with sendfile. Large bodies thus never cross the
+// socket and never sit whole in memory on either side.
+//
+// Requests are counted per socket from 1 on both ends; a cancel frame
+// names the request it cancels by that count, so a cancel that crosses the
+// end of its response is recognised as stale and ignored.
 package wire
 
 import (
@@ -57,6 +68,15 @@ const (
 	// TypeAbort: the app failed after its headers were sent; the client
 	// connection must be closed so the client sees a truncated response.
 	TypeAbort Type = 6
+	// TypeFile: the response body continues with a file, sent by berth
+	// (sendfile). The descriptor rides with the frame; the payload is the
+	// offset to start at and the byte count (uint64 each, little endian;
+	// a count of 1<<63 means to the end of the file).
+	TypeFile Type = 7
+	// TypeCancel (berth to worker): the client of the response in progress
+	// went away. Payload: the request's count (uint32). The worker stops
+	// iterating, calls the iterable's close() and ends the response.
+	TypeCancel Type = 8
 )
 
 func (t Type) String() string {
@@ -73,12 +93,23 @@ func (t Type) String() string {
 		return "body"
 	case TypeAbort:
 		return "abort"
+	case TypeFile:
+		return "file"
+	case TypeCancel:
+		return "cancel"
 	}
 	return fmt.Sprintf("type(%d)", uint8(t))
 }
 
 // FlagMore on a response or body frame: more body frames follow.
 const FlagMore uint8 = 1
+
+// FlagBodyFD on a request frame: the body is in the file whose descriptor
+// rides with the frame, CONTENT_LENGTH bytes from its start.
+const FlagBodyFD uint8 = 2
+
+// ToEOF is the count of a file frame that sends the file to its end.
+const ToEOF = 1 << 63
 
 // WorkerSource is the Python worker program. berth runs it with the app's
 // interpreter as `python -c WorkerSource MODULE`, the socket on fd 3.

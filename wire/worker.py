@@ -15,7 +15,16 @@ Decoding a request costs a fixed handful of C-level calls (unpack, one
 latin-1 decode, one split, dict(zip())), never a Python loop over headers.
 Responses to requests that arrived together are sent together in one
 sendmsg, so a batch of requests costs one read and one write.
+
+Large bodies do not cross the socket: a request body berth spilled to a
+temp file arrives as a file descriptor (read through wsgi.input), and a
+regular file returned through wsgi.file_wrapper leaves as one, for berth
+to send with sendfile. While a response streams, the worker looks for a
+cancel frame after each chunk: when the client went away it stops, calls
+the iterable's close() and moves on to the next request.
 """
+import array
+import collections
 import faulthandler
 import importlib
 import io
@@ -25,6 +34,7 @@ import logging
 import os
 import signal
 import socket
+import stat
 import struct
 import sys
 import threading
@@ -33,9 +43,14 @@ import traceback
 VERSION = 1
 HDR = struct.Struct("<IBBH")
 U32 = struct.Struct("<I")
-T_HELLO, T_BOOT_FAILED, T_REQUEST, T_RESPONSE, T_BODY, T_ABORT = 1, 2, 3, 4, 5, 6
+T_HELLO, T_BOOT_FAILED, T_REQUEST, T_RESPONSE, T_BODY, T_ABORT, T_FILE, T_CANCEL = 1, 2, 3, 4, 5, 6, 7, 8
 LOG_FD = 4
 F_MORE = 1
+F_BODY_FD = 2
+RANGE = struct.Struct("<QQ")
+TO_EOF = 1 << 63
+ANC_SIZE = socket.CMSG_SPACE(16 * 4)
+RECV_FLAGS = getattr(socket, "MSG_CMSG_CLOEXEC", 0)
 
 BUF_SIZE = 256 * 1024
 ERROR_BODY = b"Internal Server Error\n"
@@ -125,14 +140,59 @@ class Wire:
                 sock.sendall(b"".join(out)[sent:])
         self.out = []
 
+    def send_file(self, fd, offset):
+        """Send a file frame with fd attached to its first byte."""
+        self.flush()
+        frame = HDR.pack(RANGE.size, T_FILE, 0, 0) + RANGE.pack(offset, TO_EOF)
+        sent = self.sock.sendmsg([frame], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [fd]))])
+        if sent < len(frame):
+            self.sock.sendall(frame[sent:])
+
+
+class ClientDisconnected(OSError):
+    """Raised by write() once berth said the client went away."""
+
+
+class FileWrapper:
+    """wsgi.file_wrapper. A regular file is sent by berth with sendfile from
+    its current position to its end; anything else is read in blocks."""
+
+    def __init__(self, filelike, blksize=8192):
+        self.filelike = filelike
+        self.blksize = blksize
+        if hasattr(filelike, "close"):
+            self.close = filelike.close
+
+    def __iter__(self):
+        read = self.filelike.read
+        blksize = self.blksize
+        while True:
+            data = read(blksize)
+            if not data:
+                return
+            yield data
+
+    def fd_and_offset(self):
+        """The descriptor and position to send from, or None when the file
+        is not a regular file with a descriptor."""
+        f = self.filelike
+        try:
+            fd = f.fileno()
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return None
+            return fd, f.tell()
+        except Exception:
+            return None
+
 
 class Exchange:
     """One request's start_response, write() and response frames."""
 
-    __slots__ = ("wire", "status", "headers", "sent")
+    __slots__ = ("wire", "worker", "status", "headers", "sent")
 
-    def __init__(self, wire):
+    def __init__(self, wire, worker):
         self.wire = wire
+        self.worker = worker
         self.status = None
         self.headers = None
         self.sent = False
@@ -167,6 +227,8 @@ class Exchange:
         if data:
             self.send(data, True)
             self.wire.flush()
+            if self.worker.cancelled():
+                raise ClientDisconnected("the client went away")
 
     def send(self, data, more):
         if type(data) is not bytes:
@@ -186,6 +248,12 @@ class Exchange:
 
 
 class Worker:
+    """Serves one socket: reads request frames, runs the app, answers.
+
+    The read buffer lives on the worker (not in serve's locals) so that
+    cancelled() can look past the request in progress for a cancel frame.
+    """
+
     def __init__(self, app, wire, multithread=False):
         self.app = app
         self.wire = wire
@@ -196,26 +264,76 @@ class Worker:
             "wsgi.multiprocess": True,
             "wsgi.run_once": False,
             "wsgi.input_terminated": True,
+            "wsgi.file_wrapper": FileWrapper,
         }
+        self.buf = bytearray(BUF_SIZE)
+        self.end = 0  # bytes buffered
+        self.next = 0  # end of the request in progress
+        self.seq = 0  # requests served on this socket
+        self.fds = collections.deque()  # descriptors received, not yet taken
 
-    def handle(self, view):
+    def fill(self, flags=0):
+        """Read what the socket has into the buffer; False at EOF."""
+        buf = self.buf
+        if self.end == len(buf):
+            grown = bytearray(2 * len(buf))
+            grown[: self.end] = buf
+            self.buf = buf = grown
+        n, anc, _, _ = self.wire.sock.recvmsg_into([memoryview(buf)[self.end :]], ANC_SIZE, flags | RECV_FLAGS)
+        for level, typ, data in anc:
+            if level == socket.SOL_SOCKET and typ == socket.SCM_RIGHTS:
+                fds = array.array("i")
+                fds.frombytes(data[: len(data) - len(data) % fds.itemsize])
+                self.fds.extend(fds)
+        self.end += n
+        return n > 0
+
+    def cancelled(self):
+        """Whether berth has cancelled the request in progress."""
+        try:
+            self.fill(socket.MSG_DONTWAIT)
+        except (BlockingIOError, InterruptedError):
+            pass
+        buf, pos, end = self.buf, self.next, self.end
+        while end - pos >= 8:
+            length, typ, _, _ = HDR.unpack_from(buf, pos)
+            if end - pos < 8 + length:
+                break
+            if typ == T_CANCEL and length == 4 and U32.unpack_from(buf, pos + 8)[0] == self.seq:
+                return True
+            pos += 8 + length
+        return False
+
+    def handle(self, view, flags):
         """Serve one request frame's payload (a memoryview)."""
+        self.seq += 1
         n = U32.unpack_from(view)[0]
         it = iter(str(view[4 : 4 + n], "latin-1").split("\0"))
         env = dict(zip(it, it))
         env.update(self.base)
-        env["wsgi.input"] = io.BytesIO(view[4 + n :])
-        ex = Exchange(self.wire)
+        if flags & F_BODY_FD:
+            fd = self.fds.popleft()
+            os.lseek(fd, 0, os.SEEK_SET)
+            body = env["wsgi.input"] = open(fd, "rb")
+        else:
+            body = None
+            env["wsgi.input"] = io.BytesIO(view[4 + n :])
+        ex = Exchange(self.wire, self)
         result = None
         try:
             result = self.app(env, ex.start_response)
             if type(result) is list or type(result) is tuple:
                 ex.send(b"".join(result), False)
+            elif type(result) is FileWrapper and result.fd_and_offset() is not None:
+                self.send_file(ex, result)
             else:
+                flush = self.wire.flush
                 for chunk in result:
                     if chunk:
                         ex.send(chunk, True)
-                        self.wire.flush()
+                        flush()
+                        if self.cancelled():
+                            break
                 ex.send(b"", False)
         except BaseException as e:
             self.fail(env, ex, e)
@@ -226,10 +344,24 @@ class Worker:
                     close()
                 except Exception:
                     self.log_exception(env, "close() of the response iterable")
+            if body is not None:
+                body.close()
+
+    def send_file(self, ex, wrapper):
+        """Send the head, then the file itself for berth to sendfile."""
+        fd, offset = wrapper.fd_and_offset()
+        head = ex.head()
+        ex.sent = True
+        self.wire.frame(T_RESPONSE, F_MORE, U32.pack(len(head)), head)
+        self.wire.send_file(fd, offset)
 
     def fail(self, env, ex, e):
         if isinstance(e, (KeyboardInterrupt, SystemExit)):
             raise
+        if isinstance(e, ClientDisconnected) and ex.sent:
+            # berth cancelled the response; end it so the socket is in step.
+            self.wire.frame(T_BODY, 0)
+            return
         self.log_exception(env, "the app")
         if ex.sent:
             self.wire.frame(T_ABORT, 0, ("%s: %s" % (type(e).__name__, e)).encode("utf-8", "replace"))
@@ -249,45 +381,42 @@ class Worker:
         LOG.send("ERROR", "berth.worker", msg)
 
     def serve(self):
-        sock = self.wire.sock
-        recv_into = sock.recv_into
-        buf = bytearray(BUF_SIZE)
-        view = memoryview(buf)
-        start = end = 0
         unpack_from = HDR.unpack_from
         handle = self.handle
         flush = self.wire.flush
+        start = 0
         while True:
-            avail = end - start
+            avail = self.end - start
             if avail >= 8:
-                length, typ, _, _ = unpack_from(buf, start)
+                buf = self.buf
+                length, typ, flags, _ = unpack_from(buf, start)
                 need = 8 + length
                 if avail >= need:
                     if typ == T_REQUEST:
-                        handle(view[start + 8 : start + need])
+                        self.next = start + need
+                        handle(memoryview(buf)[start + 8 : start + need], flags)
+                    # Anything else here is a cancel that came too late.
                     start += need
-                    if start == end:
-                        start = end = 0
-                        if len(buf) > BUF_SIZE:
-                            buf = bytearray(BUF_SIZE)
-                            view = memoryview(buf)
+                    if start == self.end:
+                        start = self.end = 0
+                        if len(self.buf) > BUF_SIZE:
+                            self.buf = bytearray(BUF_SIZE)
                     continue
             else:
                 need = 8
             # Nothing complete is buffered: answer what was, then wait.
             flush()
+            buf = self.buf
             if start + need > len(buf):
                 if need > len(buf):
                     grown = bytearray(max(need, 2 * len(buf)))
-                    grown[:avail] = view[start:end]
-                    buf, view = grown, memoryview(grown)
+                    grown[:avail] = buf[start : self.end]
+                    self.buf = grown
                 else:
-                    buf[:avail] = buf[start:end]
-                start, end = 0, avail
-            n = recv_into(view[end:])
-            if n == 0:
+                    buf[:avail] = buf[start : self.end]
+                start, self.end = 0, avail
+            if not self.fill():
                 return
-            end += n
 
 
 def main():

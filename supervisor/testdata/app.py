@@ -1,12 +1,31 @@
 """Test app for the supervisor: echoes parts of the environ back."""
+import io
 import os
 import sys
+import tempfile
+
+closed = []  # what close() was called on, reported by /closed
+
+
+class Endless:
+    """An endless body that records its close()."""
+
+    def __init__(self, name):
+        self.name = name
+
+    def __iter__(self):
+        while True:
+            yield b"x" * 4096
+
+    def close(self):
+        closed.append(self.name)
 
 
 def app(environ, start_response):
     path = environ["PATH_INFO"]
+    py = ("X-Python", sys.version.split()[0])
     if path == "/stream":
-        write = start_response("200 OK", [("X-Python", sys.version.split()[0])])
+        write = start_response("200 OK", [py])
         write(b"from write;")
 
         def gen():
@@ -15,6 +34,22 @@ def app(environ, start_response):
             yield b"two"
 
         return gen()
+    if path == "/file":
+        # A real file, read from its current position (5) to its end.
+        f = tempfile.TemporaryFile()
+        f.write(b"skip:the file's bytes")
+        f.seek(5)
+        start_response("200 OK", [py])
+        return environ["wsgi.file_wrapper"](f)
+    if path == "/bytesio":
+        start_response("200 OK", [py])
+        return environ["wsgi.file_wrapper"](io.BytesIO(b"not a real file"), 4)
+    if path == "/endless":
+        start_response("200 OK", [py])
+        return Endless(environ.get("HTTP_X_TEST", "-"))
+    if path == "/closed":
+        start_response("200 OK", [py])
+        return [",".join(closed).encode()]
     body = "%s %s %s %d %s" % (
         environ["REQUEST_METHOD"],
         path,
@@ -22,5 +57,5 @@ def app(environ, start_response):
         os.getpid(),
         environ["wsgi.input"].read().decode(),
     )
-    start_response("201 Created", [("Content-Type", "text/plain"), ("X-Python", sys.version.split()[0])])
+    start_response("201 Created", [("Content-Type", "text/plain"), py])
     return [body.encode("latin-1")]

@@ -5,6 +5,8 @@ import os
 import sys
 import time
 
+closed = []  # REQUEST_IDs of /infinite responses whose close() ran
+
 
 def respond(start_response, body, status="200 OK", ctype="application/json"):
     if not isinstance(body, bytes):
@@ -51,11 +53,16 @@ def app(environ, start_response):
         return gen()
     if path == "/infinite":
         def forever():
-            while True:
-                yield b"x" * 1024
-                time.sleep(0.001)
+            try:
+                while True:
+                    yield b"x" * 1024
+                    time.sleep(0.001)
+            finally:
+                closed.append(environ["REQUEST_ID"])
         start_response("200 OK", [("Content-Type", "text/plain")])
         return forever()
+    if path == "/closed":
+        return respond(start_response, {"closed": closed, "pid": os.getpid()})
     if path == "/big":
         n = int(qs or "100")
         start_response("200 OK", [("Content-Type", "application/octet-stream")])

@@ -1,0 +1,176 @@
+package front
+
+import (
+	"errors"
+	"io"
+	"net"
+	"os"
+	"sync"
+
+	"github.com/valyala/fasthttp"
+	"golang.org/x/sys/unix"
+)
+
+// reqBody is a request body as the worker gets it: in memory up to the
+// app's buffer_body_bytes, past that in an unlinked temp file whose
+// descriptor the worker reads from (so a 1 GiB upload costs no 1 GiB of
+// memory anywhere).
+type reqBody struct {
+	mem  []byte
+	file *os.File
+	n    int64
+}
+
+func (b *reqBody) close() {
+	if b.file != nil {
+		b.file.Close()
+		b.file = nil
+	}
+}
+
+// copyBufs are the buffers bodies are copied through on their way to a
+// temp file.
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, 256<<10); return &b }}
+
+// readBody reads the request body: Content-Length bodies up to
+// rt.bufferBody into buf (grown as needed), longer or chunked ones past
+// that into a temp file. Bodies over rt.maxBody are refused with 413
+// before (Content-Length) or as soon as (chunked) they cross the limit. A
+// non-zero status means the request is refused.
+func readBody(ctx *fasthttp.RequestCtx, rt *route, buf []byte) (reqBody, int, string) {
+	cl := int64(ctx.Request.Header.ContentLength())
+	if cl == 0 {
+		return reqBody{mem: buf[:0]}, 0, ""
+	}
+	if cl > rt.maxBody {
+		return reqBody{}, fasthttp.StatusRequestEntityTooLarge, "request body too large"
+	}
+	r := ctx.RequestBodyStream()
+	if r == nil {
+		// Not a streamed request (no body stream was set up): the body,
+		// if any, is in memory already.
+		b := ctx.Request.Body()
+		return reqBody{mem: b, n: int64(len(b))}, 0, ""
+	}
+	if cl > rt.bufferBody {
+		f, err := tempFile()
+		if err != nil {
+			return reqBody{}, fasthttp.StatusInternalServerError, "cannot store the request body: " + err.Error()
+		}
+		body := reqBody{file: f}
+		if status, msg := body.spill(r, nil, cl, cl); status != 0 {
+			body.close()
+			return reqBody{}, status, msg
+		}
+		return body, 0, ""
+	}
+	if cl > 0 {
+		if int64(cap(buf)) < cl {
+			buf = make([]byte, cl)
+		}
+		buf = buf[:cl]
+		if _, err := io.ReadFull(r, buf); err != nil {
+			status, msg := readError(err)
+			return reqBody{}, status, msg
+		}
+		return reqBody{mem: buf, n: cl}, 0, ""
+	}
+	// Chunked: in memory while it fits, then on to a file.
+	buf = buf[:0]
+	for {
+		if len(buf) == cap(buf) {
+			if int64(len(buf)) > rt.bufferBody {
+				break
+			}
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			if int64(len(buf)) > rt.maxBody {
+				return reqBody{}, fasthttp.StatusRequestEntityTooLarge, "request body too large"
+			}
+			return reqBody{mem: buf, n: int64(len(buf))}, 0, ""
+		}
+		if err != nil {
+			status, msg := readError(err)
+			return reqBody{}, status, msg
+		}
+	}
+	f, err := tempFile()
+	if err != nil {
+		return reqBody{}, fasthttp.StatusInternalServerError, "cannot store the request body: " + err.Error()
+	}
+	body := reqBody{file: f}
+	if status, msg := body.spill(r, buf, -1, rt.maxBody); status != 0 {
+		body.close()
+		return reqBody{}, status, msg
+	}
+	return body, 0, ""
+}
+
+// spill writes head, then r to its end (want bytes, or any number when
+// want < 0, at most limit) to the body's file.
+func (b *reqBody) spill(r io.Reader, head []byte, want, limit int64) (int, string) {
+	if _, err := b.file.Write(head); err != nil {
+		return fasthttp.StatusInternalServerError, "cannot store the request body: " + err.Error()
+	}
+	b.n = int64(len(head))
+	bp := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(bp)
+	buf := *bp
+	for want < 0 || b.n < want {
+		p := buf
+		if want >= 0 && int64(len(p)) > want-b.n {
+			p = p[:want-b.n]
+		}
+		n, err := r.Read(p)
+		if n > 0 {
+			if b.n+int64(n) > limit {
+				return fasthttp.StatusRequestEntityTooLarge, "request body too large"
+			}
+			if _, werr := b.file.Write(p[:n]); werr != nil {
+				return fasthttp.StatusInternalServerError, "cannot store the request body: " + werr.Error()
+			}
+			b.n += int64(n)
+		}
+		if err == io.EOF && (want < 0 || b.n == want) {
+			return 0, ""
+		}
+		if err != nil {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return readError(err)
+		}
+	}
+	return 0, ""
+}
+
+// readError maps a failure to read a body to the answer: 408 when the
+// client was too slow (body_timeout), else 400 (a broken chunk, or the
+// connection ended early).
+func readError(err error) (int, string) {
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return fasthttp.StatusRequestTimeout, "request body not received in time"
+	}
+	return fasthttp.StatusBadRequest, "malformed or incomplete request body"
+}
+
+// tempFile returns a new file with no name in $TMPDIR (default /tmp):
+// nothing is left behind whatever happens to berth. Where the file system
+// cannot make a nameless file, it makes a named one and unlinks it.
+func tempFile() (*os.File, error) {
+	dir := os.TempDir()
+	fd, err := unix.Open(dir, unix.O_TMPFILE|unix.O_RDWR|unix.O_CLOEXEC, 0o600)
+	if err == nil {
+		return os.NewFile(uintptr(fd), "request-body"), nil
+	}
+	f, err := os.CreateTemp(dir, "berth-body-")
+	if err != nil {
+		return nil, err
+	}
+	os.Remove(f.Name())
+	return f, nil
+}
