@@ -61,6 +61,21 @@ def app(environ, start_response):
                 closed.append(environ["REQUEST_ID"])
         start_response("200 OK", [("Content-Type", "text/plain")])
         return forever()
+    if path == "/hash":
+        # Reads the body in blocks, as an app handling a big upload would.
+        h, n, read = hashlib.sha256(), 0, environ["wsgi.input"].read
+        while True:
+            block = read(1 << 20)
+            if not block:
+                break
+            h.update(block)
+            n += len(block)
+        return respond(start_response, {"length": n, "sha256": h.hexdigest(),
+                                        "input": type(environ["wsgi.input"]).__name__})
+    if path == "/sendfile":
+        # wsgi.file_wrapper over a real file named by the query string.
+        start_response("200 OK", [("Content-Type", "application/octet-stream")])
+        return environ["wsgi.file_wrapper"](open(qs, "rb"))
     if path == "/closed":
         return respond(start_response, {"closed": closed, "pid": os.getpid()})
     if path == "/big":
