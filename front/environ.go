@@ -27,22 +27,31 @@ type header struct {
 	values [][]byte
 }
 
-// build encodes ctx's request. A non-zero status means the request is
-// refused with that status and message.
-func (e *environ) build(ctx *fasthttp.RequestCtx, bodyLen int64, requestID []byte) (int, string) {
-	h := &ctx.Request.Header
-	uri := h.RequestURI()
-	path, query := splitTarget(uri)
+// decodePath percent-decodes the request's path into e.path, which routes
+// the request and becomes SCRIPT_NAME and PATH_INFO. A non-zero status
+// means the request is refused.
+func (e *environ) decodePath(h *fasthttp.RequestHeader) (int, string) {
+	path, _ := splitTarget(h.RequestURI())
 	e.path = percentDecode(e.path[:0], path)
 	if bytes.IndexByte(e.path, 0) >= 0 {
 		return fasthttp.StatusBadRequest, "NUL in request path"
 	}
+	return 0, ""
+}
+
+// build encodes ctx's request for an app mounted at mount (a prefix of
+// e.path, see decodePath). A non-zero status means the request is
+// refused with that status and message.
+func (e *environ) build(ctx *fasthttp.RequestCtx, mount string, bodyLen int64, requestID []byte) (int, string) {
+	h := &ctx.Request.Header
+	uri := h.RequestURI()
+	_, query := splitTarget(uri)
 
 	enc := &e.enc
 	enc.Reset()
 	enc.Add("REQUEST_METHOD", h.Method())
-	enc.AddString("SCRIPT_NAME", "")
-	enc.Add("PATH_INFO", e.path)
+	enc.AddString("SCRIPT_NAME", mount)
+	enc.Add("PATH_INFO", e.path[len(mount):])
 	enc.Add("QUERY_STRING", query)
 	enc.Add("REQUEST_URI", uri)
 	enc.Add("SERVER_PROTOCOL", h.Protocol())

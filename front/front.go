@@ -37,36 +37,35 @@ import (
 	"github.com/berthd/berth/units"
 )
 
-// Server serves one listener: it sends every request to the app routed
-// to the listener, which a reload may change while connections stay open.
+// Server serves one listener: it routes each request to one of the apps
+// mounted on the listener, which a reload may change while connections
+// stay open.
 type Server struct {
 	srv       *fasthttp.Server
 	listener  units.Listener
 	log       *slog.Logger
-	route     atomic.Pointer[route]
+	routes    atomic.Pointer[routes]
 	envs      sync.Pool // *environ
 	logAccess bool
 }
 
-// route is where a listener's requests go, with the app's own limits.
-type route struct {
-	app        *supervisor.App
-	maxBody    int64
-	bufferBody int64 // bodies up to this size stay in memory
-	log        *slog.Logger
-}
-
-// New returns a server for listener l that sends every request to app,
-// logging an access record per request when access is set.
-func New(l units.Listener, app *supervisor.App, log *slog.Logger, access bool) *Server {
+// New returns a server for listener l that routes requests to apps by
+// their mounts and hosts, logging an access record per request when
+// access is set.
+func New(l units.Listener, apps []*supervisor.App, log *slog.Logger, access bool) *Server {
 	s := &Server{listener: l, log: log.With(journal.KeyListener, l.Name), logAccess: access}
 	s.envs.New = func() any { return new(environ) }
-	s.SetApp(app)
+	s.SetApps(apps)
 	s.srv = &fasthttp.Server{
 		Handler:      s.handle,
 		ErrorHandler: s.errorHandler,
 		ExpectHandler: func(ctx *fasthttp.RequestCtx) int {
-			if int64(ctx.Request.Header.ContentLength()) > s.route.Load().maxBody {
+			// Routed by the raw path: close enough to refuse an upload
+			// past the app's limit before it is sent; the handler routes
+			// exactly.
+			h := &ctx.Request.Header
+			path, _ := splitTarget(h.RequestURI())
+			if rt := s.routes.Load().match(h.Host(), path); rt != nil && int64(h.ContentLength()) > rt.maxBody {
 				return fasthttp.StatusRequestEntityTooLarge
 			}
 			return fasthttp.StatusContinue
@@ -85,34 +84,21 @@ func New(l units.Listener, app *supervisor.App, log *slog.Logger, access bool) *
 		// Once the header block is in, the body gets its own deadline:
 		// a large upload on a slow link is not a slow-loris attack.
 		HeaderReceived: func(*fasthttp.RequestHeader) fasthttp.RequestConfig {
-			return fasthttp.RequestConfig{ReadTimeout: l.BodyTimeout, MaxRequestBodySize: int(s.route.Load().bufferBody)}
+			return fasthttp.RequestConfig{ReadTimeout: l.BodyTimeout, MaxRequestBodySize: int(s.routes.Load().maxBuffer)}
 		},
 		IdleTimeout:        l.IdleTimeout,
-		MaxRequestBodySize: int(s.route.Load().bufferBody),
+		MaxRequestBodySize: int(s.routes.Load().maxBuffer),
 		Logger:             fasthttpLogger{s.log},
 	}
 	return s
 }
 
-// SetApp routes the listener's requests to app, with app's current
-// limits. A reload calls it again for the app's new generation.
-func (s *Server) SetApp(app *supervisor.App) {
-	if app == nil {
-		s.route.Store(&route{maxBody: 1, bufferBody: 1, log: s.log})
-		return
-	}
-	cfg := app.Config()
-	maxBody := max(cfg.MaxBodyBytes, 1)
-	s.route.Store(&route{
-		app:        app,
-		maxBody:    maxBody,
-		bufferBody: max(min(cfg.BufferBodyBytes, maxBody), 1),
-		log:        s.log.With(journal.KeyApp, app.Name()),
-	})
+// SetApps routes the listener's requests to apps (by their current
+// configuration's mounts, hosts and limits). A reload calls it again with
+// the apps' new generations.
+func (s *Server) SetApps(apps []*supervisor.App) {
+	s.routes.Store(newRoutes(apps, s.log))
 }
-
-// App is the app the listener's requests go to, or nil.
-func (s *Server) App() *supervisor.App { return s.route.Load().app }
 
 // putEnv returns env to the pool, without a body buffer grown past what
 // is worth keeping for every idle environ.
@@ -187,38 +173,43 @@ func (s *Server) unavailable(ctx *fasthttp.RequestCtx, status int, msg string) {
 
 func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	start := time.Now()
-	rt := s.route.Load()
-	if rt.app == nil {
-		s.unavailable(ctx, fasthttp.StatusNotFound, "no app is served on this listener")
-		s.access(ctx, start, 0)
-		return
-	}
 	h := &ctx.Request.Header
 	if len(h.RequestURI()) > s.listener.MaxURIBytes {
 		s.reject(ctx, fasthttp.StatusRequestURITooLong, "request URI too long")
-		s.access(ctx, start, 0)
+		s.access(ctx, s.log, start, 0)
 		return
 	}
 	if status, msg := checkFraming(h.RawHeaders()); status != 0 {
 		s.reject(ctx, status, msg)
-		s.access(ctx, start, 0)
+		s.access(ctx, s.log, start, 0)
 		return
 	}
 	env := s.envs.Get().(*environ)
 	defer s.putEnv(env)
+	if status, msg := env.decodePath(h); status != 0 {
+		s.reject(ctx, status, msg)
+		s.access(ctx, s.log, start, 0)
+		return
+	}
+	rt := s.routes.Load().match(h.Host(), env.path)
+	if rt == nil {
+		s.unavailable(ctx, fasthttp.StatusNotFound, "no app is mounted at this path")
+		s.access(ctx, s.log, start, 0)
+		return
+	}
 	body, status, msg := readBody(ctx, rt, env.body)
 	if status != 0 {
 		s.reject(ctx, status, msg)
-		s.access(ctx, start, 0)
+		s.access(ctx, rt.log, start, 0)
 		return
 	}
 	defer body.close()
 	if body.file == nil {
 		env.body = body.mem
 	}
-	if status, msg := env.build(ctx, body.n, requestID(ctx)); status != 0 {
+	if status, msg := env.build(ctx, rt.mount, body.n, requestID(ctx)); status != 0 {
 		s.reject(ctx, status, msg)
-		s.access(ctx, start, 0)
+		s.access(ctx, rt.log, start, 0)
 		return
 	}
 	req := supervisor.Request{Body: body.mem, BodyFile: body.file}
@@ -230,13 +221,13 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	ex, err := rt.app.Do(req)
 	if err != nil {
 		s.poolError(ctx, err)
-		s.access(ctx, start, 0)
+		s.access(ctx, rt.log, start, 0)
 		return
 	}
 	if ex.Invalid != nil {
 		ex.Close()
 		s.unavailable(ctx, fasthttp.StatusInternalServerError, "internal server error")
-		s.access(ctx, start, 0)
+		s.access(ctx, rt.log, start, 0)
 		return
 	}
 	contentLength := s.writeHead(ctx, ex)
@@ -247,7 +238,7 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		if contentLength >= 0 {
 			ctx.Response.Header.SetContentLength(contentLength)
 		}
-		s.access(ctx, start, 0)
+		s.access(ctx, rt.log, start, 0)
 		return
 	}
 	if !ex.More() && contentLength <= len(ex.Head.Body) {
@@ -263,7 +254,7 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		}
 		ctx.Response.SetBody(b)
 		ex.Close()
-		s.access(ctx, start, int64(len(b)))
+		s.access(ctx, rt.log, start, int64(len(b)))
 		return
 	}
 	st := &stream{s: s, log: rt.log, ex: ex, conn: ctx.Conn(), limit: int64(contentLength)}
@@ -284,7 +275,7 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 			rt.log.Error("response failed before its body", "err", err, journal.KeyPID, ex.PID)
 			ex.Close()
 			s.unavailable(ctx, fasthttp.StatusBadGateway, "bad gateway: the app failed before its body")
-			s.access(ctx, start, 0)
+			s.access(ctx, rt.log, start, 0)
 			return
 		}
 	}
@@ -393,11 +384,7 @@ func saneID(id []byte) bool {
 }
 
 // access writes the access record of a finished request.
-func (s *Server) access(ctx *fasthttp.RequestCtx, start time.Time, n int64) {
-	s.accessLog(s.route.Load().log, ctx, start, n)
-}
-
-func (s *Server) accessLog(log *slog.Logger, ctx *fasthttp.RequestCtx, start time.Time, n int64) {
+func (s *Server) access(ctx *fasthttp.RequestCtx, log *slog.Logger, start time.Time, n int64) {
 	if !s.logAccess || !log.Enabled(context.Background(), slog.LevelInfo) {
 		return
 	}

@@ -131,7 +131,7 @@ func (s *Server) Start(ctx context.Context) error {
 		s.apps[cfg.Name] = app
 	}
 	for _, l := range s.cfg.Listeners {
-		if err := s.serve(l, s.appOn(s.cfg, l.Name)); err != nil {
+		if err := s.serve(l, s.appsOn(s.cfg, l.Name)); err != nil {
 			s.stopAll(context.Background())
 			return err
 		}
@@ -147,24 +147,25 @@ func spec(l units.Listener) activation.Spec {
 	return activation.Spec{Name: l.Name, Network: l.Network, Address: l.Address}
 }
 
-// appOn is the app that cfg routes to listener name, or nil.
-func (s *Server) appOn(cfg *units.Config, name string) *supervisor.App {
+// appsOn are the apps that cfg mounts on listener name.
+func (s *Server) appsOn(cfg *units.Config, name string) []*supervisor.App {
+	var apps []*supervisor.App
 	for _, a := range cfg.Apps {
 		if a.Listener == name {
-			return s.apps[a.Name]
+			apps = append(apps, s.apps[a.Name])
 		}
 	}
-	return nil
+	return apps
 }
 
 // serve starts a front for listener l on its socket.
-func (s *Server) serve(l units.Listener, app *supervisor.App) error {
+func (s *Server) serve(l units.Listener, apps []*supervisor.App) error {
 	sock := s.sockets[l.Name]
 	ln, err := sock.Listener()
 	if err != nil {
 		return err
 	}
-	f := front.New(l, app, s.log, s.cfg.Log.Access)
+	f := front.New(l, apps, s.log, s.cfg.Log.Access)
 	s.fronts[l.Name] = f
 	go func() {
 		if err := f.Serve(ln); err != nil {
@@ -172,8 +173,12 @@ func (s *Server) serve(l units.Listener, app *supervisor.App) error {
 		}
 	}()
 	args := []any{journal.KeyListener, l.Name, "addr", sock.Addr()}
-	if app != nil {
-		args = append(args, journal.KeyApp, app.Name())
+	for _, app := range apps {
+		if m := app.Config().Mount; m != "" {
+			args = append(args, journal.KeyApp, app.Name(), "mount", m)
+		} else {
+			args = append(args, journal.KeyApp, app.Name())
+		}
 	}
 	s.log.Info("listening", args...)
 	return nil
@@ -307,20 +312,20 @@ func (s *Server) reload(ctx context.Context) ReloadResult {
 		s.sockets[name] = sock
 	}
 	for _, l := range cfg.Listeners {
-		app := s.appOn(cfg, l.Name)
+		apps := s.appsOn(cfg, l.Name)
 		f, ok := s.fronts[l.Name]
 		old, _ := s.cfg.Listener(l.Name)
 		switch {
 		case !ok:
-			s.serve(l, app)
+			s.serve(l, apps)
 		case old != l:
 			// New limits or timeouts: a new front takes over the same
 			// socket; the old one finishes its connections.
 			s.retireFrontOnly(f)
-			s.serve(l, app)
+			s.serve(l, apps)
 			changes = append(changes, "new settings for listener "+l.Name)
 		default:
-			f.SetApp(app)
+			f.SetApps(apps)
 		}
 	}
 	for name, sock := range s.sockets {
@@ -488,7 +493,9 @@ type ListenerStatus struct {
 	Name   string `json:"name"`
 	Addr   string `json:"addr"`
 	Passed bool   `json:"passed_by_systemd"`
-	App    string `json:"app,omitempty"`
+	// Apps are the apps mounted on the listener: "name", "name at
+	// /mount", "name for host ...".
+	Apps []string `json:"apps,omitempty"`
 }
 
 // Status reports the server's live figures.
@@ -501,8 +508,18 @@ func (s *Server) Status() Status {
 		if sock, ok := s.sockets[l.Name]; ok {
 			ls.Addr, ls.Passed = sock.Addr(), sock.Passed
 		}
-		if a := s.appOn(s.cfg, l.Name); a != nil {
-			ls.App = a.Name()
+		for _, a := range s.cfg.Apps {
+			if a.Listener != l.Name {
+				continue
+			}
+			route := a.Name
+			if a.Mount != "" {
+				route += " at " + a.Mount
+			}
+			if len(a.Hosts) > 0 {
+				route += " for " + strings.Join(a.Hosts, " ")
+			}
+			ls.Apps = append(ls.Apps, route)
 		}
 		st.Listeners = append(st.Listeners, ls)
 	}

@@ -5,6 +5,7 @@ import (
 	"net"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -63,6 +64,8 @@ var workersSchema = &hcl.BodySchema{
 
 type rawApp struct {
 	Listener     hcl.Expression    `hcl:"listener,optional"`
+	Mount        hcl.Expression    `hcl:"mount,optional"`
+	Hosts        hcl.Expression    `hcl:"hosts,optional"`
 	Module       hcl.Expression    `hcl:"module"`
 	Python       *string           `hcl:"python,optional"`
 	Chdir        *string           `hcl:"chdir,optional"`
@@ -126,7 +129,7 @@ func (d *decoder) decode() *Config {
 	cfg := &Config{Log: Log{Format: "auto", Level: "info", Access: true}}
 	seen := map[string]map[string]*hcl.Block{"listener": {}, "app": {}, "log": {}}
 	var appBlocks []*hcl.Block
-	var appListenerExprs []hcl.Expression
+	var appRaws []*rawApp
 	for _, b := range content.Blocks {
 		if b.Type == "log" {
 			if len(seen["log"]) > 0 {
@@ -152,11 +155,11 @@ func (d *decoder) decode() *Config {
 				cfg.Listeners = append(cfg.Listeners, l)
 			}
 		case "app":
-			a, lexpr, ok := d.app(name, b)
+			a, raw, ok := d.app(name, b)
 			if ok {
 				cfg.Apps = append(cfg.Apps, a)
 				appBlocks = append(appBlocks, b)
-				appListenerExprs = append(appListenerExprs, lexpr)
+				appRaws = append(appRaws, raw)
 			}
 		}
 	}
@@ -168,22 +171,22 @@ func (d *decoder) decode() *Config {
 		d.errorf(&end, "No app", "A configuration declares at least one app block, for example:\n  app \"hello\" {\n    module = \"hello:app\"\n  }")
 		return cfg
 	}
-	d.linkListeners(cfg, appBlocks, appListenerExprs)
+	d.linkListeners(cfg, appBlocks, appRaws)
 	return cfg
 }
 
 // linkListeners resolves each app's listener: the one it names, or the
-// only one declared.
-func (d *decoder) linkListeners(cfg *Config, blocks []*hcl.Block, exprs []hcl.Expression) {
+// only one declared; apps that share a listener must mount apart.
+func (d *decoder) linkListeners(cfg *Config, blocks []*hcl.Block, raws []*rawApp) {
 	var names []string
 	for _, l := range cfg.Listeners {
 		names = append(names, l.Name)
 	}
 	sort.Strings(names)
-	usedBy := map[string]string{}
+	var placed []int // apps whose listener resolved
 	for i := range cfg.Apps {
 		a := &cfg.Apps[i]
-		rng := exprs[i].Range()
+		rng := raws[i].Listener.Range()
 		if a.Listener == "" {
 			switch len(cfg.Listeners) {
 			case 0:
@@ -201,11 +204,86 @@ func (d *decoder) linkListeners(cfg *Config, blocks []*hcl.Block, exprs []hcl.Ex
 			d.errorf(&rng, "Unknown listener", "No listener %q is declared; declared: %s.", a.Listener, strings.Join(names, ", "))
 			continue
 		}
-		if other, taken := usedBy[a.Listener]; taken {
-			d.errorf(&rng, "Listener already in use", "Listener %q already serves app %q; give each app its own listener.", a.Listener, other)
-			continue
+		for _, j := range placed {
+			o := &cfg.Apps[j]
+			if o.Listener != a.Listener || o.Mount != a.Mount || !hostsOverlap(o.Hosts, a.Hosts) {
+				continue
+			}
+			at := blocks[i].DefRange
+			if _, ok := d.value(raws[i].Mount); ok {
+				at = raws[i].Mount.Range()
+			}
+			where := "at the root"
+			if a.Mount != "" {
+				where = fmt.Sprintf("under %q", a.Mount)
+			}
+			d.errorf(&at, "Mount already taken", "App %q already answers %s on listener %q%s; give app %q another mount = \"/prefix\" (or hosts = [...], or a listener of its own).",
+				o.Name, where, a.Listener, hostsNote(o.Hosts, a.Hosts), a.Name)
+			break
 		}
-		usedBy[a.Listener] = a.Name
+		placed = append(placed, i)
+	}
+}
+
+// hostsOverlap reports whether two apps' host lists can both match a
+// request: both unrestricted, or a name in common.
+func hostsOverlap(a, b []string) bool {
+	if len(a) == 0 || len(b) == 0 {
+		return len(a) == len(b)
+	}
+	for _, x := range a {
+		if slices.Contains(b, x) {
+			return true
+		}
+	}
+	return false
+}
+
+func hostsNote(a, b []string) string {
+	for _, x := range a {
+		if slices.Contains(b, x) {
+			return fmt.Sprintf(" for host %q", x)
+		}
+	}
+	return ""
+}
+
+// mountRE is a mount: "/" then path segments of unreserved characters.
+// No "%" (mounts match the decoded path), no "." or ".." segments, no
+// empty segments.
+var mountRE = regexp.MustCompile(`^(/[A-Za-z0-9._~!$&'()*+,;=:@-]+)*/?$`)
+
+// hostRE is a host name or IPv4 address (lower case), or a bracketed IPv6
+// address, as a Host header carries it without the port.
+var hostRE = regexp.MustCompile(`^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*|\[[0-9a-f:.]+\])$`)
+
+// mount decodes an app's mount and hosts.
+func (d *decoder) mount(a *App, raw *rawApp) {
+	if _, ok := d.value(raw.Mount); ok {
+		rng := raw.Mount.Range()
+		s := d.str(raw.Mount, "/")
+		switch {
+		case !strings.HasPrefix(s, "/") || !mountRE.MatchString(s) || strings.HasPrefix(s, "//") || slices.Contains(strings.Split(s, "/"), ".") || slices.Contains(strings.Split(s, "/"), ".."):
+			d.errorf(&rng, "Invalid mount", "A mount is a path prefix such as \"/\" or \"/api\": it starts with \"/\", and its segments are not empty, not \".\" or \"..\", and hold no %%, ? or #; got %q.", s)
+		default:
+			a.Mount = strings.TrimSuffix(s, "/")
+		}
+	}
+	if _, ok := d.value(raw.Hosts); ok {
+		var hosts []string
+		diags := gohcl.DecodeExpression(raw.Hosts, nil, &hosts)
+		d.diags = append(d.diags, diags...)
+		rng := raw.Hosts.Range()
+		for _, h := range hosts {
+			h = strings.ToLower(h)
+			if !hostRE.MatchString(h) {
+				d.errorf(&rng, "Invalid host", "hosts are names such as \"example.com\" (no port, no scheme) or addresses such as \"192.0.2.1\" or \"[2001:db8::1]\"; got %q.", h)
+				continue
+			}
+			if !slices.Contains(a.Hosts, h) {
+				a.Hosts = append(a.Hosts, h)
+			}
+		}
 	}
 }
 
@@ -263,7 +341,7 @@ func (d *decoder) listener(name string, b *hcl.Block) (Listener, bool) {
 	return l, true
 }
 
-func (d *decoder) app(name string, b *hcl.Block) (App, hcl.Expression, bool) {
+func (d *decoder) app(name string, b *hcl.Block) (App, *rawApp, bool) {
 	wc, rest, diags := b.Body.PartialContent(workersSchema)
 	var raw rawApp
 	diags = append(diags, gohcl.DecodeBody(rest, nil, &raw)...)
@@ -316,7 +394,8 @@ func (d *decoder) app(name string, b *hcl.Block) (App, hcl.Expression, bool) {
 		}
 		a.PythonPath = append(a.PythonPath, p)
 	}
-	return a, raw.Listener, !d.diags.HasErrors()
+	d.mount(&a, &raw)
+	return a, &raw, !d.diags.HasErrors()
 }
 
 func (d *decoder) logBlock(l *Log, b *hcl.Block) {

@@ -68,6 +68,15 @@ type Listener struct {
 type App struct {
 	Name     string
 	Listener string
+	// Mount is the path prefix the app answers under on its listener
+	// ("" for the root): it becomes SCRIPT_NAME and is cut from
+	// PATH_INFO. Several apps share a listener by mounting apart; the
+	// longest matching prefix wins.
+	Mount string
+	// Hosts, when set, limits the app to requests whose Host (lower case,
+	// without its port) is one of them; such an app is preferred over
+	// one without hosts.
+	Hosts []string
 	// Module is "pkg.mod:callable", "pkg.mod:factory()" or "pkg.mod"
 	// (callable "application").
 	Module string

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -43,7 +44,15 @@ func TestDiagnostics(t *testing.T) {
 			"missing.hcl:8:1: error: Missing module",
 			"missing.hcl:12:1: error: Unsupported block type",
 		}},
-		{"shared_listener.hcl", []string{"shared_listener.hcl:9:1: error: Listener already in use"}},
+		{"shared_listener.hcl", []string{"shared_listener.hcl:9:1: error: Mount already taken"}},
+		{"bad_mounts.hcl", []string{
+			"bad_mounts.hcl:7:12: error: Invalid mount",
+			"bad_mounts.hcl:8:12: error: Invalid host",
+		}},
+		{"dup_mounts.hcl", []string{
+			"dup_mounts.hcl:12:12: error: Mount already taken",
+			"dup_mounts.hcl:20:1: error: Mount already taken",
+		}},
 		{"workers_twice.hcl", []string{
 			"workers_twice.hcl:8:3: error: Duplicate workers",
 			"workers_twice.hcl:18:11: error: Value out of range: max (2) is below min (4).",
@@ -193,4 +202,44 @@ func equalApp(a, b App) bool {
 	return a.Name == b.Name && a.Listener == b.Listener && a.Module == b.Module && a.Python == b.Python &&
 		a.Chdir == b.Chdir && a.Workers == b.Workers && a.Timeout == b.Timeout && a.BootTimeout == b.BootTimeout &&
 		a.QueueSize == b.QueueSize && a.QueueTimeout == b.QueueTimeout && a.MaxBodyBytes == b.MaxBodyBytes
+}
+
+// TestMounts: apps share a listener by mount and host; a trailing slash
+// is dropped, host names are lower-cased.
+func TestMounts(t *testing.T) {
+	cfg, err := Load(filepath.Join("testdata", "mounts.hcl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]struct {
+		mount string
+		hosts []string
+	}{
+		"site":   {"", nil},
+		"api":    {"/api", nil},
+		"api-v2": {"/api/v2", nil},
+		"blog":   {"", []string{"blog.example.com", "[2001:db8::1]"}},
+	}
+	for _, a := range cfg.Apps {
+		w := want[a.Name]
+		if a.Listener != "http" || a.Mount != w.mount || fmt.Sprint(a.Hosts) != fmt.Sprint(w.hosts) {
+			t.Errorf("app %s: listener %q mount %q hosts %q; want http, %q, %q", a.Name, a.Listener, a.Mount, a.Hosts, w.mount, w.hosts)
+		}
+	}
+	for _, tc := range []struct {
+		mount string
+		ok    bool
+	}{
+		{"/", true}, {"/api", true}, {"/.well-known", true}, {"/a/b/", true}, {"/v1.2", true},
+		{"", false}, {"api", false}, {"//api", false}, {"/a//b", false}, {"/a/../b", false}, {"/.", false},
+		{"/a%2Fb", false}, {"/a?b", false}, {"/a#b", false}, {"/a b", false},
+	} {
+		src := fmt.Sprintf("listener \"http\" {\n  address = \"127.0.0.1:8000\"\n}\napp \"a\" {\n  module = \"a:app\"\n  mount = %q\n}\n", tc.mount)
+		path := filepath.Join(t.TempDir(), "m.hcl")
+		os.WriteFile(path, []byte(src), 0o644)
+		_, err := Load(path)
+		if (err == nil) != tc.ok {
+			t.Errorf("mount %q: err = %v, want ok %v", tc.mount, err, tc.ok)
+		}
+	}
 }

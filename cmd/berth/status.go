@@ -33,7 +33,7 @@ func printStatus(w io.Writer, st server.Status) {
 	fmt.Fprintf(w, "berth serving %s, up %s, %d reload(s), last: %s\n", st.Config, seconds(st.Uptime), st.Reloads, last)
 	fmt.Fprintf(w, "totals: %d workers, %d busy, %d queued, %d requests served\n", st.Workers, st.Busy, st.Queued, st.Served)
 	for _, l := range st.Listeners {
-		app := l.App
+		app := strings.Join(l.Apps, ", ")
 		if app == "" {
 			app = "(no app)"
 		}

@@ -18,13 +18,14 @@ def respond(start_response, body, status="200 OK", ctype="application/json"):
 def app(environ, start_response):
     path = environ["PATH_INFO"]
     qs = environ.get("QUERY_STRING", "")
-    if path.startswith("/env"):
+    if path.startswith("/env") or path.endswith("/env"):
         env = {k: v for k, v in environ.items() if isinstance(v, str)}
         for k in ("wsgi.multithread", "wsgi.multiprocess", "wsgi.run_once", "wsgi.input_terminated"):
             env[k] = environ[k]
         env["wsgi.version"] = list(environ["wsgi.version"])
         env["wsgi.input"] = type(environ["wsgi.input"]).__name__
         env["wsgi.errors"] = environ["wsgi.errors"] is sys.stderr
+        env["probe.name"] = os.environ.get("PROBE_NAME", "")
         return respond(start_response, env)
     if path == "/echo":
         body = environ["wsgi.input"].read()
