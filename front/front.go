@@ -241,11 +241,12 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		s.access(ctx, rt.log, start, 0)
 		return
 	}
-	if !ex.More() && contentLength <= len(ex.Head.Body) {
-		// The usual case: the whole body in one frame. One shorter than
-		// its Content-Length goes the streamed way below, which sends
-		// that length and closes the connection after the bytes there
-		// are, so the client sees the body is short.
+	if !ex.More() && contentLength <= len(ex.Head.Body) && len(ex.Head.Body) <= copyBody {
+		// The usual case: the whole body in one frame, copied so the
+		// worker is free at once, whatever the client's pace. One
+		// shorter than its Content-Length goes the streamed way below,
+		// which sends that length and closes the connection after the
+		// bytes there are, so the client sees the body is short.
 		b := ex.Head.Body
 		if contentLength >= 0 && contentLength < len(b) {
 			rt.log.Warn("the app sent more than its Content-Length; the rest was dropped",
@@ -258,6 +259,9 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	st := &stream{s: s, log: rt.log, ex: ex, conn: ctx.Conn(), limit: int64(contentLength)}
+	if !ex.More() && st.limit < 0 {
+		st.limit = int64(len(ex.Head.Body)) // a whole body too big to copy
+	}
 	st.parts = append(st.parts, supervisor.Part{Data: ex.Head.Body})
 	if len(ex.Head.Body) == 0 {
 		// A head with no body bytes and more to come is wsgi.file_wrapper's:
@@ -298,6 +302,12 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	}
 	ctx.Response.SetBodyStream(st, int(st.limit))
 }
+
+// copyBody is the largest one-frame response body copied out of the
+// worker's frame (freeing the worker before the client has it); a larger
+// one is written from the frame, holding the worker meanwhile, so that
+// memory does not grow with the size of an app's list.
+const copyBody = 1 << 20
 
 // fileLength is how many bytes a file part sends.
 func fileLength(p supervisor.Part) (int64, bool) {

@@ -53,6 +53,10 @@ ANC_SIZE = socket.CMSG_SPACE(16 * 4)
 RECV_FLAGS = getattr(socket, "MSG_CMSG_CLOEXEC", 0)
 
 BUF_SIZE = 256 * 1024
+# Responses of a batch go out together, but no more than this waits: a
+# big response is sent as soon as it is made, so berth can pass it on
+# while the next one is made.
+FLUSH_SIZE = 64 * 1024
 ERROR_BODY = b"Internal Server Error\n"
 
 chain = itertools.chain
@@ -115,30 +119,43 @@ LOG = LogHandler(LOG_FD)
 class Wire:
     """The socket to berth plus the frames waiting to go out."""
 
-    __slots__ = ("sock", "out")
+    __slots__ = ("sock", "out", "size")
 
     def __init__(self, sock):
         self.sock = sock
         self.out = []
+        self.size = 0
 
     def frame(self, typ, flags, *parts):
+        n = sum(map(len, parts))
         out = self.out
-        out.append(HDR.pack(sum(map(len, parts)), typ, flags, 0))
+        out.append(HDR.pack(n, typ, flags, 0))
         out.extend(parts)
+        self.size += 8 + n
 
     def flush(self):
         out = self.out
         if not out:
             return
+        self.out = []
+        size, self.size = self.size, 0
         sock = self.sock
         # sendmsg takes at most IOV_MAX buffers; a short batch is the rule.
         if len(out) > 512:
             sock.sendall(b"".join(out))
-        else:
-            sent = sock.sendmsg(out)
-            if sent < sum(map(len, out)):
-                sock.sendall(b"".join(out)[sent:])
-        self.out = []
+            return
+        sent = sock.sendmsg(out)
+        if sent >= size:
+            return
+        # The socket took part of it: send the rest buffer by buffer, not
+        # joined (a join would copy every big body once more).
+        for buf in out:
+            n = len(buf)
+            if sent >= n:
+                sent -= n
+                continue
+            sock.sendall(memoryview(buf)[sent:])
+            sent = 0
 
     def send_file(self, fd, offset):
         """Send a file frame with fd attached to its first byte."""
@@ -395,6 +412,8 @@ class Worker:
                     if typ == T_REQUEST:
                         self.next = start + need
                         handle(memoryview(buf)[start + 8 : start + need], flags)
+                        if self.wire.size >= FLUSH_SIZE:
+                            flush()
                     # Anything else here is a cancel that came too late.
                     start += need
                     if start == self.end:

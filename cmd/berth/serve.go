@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"sync/atomic"
 	"syscall"
 
@@ -37,6 +38,14 @@ func cmdServe(args []string, stderr io.Writer) int {
 		return 2
 	}
 	path := fs.Arg(0)
+	if prof := os.Getenv("BERTH_CPUPROFILE"); prof != "" {
+		// For bench/: a CPU profile of the whole run, written at exit.
+		if stop, err := startProfile(prof); err != nil {
+			fmt.Fprintf(stderr, "berth: BERTH_CPUPROFILE: %v\n", err)
+		} else {
+			defer stop()
+		}
+	}
 	cfg, ok := loadConfig(path, stderr)
 	if !ok {
 		return 1
@@ -260,4 +269,20 @@ func printResult(w io.Writer, command string, raw json.RawMessage) error {
 		printStatus(w, st)
 	}
 	return nil
+}
+
+// startProfile writes a CPU profile to path until the returned stop.
+func startProfile(path string) (func(), error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}, nil
 }

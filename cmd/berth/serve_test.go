@@ -859,3 +859,20 @@ func TestBadConfigServe(t *testing.T) {
 		t.Errorf("logs:\n%s", inst.logs)
 	}
 }
+
+// TestLargeListBody: a one-frame body too big to copy is written from the
+// worker's frame, with its length, for HTTP/1.1 and HTTP/1.0 alike.
+func TestLargeListBody(t *testing.T) {
+	b := startBerth(t, appConfig(systemPython(t), "probe:app", "workers = 1", ""))
+	const n = 3 << 20
+	for _, proto := range []string{"HTTP/1.1", "HTTP/1.0"} {
+		raw := b.raw(fmt.Sprintf("GET /biglist?%d %s\r\nHost: x\r\nConnection: close\r\n\r\n", n, proto), 10*time.Second)
+		resp, body := readResponse(t, bufio.NewReader(strings.NewReader(raw)), "GET")
+		if resp.StatusCode != 200 || resp.ContentLength != n || len(body) != n || strings.Trim(body, "z") != "" {
+			t.Errorf("%s: %d, Content-Length %d, %d bytes", proto, resp.StatusCode, resp.ContentLength, len(body))
+		}
+	}
+	if code, _ := b.get("/status"); code != 418 {
+		t.Errorf("next request = %d", code)
+	}
+}

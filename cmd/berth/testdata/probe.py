@@ -77,6 +77,10 @@ def app(environ, start_response):
         # wsgi.file_wrapper over a real file named by the query string.
         start_response("200 OK", [("Content-Type", "application/octet-stream")])
         return environ["wsgi.file_wrapper"](open(qs, "rb"))
+    if path == "/biglist":
+        # One list item bigger than berth copies: written from the frame.
+        start_response("200 OK", [("Content-Type", "application/octet-stream")])
+        return [b"z" * int(qs)]
     if path == "/closed":
         return respond(start_response, {"closed": closed, "pid": os.getpid()})
     if path == "/big":
