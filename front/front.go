@@ -104,6 +104,8 @@ func (s *Server) SetApps(apps []*supervisor.App) {
 // is worth keeping for every idle environ.
 func (s *Server) putEnv(env *environ) {
 	if cap(env.body) > keepBody {
+		b := env.body[:0]
+		bigBodies.Put(&b)
 		env.body = nil
 	}
 	s.envs.Put(env)

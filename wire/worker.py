@@ -53,6 +53,10 @@ ANC_SIZE = socket.CMSG_SPACE(16 * 4)
 RECV_FLAGS = getattr(socket, "MSG_CMSG_CLOEXEC", 0)
 
 BUF_SIZE = 256 * 1024
+# A read buffer grown for a big request is kept up to this size: growing
+# it again for every upload costs fresh pages (page faults) each time,
+# which on a VM costs more than the copy itself.
+KEEP_BUF = 8 << 20
 # Responses of a batch go out together, but no more than this waits: a
 # big response is sent as soon as it is made, so berth can pass it on
 # while the next one is made.
@@ -418,7 +422,7 @@ class Worker:
                     start += need
                     if start == self.end:
                         start = self.end = 0
-                        if len(self.buf) > BUF_SIZE:
+                        if len(self.buf) > KEEP_BUF:
                             self.buf = bytearray(BUF_SIZE)
                     continue
             else:
