@@ -76,6 +76,7 @@ func New(l units.Listener, apps []*supervisor.App, log *slog.Logger, access bool
 		DisablePreParseMultipartForm:  true,
 		DisableHeaderNamesNormalizing: false,
 		CloseOnShutdown:               true,
+		ReduceMemoryUsage:             true,
 		ReadBufferSize:                l.MaxHeaderBytes,
 		ReadTimeout:                   l.HeaderTimeout,
 		// Bodies are read by berth (readBody), which keeps small ones in

@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"runtime/pprof"
 	"sync/atomic"
 	"syscall"
@@ -38,6 +39,14 @@ func cmdServe(args []string, stderr io.Writer) int {
 		return 2
 	}
 	path := fs.Arg(0)
+	if os.Getenv("GOGC") == "" {
+		// berth's live heap is mostly per-connection buffers; the default
+		// GOGC=100 lets the heap reach twice that. At 1,000 keep-alive
+		// connections (bench/ hello-c1000) GOGC=50 took berth's RSS from
+		// 65 MiB to 51 MiB at the same throughput, and hello c50 lost
+		// nothing. GOGC in the environment still wins.
+		debug.SetGCPercent(50)
+	}
 	if prof := os.Getenv("BERTH_CPUPROFILE"); prof != "" {
 		// For bench/: a CPU profile of the whole run, written at exit.
 		if stop, err := startProfile(prof); err != nil {
