@@ -191,9 +191,12 @@ const batchBudget = time.Millisecond
 // the batch is the one request, so batching never adds latency.
 func (s *slot) batch(first *job) []*job {
 	jobs := append(s.jobs[:0], first)
-	share := 1 + len(s.pool.queue)/max(1, int(s.pool.nslots.Load()))
+	// Until a response has been timed, the app's pace is unknown: one
+	// request at a time (a burst of slow requests at start-up must not
+	// land on one worker while others are idle or booting).
+	share := 1
 	if t := s.pool.serviceNS.Load(); t > 0 {
-		share = min(share, 1+int(int64(batchBudget)/t))
+		share = min(1+len(s.pool.queue)/max(1, int(s.pool.nslots.Load())), 1+int(int64(batchBudget)/t))
 	}
 	for len(jobs) < min(share, maxBatch) {
 		select {
