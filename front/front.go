@@ -235,7 +235,16 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	}
 	contentLength := s.writeHead(ctx, ex)
 	if ctx.IsHead() {
-		// No body, but the length a GET would have, when the app said.
+		// No body, but the length a GET would have: the app's, or that
+		// of a file from wsgi.file_wrapper (as a GET would send).
+		if contentLength < 0 && ex.More() && len(ex.Head.Body) == 0 {
+			if p, err := ex.Next(); err == nil && p.File != nil {
+				if n, ok := fileLength(p); ok && !ex.More() {
+					contentLength = int(n)
+				}
+				p.File.Close()
+			}
+		}
 		ex.Close()
 		ctx.Response.SkipBody = true
 		if contentLength >= 0 {

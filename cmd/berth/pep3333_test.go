@@ -953,7 +953,7 @@ func pepRows(dir string) []pepRow {
 	}(), 4096)
 	fileData = append(fileData, "tail"...)
 	fileSum := sha256.Sum256(fileData)
-	for _, path := range []string{"/file", "/bytesio", "/file-validated"} {
+	for _, path := range []string{"/file", "/bytesio", "/file-validated", "/file-nolength"} {
 		rows = append(rows, pepRow{
 			name: "wsgi.file_wrapper: " + path,
 			app:  "file_wrapper:app",
@@ -964,6 +964,16 @@ func pepRows(dir string) []pepRow {
 				if r.resp.StatusCode != 200 || r.bodyErr != nil || len(r.body) != len(fileData) || sum != fileSum {
 					t.Errorf("GET %s = %d, %d bytes (%v), sha256 %x; want 200, %d bytes, %x",
 						path, r.resp.StatusCode, len(r.body), r.bodyErr, sum, len(fileData), fileSum)
+				}
+				if path != "/bytesio" && r.resp.ContentLength != int64(len(fileData)) {
+					t.Errorf("GET %s: Content-Length %d, want the file's %d", path, r.resp.ContentLength, len(fileData))
+				}
+				// HEAD: the GET's headers, the file's length among them,
+				// and no body.
+				h := pepSend(t, b, strings.Replace(pepGet(path), "GET", "HEAD", 1), 10*time.Second)
+				h.ok(t)
+				if path != "/bytesio" && h.resp.ContentLength != int64(len(fileData)) || strings.Contains(h.raw, "tail") {
+					t.Errorf("HEAD %s: Content-Length %d, want %d, and no body:\n%q", path, h.resp.ContentLength, len(fileData), h.raw)
 				}
 			},
 		})

@@ -5,7 +5,8 @@
 it), both unvalidated so that berth receives its own wrapper back and may
 send the file its own way; /file-validated wraps a real file under the
 validator, which hides the wrapper behind its own iterator, so berth must
-iterate it. DATA is rebuilt by the test to compare.
+iterate it. /file-nolength sets no Content-Length: berth gives the file's.
+DATA is rebuilt by the test to compare.
 """
 import io
 import os
@@ -24,7 +25,10 @@ def _serve(environ, start_response):
         f = io.BytesIO(DATA)
     else:
         f = open(PATH, "rb")
-    start_response("200 OK", [("Content-Type", "application/octet-stream"), ("Content-Length", str(len(DATA)))])
+    headers = [("Content-Type", "application/octet-stream")]
+    if environ["PATH_INFO"] != "/file-nolength":
+        headers.append(("Content-Length", str(len(DATA))))
+    start_response("200 OK", headers)
     return wrap(f, 8192)
 
 
