@@ -103,10 +103,10 @@ func readBody(ctx *fasthttp.RequestCtx, rt *route, buf []byte) (reqBody, int, st
 		}
 		n, err := r.Read(buf[len(buf):cap(buf)])
 		buf = buf[:len(buf)+n]
+		if int64(len(buf)) > rt.maxBody {
+			return reqBody{}, fasthttp.StatusRequestEntityTooLarge, "request body too large"
+		}
 		if err == io.EOF {
-			if int64(len(buf)) > rt.maxBody {
-				return reqBody{}, fasthttp.StatusRequestEntityTooLarge, "request body too large"
-			}
 			return reqBody{mem: buf, n: int64(len(buf))}, 0, ""
 		}
 		if err != nil {

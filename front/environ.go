@@ -28,15 +28,59 @@ type header struct {
 }
 
 // decodePath percent-decodes the request's path into e.path, which routes
-// the request and becomes SCRIPT_NAME and PATH_INFO. A non-zero status
-// means the request is refused.
+// the request and becomes SCRIPT_NAME and PATH_INFO, and removes its dot
+// segments: "/api/../admin" is "/admin", to the router and to the app
+// alike, so a mount cannot be left by a path that seems to be under it.
+// A path that climbs above the root is refused. A non-zero status means
+// the request is refused.
 func (e *environ) decodePath(h *fasthttp.RequestHeader) (int, string) {
 	path, _ := splitTarget(h.RequestURI())
 	e.path = percentDecode(e.path[:0], path)
 	if bytes.IndexByte(e.path, 0) >= 0 {
 		return fasthttp.StatusBadRequest, "NUL in request path"
 	}
+	var ok bool
+	if e.path, ok = removeDots(e.path); !ok {
+		return fasthttp.StatusBadRequest, "request path climbs above the root"
+	}
 	return 0, ""
+}
+
+// removeDots removes the "." and ".." segments of an absolute path in
+// place (RFC 3986 section 5.2.4). It reports false for a path whose ".."
+// would climb above the root.
+func removeDots(path []byte) ([]byte, bool) {
+	if len(path) == 0 || path[0] != '/' || !bytes.Contains(path, []byte("/.")) {
+		return path, true
+	}
+	out := path[:0] // never longer than what has been read
+	rest := path[1:]
+	for {
+		seg, tail, more := bytes.Cut(rest, []byte("/"))
+		switch string(seg) {
+		case ".":
+		case "..":
+			i := bytes.LastIndexByte(out, '/')
+			if i < 0 {
+				return nil, false
+			}
+			out = out[:i]
+		default:
+			out = append(out, '/')
+			out = append(out, seg...)
+		}
+		if !more {
+			if string(seg) == "." || string(seg) == ".." {
+				out = append(out, '/') // "/a/b/.." is "/a/"
+			}
+			break
+		}
+		rest = tail
+	}
+	if len(out) == 0 {
+		out = append(out, '/')
+	}
+	return out, true
 }
 
 // build encodes ctx's request for an app mounted at mount (a prefix of

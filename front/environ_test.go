@@ -74,3 +74,32 @@ func TestCheckFraming(t *testing.T) {
 		}
 	}
 }
+
+func TestRemoveDots(t *testing.T) {
+	for _, tc := range []struct {
+		in, want string
+		ok       bool
+	}{
+		{"/", "/", true},
+		{"/a/b", "/a/b", true},
+		{"/a/./b", "/a/b", true},
+		{"/a/.", "/a/", true},
+		{"/.", "/", true},
+		{"/a/b/..", "/a/", true},
+		{"/a/..", "/", true},
+		{"/api/../admin", "/admin", true},
+		{"/api/x/../../admin/", "/admin/", true},
+		{"/a/.hidden/..x", "/a/.hidden/..x", true},
+		{"/a//./b", "/a//b", true},
+		{"/..", "", false},
+		{"/a/../..", "", false},
+		{"/../a", "", false},
+		{"*", "*", true},
+		{"", "", true},
+	} {
+		got, ok := removeDots([]byte(tc.in))
+		if ok != tc.ok || (ok && string(got) != tc.want) {
+			t.Errorf("removeDots(%q) = %q, %v; want %q, %v", tc.in, got, ok, tc.want, tc.ok)
+		}
+	}
+}

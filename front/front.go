@@ -60,12 +60,15 @@ func New(l units.Listener, apps []*supervisor.App, log *slog.Logger, access bool
 		Handler:      s.handle,
 		ErrorHandler: s.errorHandler,
 		ExpectHandler: func(ctx *fasthttp.RequestCtx) int {
-			// Routed by the raw path: close enough to refuse an upload
-			// past the app's limit before it is sent; the handler routes
-			// exactly.
+			// Routed as the handler will route it, to refuse an upload
+			// past the app's limit before it is sent.
 			h := &ctx.Request.Header
-			path, _ := splitTarget(h.RequestURI())
-			if rt := s.routes.Load().match(h.Host(), path); rt != nil && int64(h.ContentLength()) > rt.maxBody {
+			env := s.envs.Get().(*environ)
+			defer s.putEnv(env)
+			if status, _ := env.decodePath(h); status != 0 {
+				return status
+			}
+			if rt := s.routes.Load().match(h.Host(), env.path); rt != nil && int64(h.ContentLength()) > rt.maxBody {
 				return fasthttp.StatusRequestEntityTooLarge
 			}
 			return fasthttp.StatusContinue
@@ -87,6 +90,10 @@ func New(l units.Listener, apps []*supervisor.App, log *slog.Logger, access bool
 		HeaderReceived: func(*fasthttp.RequestHeader) fasthttp.RequestConfig {
 			return fasthttp.RequestConfig{ReadTimeout: l.BodyTimeout, MaxRequestBodySize: int(s.routes.Load().maxBuffer)}
 		},
+		// Every response's write gets write_timeout (a streamed body
+		// then renews it for each slice it writes): a client that stops
+		// reading must not hold a connection, or a worker, for ever.
+		WriteTimeout:       l.WriteTimeout,
 		IdleTimeout:        l.IdleTimeout,
 		MaxRequestBodySize: int(s.routes.Load().maxBuffer),
 		Logger:             fasthttpLogger{s.log},
@@ -234,16 +241,29 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	contentLength := s.writeHead(ctx, ex)
-	if ctx.IsHead() {
-		// No body, but the length a GET would have: the app's, or that
-		// of a file from wsgi.file_wrapper (as a GET would send).
-		if contentLength < 0 && ex.More() && len(ex.Head.Body) == 0 {
-			if p, err := ex.Next(); err == nil && p.File != nil {
-				if n, ok := fileLength(p); ok && !ex.More() {
-					contentLength = int(n)
-				}
-				p.File.Close()
+	// A head with no body bytes and more to come is wsgi.file_wrapper's:
+	// the file follows at once. When it is the whole body, its size is the
+	// Content-Length the app did not give, for a HEAD as for a GET.
+	var first supervisor.Part
+	if ex.More() && len(ex.Head.Body) == 0 {
+		p, err := ex.Next()
+		if err != nil && err != io.EOF {
+			rt.log.Error("response failed before its body", "err", err, journal.KeyPID, ex.PID)
+			ex.Close()
+			s.unavailable(ctx, fasthttp.StatusBadGateway, "bad gateway: the app failed before its body")
+			s.access(ctx, rt.log, start, 0)
+			return
+		}
+		first = p
+		if contentLength < 0 && p.File != nil && !ex.More() {
+			if n, ok := fileLength(p); ok {
+				contentLength = int(n)
 			}
+		}
+	}
+	if ctx.IsHead() {
+		if first.File != nil {
+			first.File.Close()
 		}
 		ex.Close()
 		ctx.Response.SkipBody = true
@@ -253,7 +273,8 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		s.access(ctx, rt.log, start, 0)
 		return
 	}
-	if !ex.More() && contentLength <= len(ex.Head.Body) && len(ex.Head.Body) <= copyBody {
+	whole := !ex.More() && first.File == nil && len(first.Data) == 0
+	if whole && contentLength <= len(ex.Head.Body) && len(ex.Head.Body) <= copyBody {
 		// The usual case: the whole body in one frame, copied so the
 		// worker is free at once, whatever the client's pace. One
 		// shorter than its Content-Length goes the streamed way below,
@@ -271,30 +292,10 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	st := &stream{s: s, log: rt.log, ex: ex, conn: ctx.Conn(), limit: int64(contentLength)}
-	if !ex.More() && st.limit < 0 {
+	if whole && st.limit < 0 {
 		st.limit = int64(len(ex.Head.Body)) // a whole body too big to copy
 	}
-	st.parts = append(st.parts, supervisor.Part{Data: ex.Head.Body})
-	if len(ex.Head.Body) == 0 {
-		// A head with no body bytes and more to come is wsgi.file_wrapper's:
-		// the file follows at once. When it is the whole body, its size
-		// gives the Content-Length the app did not.
-		p, err := ex.Next()
-		if err == nil {
-			st.parts = append(st.parts, p)
-			if contentLength < 0 && p.File != nil && !ex.More() {
-				if n, ok := fileLength(p); ok {
-					st.limit = n
-				}
-			}
-		} else if err != io.EOF {
-			rt.log.Error("response failed before its body", "err", err, journal.KeyPID, ex.PID)
-			ex.Close()
-			s.unavailable(ctx, fasthttp.StatusBadGateway, "bad gateway: the app failed before its body")
-			s.access(ctx, rt.log, start, 0)
-			return
-		}
-	}
+	st.parts = append(st.parts, supervisor.Part{Data: ex.Head.Body}, first)
 	method, uri := string(ctx.Method()), string(ctx.Request.Header.RequestURI())
 	status, remote, id := ctx.Response.StatusCode(), remoteIP(ctx), string(requestID(ctx))
 	st.done = func(n int64) {

@@ -7,17 +7,25 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/valyala/fasthttp"
+	"golang.org/x/sys/unix"
 
 	"github.com/berthd/berth/journal"
 	"github.com/berthd/berth/supervisor"
 )
 
-// filePiece bounds one sendfile call, so that write_timeout applies to
-// each piece of a large file rather than to the whole of it.
-const filePiece = 4 << 20
+// writeSlice bounds one write (or sendfile) of a streamed body, each
+// with a fresh write_timeout: a client must take 256 KiB per write_timeout
+// (8.5 KiB/s at the default 30 s), not a whole part or file in one.
+const writeSlice = 256 << 10
+
+// errClientGone: the client closed its connection while the app was
+// waiting to send more.
+var errClientGone = errors.New("the client went away")
 
 // errShort: the app ended its body before the Content-Length it declared.
 var errShort = errors.New("the app sent less than its Content-Length")
@@ -34,6 +42,7 @@ type stream struct {
 	parts  []supervisor.Part
 	limit  int64 // the app's Content-Length, or -1
 	n      int64
+	rd     bytes.Reader // a slice of Data, for a ReaderFrom
 	closed bool
 	done   func(n int64) // writes the access record
 }
@@ -78,24 +87,23 @@ func (st *stream) WriteTo(w io.Writer) (int64, error) {
 			st.log.Error("response cut short", "err", err, journal.KeyPID, st.ex.PID)
 			return st.n, err
 		}
-		if p.File != nil {
+		switch {
+		case p.File != nil:
 			err = st.sendFile(w, rf, direct, p)
-		} else {
+		case len(p.Data) == 0:
+			// The app is waiting for something to send. A client that
+			// left meanwhile is noticed here rather than at the next
+			// write, which may never come.
+			if clientGone(st.conn) {
+				return st.n, errClientGone
+			}
+		default:
 			data := p.Data
 			if st.limit >= 0 && int64(len(data)) > st.limit-st.n {
 				data = data[:st.limit-st.n]
 				st.overrun()
 			}
-			st.deadline()
-			var n int64
-			if direct {
-				n, err = rf.ReadFrom(bytes.NewReader(data))
-			} else {
-				var m int
-				m, err = w.Write(data)
-				n = int64(m)
-			}
-			st.n += n
+			err = st.write(w, rf, direct, data)
 		}
 		if err != nil {
 			return st.n, err
@@ -112,6 +120,32 @@ func (st *stream) WriteTo(w io.Writer) (int64, error) {
 		}
 	}
 	return st.n, nil
+}
+
+// write writes data in slices, each with a fresh write deadline. Where
+// w reads from a reader, the bytes go to the socket at once rather than
+// into fasthttp's buffer (which a body cut short would never flush).
+func (st *stream) write(w io.Writer, rf io.ReaderFrom, direct bool, data []byte) error {
+	for len(data) > 0 {
+		slice := data[:min(len(data), writeSlice)]
+		st.deadline()
+		var n int
+		var err error
+		if direct {
+			st.rd.Reset(slice)
+			var m int64
+			m, err = rf.ReadFrom(&st.rd)
+			n = int(m)
+		} else {
+			n, err = w.Write(slice)
+		}
+		st.n += int64(n)
+		if err != nil {
+			return err
+		}
+		data = data[n:]
+	}
+	return nil
 }
 
 func (st *stream) overrun() {
@@ -137,17 +171,33 @@ func (st *stream) sendFile(w io.Writer, rf io.ReaderFrom, direct bool, p supervi
 	if _, err := p.File.Seek(p.Offset, io.SeekStart); err != nil {
 		return fmt.Errorf("file from wsgi.file_wrapper: %w", err)
 	}
+	var buf []byte // for a writer that cannot sendfile
+	if !direct {
+		bp := copyBufs.Get().(*[]byte)
+		defer copyBufs.Put(bp)
+		buf = *bp
+	}
 	for count > 0 {
-		piece := min(count, filePiece)
+		piece := min(count, writeSlice)
 		st.deadline()
 		var n int64
 		var err error
 		if direct {
 			n, err = rf.ReadFrom(&io.LimitedReader{R: p.File, N: piece})
+			st.n += n
 		} else {
-			n, err = io.CopyN(w, p.File, piece)
+			var m int
+			m, err = io.ReadFull(p.File, buf[:piece])
+			n = int64(m)
+			if m > 0 {
+				if werr := st.write(w, nil, false, buf[:m]); werr != nil {
+					return werr
+				}
+			}
+			if err == io.ErrUnexpectedEOF {
+				err = nil // the file shrank: caught below
+			}
 		}
-		st.n += n
 		count -= n
 		if err == nil && n < piece {
 			err = io.ErrUnexpectedEOF // the file shrank
@@ -160,6 +210,28 @@ func (st *stream) sendFile(w io.Writer, rf io.ReaderFrom, direct bool, p supervi
 		}
 	}
 	return nil
+}
+
+// clientGone reports whether c's peer has closed the connection (or
+// reset it), by peeking at the socket without taking anything from it:
+// bytes of a pipelined request leave it open.
+func clientGone(c net.Conn) bool {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return false
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return false
+	}
+	gone := false
+	_ = raw.Read(func(fd uintptr) bool {
+		var b [1]byte
+		n, _, err := unix.Recvfrom(int(fd), b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
+		gone = (n == 0 && err == nil) || err == unix.ECONNRESET
+		return true
+	})
+	return gone
 }
 
 // deadline gives the next write write_timeout: a client that stops
@@ -182,7 +254,10 @@ func (st *stream) Close() error {
 		return nil
 	}
 	st.closed = true
-	_ = st.conn.SetWriteDeadline(time.Time{})
+	// fasthttp flushes what is buffered after Close (a chunked body's
+	// end): that write gets write_timeout too. The next response on the
+	// connection gets its own deadline from fasthttp (WriteTimeout).
+	st.deadline()
 	for _, p := range st.parts {
 		if p.File != nil {
 			p.File.Close()
@@ -203,7 +278,20 @@ func (s *Server) closeDelimited(ctx *fasthttp.RequestCtx, st *stream) {
 	ctx.Response.Header.SetContentLength(-2) // neither Content-Length nor chunked
 	head := append([]byte(nil), ctx.Response.Header.Header()...)
 	ctx.HijackSetNoResponse(true)
+	// fasthttp hands the connection over only after flushing what it
+	// holds for it; if that fails, the callback never runs. Then the
+	// worker is released here, once the flush has had write_timeout.
+	var taken atomic.Bool
+	fallback := time.AfterFunc(s.listener.WriteTimeout+5*time.Second, func() {
+		if taken.CompareAndSwap(false, true) {
+			st.Close()
+		}
+	})
 	ctx.Hijack(func(c net.Conn) {
+		fallback.Stop()
+		if !taken.CompareAndSwap(false, true) {
+			return
+		}
 		st.conn = c
 		defer st.Close()
 		st.deadline()

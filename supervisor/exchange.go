@@ -45,7 +45,9 @@ type Part struct {
 func (e *Exchange) More() bool { return e.more }
 
 // Next returns the next part of the body, its Data valid until the next
-// call, and io.EOF after the last. ErrAborted means the app failed
+// call, and io.EOF after the last. An empty part means the app is at work
+// but had nothing to send (it yielded empty chunks): the caller may check
+// that its client is still there. ErrAborted means the app failed
 // mid-response, ErrTimeout that it produced no part within its timeout.
 // The timeout applies to each part, not to the whole body: a long stream
 // is fine as long as it moves.
@@ -67,8 +69,8 @@ func (e *Exchange) Next() (Part, error) {
 		switch f.Type {
 		case wire.TypeBody:
 			e.more = f.Flags&wire.FlagMore != 0
-			if len(f.Payload) == 0 {
-				continue
+			if len(f.Payload) == 0 && !e.more {
+				continue // the end
 			}
 			return Part{Data: f.Payload}, nil
 		case wire.TypeFile:

@@ -38,6 +38,7 @@ import stat
 import struct
 import sys
 import threading
+import time
 import traceback
 
 VERSION = 1
@@ -61,6 +62,12 @@ KEEP_BUF = 8 << 20
 # big response is sent as soon as it is made, so berth can pass it on
 # while the next one is made.
 FLUSH_SIZE = 64 * 1024
+
+# An app that yields empty chunks while it waits (for an event, a
+# long poll) is at work, not hung: at most this often (seconds) berth is
+# told so with an empty body frame, which restarts the app's timeout and
+# lets berth see whether the client is still there.
+BEAT = 0.1
 ERROR_BODY = b"Internal Server Error\n"
 
 chain = itertools.chain
@@ -345,16 +352,23 @@ class Worker:
             result = self.app(env, ex.start_response)
             if type(result) is list or type(result) is tuple:
                 ex.send(b"".join(result), False)
-            elif type(result) is FileWrapper and result.fd_and_offset() is not None:
-                self.send_file(ex, result)
-            else:
+            elif not (type(result) is FileWrapper and self.send_file(ex, result)):
                 flush = self.wire.flush
+                beat = 0.0
                 for chunk in result:
                     if chunk:
                         ex.send(chunk, True)
                         flush()
                         if self.cancelled():
                             break
+                    elif ex.sent:
+                        now = time.monotonic()
+                        if now - beat >= BEAT:
+                            beat = now
+                            self.wire.frame(T_BODY, F_MORE)
+                            flush()
+                            if self.cancelled():
+                                break
                 ex.send(b"", False)
         except BaseException as e:
             self.fail(env, ex, e)
@@ -369,12 +383,17 @@ class Worker:
                 body.close()
 
     def send_file(self, ex, wrapper):
-        """Send the head, then the file itself for berth to sendfile."""
-        fd, offset = wrapper.fd_and_offset()
-        head = ex.head()
-        ex.sent = True
-        self.wire.frame(T_RESPONSE, F_MORE, U32.pack(len(head)), head)
-        self.wire.send_file(fd, offset)
+        """Send the head (unless write() sent it), then the file itself for
+        berth to sendfile. False when the file cannot go that way."""
+        where = wrapper.fd_and_offset()
+        if where is None:
+            return False
+        if not ex.sent:
+            head = ex.head()
+            ex.sent = True
+            self.wire.frame(T_RESPONSE, F_MORE, U32.pack(len(head)), head)
+        self.wire.send_file(*where)
+        return True
 
     def fail(self, env, ex, e):
         if isinstance(e, (KeyboardInterrupt, SystemExit)):

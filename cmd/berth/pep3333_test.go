@@ -885,23 +885,24 @@ func pepRows(dir string) []pepRow {
 	)
 
 	// Streaming, Content-Length, file_wrapper, connection handling.
-	rows = append(rows,
-		pepRow{
-			name: "close() when the client disconnects mid-response",
+	for _, path := range []string{"/endless", "/endless-empty"} {
+		rows = append(rows, pepRow{
+			name: "close() when the client disconnects mid-response: " + path,
 			app:  "close_called:app",
 			check: func(t *testing.T, b *instance, _ *pepReply) {
 				p := pepDial(t, b)
-				io.WriteString(p.c, "GET /endless?id=gone HTTP/1.1\r\nHost: pep.test\r\n\r\n")
+				id := strings.TrimPrefix(path, "/")
+				io.WriteString(p.c, "GET "+path+"?id="+id+" HTTP/1.1\r\nHost: pep.test\r\n\r\n")
 				if _, err := io.ReadFull(p.br, make([]byte, 16384)); err != nil {
 					t.Fatalf("reading the start of the endless response: %v", err)
 				}
 				p.c.Close()
-				if got := pepRecorded(t, dir, "close-gone"); got != "closed\n" {
+				if got := pepRecorded(t, dir, "close-"+id); got != "closed\n" {
 					t.Errorf("close() records %q, want one call", got)
 				}
 			},
-		},
-	)
+		})
+	}
 	for _, path := range []string{"/short", "/short-list"} {
 		rows = append(rows, pepRow{
 			name: "Content-Length shorter than the body: " + path,
@@ -953,6 +954,19 @@ func pepRows(dir string) []pepRow {
 	}(), 4096)
 	fileData = append(fileData, "tail"...)
 	fileSum := sha256.Sum256(fileData)
+	rows = append(rows, pepRow{
+		name: "wsgi.file_wrapper after write()",
+		app:  "file_wrapper:app",
+		check: func(t *testing.T, b *instance, _ *pepReply) {
+			r := pepSend(t, b, pepGet("/write-then-file"), 10*time.Second)
+			r.ok(t)
+			want := "prefix:" + string(fileData)
+			if r.resp.StatusCode != 200 || r.bodyErr != nil || r.body != want {
+				t.Errorf("GET /write-then-file = %d, %d bytes (%v), starting %.20q; want 200, %d bytes: the write() data, then the file",
+					r.resp.StatusCode, len(r.body), r.bodyErr, r.body, len(want))
+			}
+		},
+	})
 	for _, path := range []string{"/file", "/bytesio", "/file-validated", "/file-nolength"} {
 		rows = append(rows, pepRow{
 			name: "wsgi.file_wrapper: " + path,

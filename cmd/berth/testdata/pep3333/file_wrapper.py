@@ -6,6 +6,8 @@ it), both unvalidated so that berth receives its own wrapper back and may
 send the file its own way; /file-validated wraps a real file under the
 validator, which hides the wrapper behind its own iterator, so berth must
 iterate it. /file-nolength sets no Content-Length: berth gives the file's.
+/write-then-file sends b"prefix:" through write() first, then returns the
+wrapped file: both reach the client, in that order.
 DATA is rebuilt by the test to compare.
 """
 import io
@@ -26,6 +28,10 @@ def _serve(environ, start_response):
     else:
         f = open(PATH, "rb")
     headers = [("Content-Type", "application/octet-stream")]
+    if environ["PATH_INFO"] == "/write-then-file":
+        write = start_response("200 OK", headers)
+        write(b"prefix:")
+        return wrap(f, 8192)
     if environ["PATH_INFO"] != "/file-nolength":
         headers.append(("Content-Length", str(len(DATA))))
     start_response("200 OK", headers)
