@@ -307,12 +307,10 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		s.closeDelimited(ctx, st)
 		return
 	}
-	if st.limit >= 0 {
-		// The head goes out at once, so that a body the app cuts short
-		// still reaches the client as far as it came (and the body then
-		// goes straight to the socket).
-		ctx.Response.ImmediateHeaderFlush = true
-	}
+	// The head goes out at once, and the body after it straight to the
+	// socket (see stream.WriteTo).
+	st.chunked = st.limit < 0
+	ctx.Response.ImmediateHeaderFlush = true
 	ctx.Response.SetBodyStream(st, int(st.limit))
 }
 

@@ -1,12 +1,12 @@
 package front
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"strconv"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -18,11 +18,6 @@ import (
 	"github.com/berthd/berth/supervisor"
 )
 
-// writeSlice bounds one write (or sendfile) of a streamed body, each
-// with a fresh write_timeout: a client must take 256 KiB per write_timeout
-// (8.5 KiB/s at the default 30 s), not a whole part or file in one.
-const writeSlice = 256 << 10
-
 // errClientGone: the client closed its connection while the app was
 // waiting to send more.
 var errClientGone = errors.New("the client went away")
@@ -31,20 +26,28 @@ var errClientGone = errors.New("the client went away")
 var errShort = errors.New("the app sent less than its Content-Length")
 
 // stream is a response body that arrives in several frames, or as a file.
-// fasthttp asks it to write itself (WriteTo) as the client's socket takes
-// it, so a slow reader holds the worker rather than making berth buffer
-// the body, and a file goes out with sendfile.
+// fasthttp asks it to write itself (WriteTo) once the head is out, and it
+// writes straight to the client's socket as the socket takes it: a slow
+// reader holds the worker rather than making berth buffer the body, and a
+// file goes out with sendfile.
+//
+// write_timeout is the longest a write may make no progress (as nginx's
+// send_timeout): a client reading slowly but steadily gets the whole body,
+// however big; one that stops reading is cut off after write_timeout.
 type stream struct {
-	s      *Server
-	log    *slog.Logger
-	ex     *supervisor.Exchange
-	conn   net.Conn // for write deadlines
-	parts  []supervisor.Part
-	limit  int64 // the app's Content-Length, or -1
-	n      int64
-	rd     bytes.Reader // a slice of Data, for a ReaderFrom
-	closed bool
-	done   func(n int64) // writes the access record
+	s       *Server
+	log     *slog.Logger
+	ex      *supervisor.Exchange
+	conn    net.Conn // the client's, written to directly
+	parts   []supervisor.Part
+	limit   int64 // the app's Content-Length, or -1
+	chunked bool  // frame the body in chunks (HTTP/1.1, no length)
+	n       int64
+	bufs    net.Buffers // a chunk's pieces, consumed as written
+	vec     [3][]byte   // bufs' array
+	size    [20]byte    // a chunk's size line
+	closed  bool
+	done    func(n int64) // writes the access record
 }
 
 // next returns the next part of the body: the head frame's bytes and a
@@ -63,14 +66,13 @@ func (st *stream) next() (supervisor.Part, error) {
 // SupportsBodyWriteTo tells fasthttp to use WriteTo.
 func (st *stream) SupportsBodyWriteTo() bool { return true }
 
-// WriteTo writes the body to w: the writer fasthttp frames the body with
-// (fixed length or chunked), or, for a close-delimited body, the
-// connection itself. Where w can read from a reader (a fixed-length body
-// on TCP), bytes go straight to the socket, and a file goes by sendfile.
-// It stops at the app's Content-Length, and fails when the app sends
-// less, so the connection closes and the client sees the body is short.
-func (st *stream) WriteTo(w io.Writer) (int64, error) {
-	rf, direct := w.(io.ReaderFrom)
+// WriteTo writes the body to the client's socket. It is called with the
+// head flushed (ImmediateHeaderFlush), so the socket is in step; the
+// writer fasthttp passes is not used: berth frames chunks itself, and
+// fasthttp adds the last chunk after. It stops at the app's
+// Content-Length, and fails when the app sends less, so the connection
+// closes and the client sees the body is short.
+func (st *stream) WriteTo(io.Writer) (int64, error) {
 	for st.limit < 0 || st.n < st.limit {
 		p, err := st.next()
 		if err == io.EOF {
@@ -89,7 +91,7 @@ func (st *stream) WriteTo(w io.Writer) (int64, error) {
 		}
 		switch {
 		case p.File != nil:
-			err = st.sendFile(w, rf, direct, p)
+			err = st.sendFile(p)
 		case len(p.Data) == 0:
 			// The app is waiting for something to send. A client that
 			// left meanwhile is noticed here rather than at the next
@@ -103,7 +105,7 @@ func (st *stream) WriteTo(w io.Writer) (int64, error) {
 				data = data[:st.limit-st.n]
 				st.overrun()
 			}
-			err = st.write(w, rf, direct, data)
+			err = st.write(data)
 		}
 		if err != nil {
 			return st.n, err
@@ -122,30 +124,49 @@ func (st *stream) WriteTo(w io.Writer) (int64, error) {
 	return st.n, nil
 }
 
-// write writes data in slices, each with a fresh write deadline. Where
-// w reads from a reader, the bytes go to the socket at once rather than
-// into fasthttp's buffer (which a body cut short would never flush).
-func (st *stream) write(w io.Writer, rf io.ReaderFrom, direct bool, data []byte) error {
-	for len(data) > 0 {
-		slice := data[:min(len(data), writeSlice)]
+// write sends data, as one chunk when the body is chunked (one writev
+// with its framing).
+func (st *stream) write(data []byte) error {
+	var head []byte
+	if st.chunked {
+		head = chunkSize(st.size[:0], int64(len(data)))
+		st.vec = [3][]byte{head, data, crlf}
+		st.bufs = st.vec[:]
+	} else {
+		st.vec = [3][]byte{data}
+		st.bufs = st.vec[:1]
+	}
+	var sent int64
+	err := progress(st, func() (int64, error) {
+		n, err := st.bufs.WriteTo(st.conn)
+		sent += n
+		return n, err
+	})
+	st.vec = [3][]byte{} // no reference to the worker's frame
+	st.n += max(0, min(sent-int64(len(head)), int64(len(data))))
+	return err
+}
+
+var crlf = []byte("\r\n")
+
+// chunkSize appends the line that starts a chunk of n bytes.
+func chunkSize(b []byte, n int64) []byte {
+	b = strconv.AppendInt(b, n, 16)
+	return append(b, '\r', '\n')
+}
+
+// progress runs write until it is done, giving each attempt
+// write_timeout: a write that timed out having sent something is tried
+// again, one that sent nothing in write_timeout fails.
+func progress(st *stream, write func() (int64, error)) error {
+	for {
 		st.deadline()
-		var n int
-		var err error
-		if direct {
-			st.rd.Reset(slice)
-			var m int64
-			m, err = rf.ReadFrom(&st.rd)
-			n = int(m)
-		} else {
-			n, err = w.Write(slice)
-		}
-		st.n += int64(n)
-		if err != nil {
+		n, err := write()
+		var ne net.Error
+		if err == nil || n == 0 || !errors.As(err, &ne) || !ne.Timeout() {
 			return err
 		}
-		data = data[n:]
 	}
-	return nil
 }
 
 func (st *stream) overrun() {
@@ -153,9 +174,9 @@ func (st *stream) overrun() {
 		"content_length", st.limit, journal.KeyPID, st.ex.PID)
 }
 
-// sendFile sends a file part: Count bytes from Offset, or to the end of
-// the file, bounded by what is left of the Content-Length.
-func (st *stream) sendFile(w io.Writer, rf io.ReaderFrom, direct bool, p supervisor.Part) error {
+// sendFile sends a file part with sendfile: Count bytes from Offset, or
+// to the end of the file, bounded by what is left of the Content-Length.
+func (st *stream) sendFile(p supervisor.Part) error {
 	defer p.File.Close()
 	count := p.Count
 	if count < 0 {
@@ -168,48 +189,41 @@ func (st *stream) sendFile(w io.Writer, rf io.ReaderFrom, direct bool, p supervi
 	if st.limit >= 0 {
 		count = min(count, st.limit-st.n)
 	}
+	if count == 0 {
+		return nil
+	}
 	if _, err := p.File.Seek(p.Offset, io.SeekStart); err != nil {
 		return fmt.Errorf("file from wsgi.file_wrapper: %w", err)
 	}
-	var buf []byte // for a writer that cannot sendfile
-	if !direct {
-		bp := copyBufs.Get().(*[]byte)
-		defer copyBufs.Put(bp)
-		buf = *bp
-	}
-	for count > 0 {
-		piece := min(count, writeSlice)
-		st.deadline()
-		var n int64
-		var err error
-		if direct {
-			n, err = rf.ReadFrom(&io.LimitedReader{R: p.File, N: piece})
-			st.n += n
-		} else {
-			var m int
-			m, err = io.ReadFull(p.File, buf[:piece])
-			n = int64(m)
-			if m > 0 {
-				if werr := st.write(w, nil, false, buf[:m]); werr != nil {
-					return werr
-				}
-			}
-			if err == io.ErrUnexpectedEOF {
-				err = nil // the file shrank: caught below
-			}
-		}
-		count -= n
-		if err == nil && n < piece {
-			err = io.ErrUnexpectedEOF // the file shrank
-		}
-		if err != nil {
-			if err == io.EOF {
-				err = io.ErrUnexpectedEOF
-			}
+	if st.chunked {
+		if err := st.raw(chunkSize(st.size[:0], count)); err != nil {
 			return err
 		}
 	}
-	return nil
+	lr := &io.LimitedReader{R: p.File, N: count}
+	err := progress(st, func() (int64, error) {
+		if rf, ok := st.conn.(io.ReaderFrom); ok {
+			return rf.ReadFrom(lr) // sendfile
+		}
+		return io.Copy(st.conn, lr)
+	})
+	st.n += count - lr.N
+	if err == nil && lr.N > 0 {
+		err = io.ErrUnexpectedEOF // the file shrank
+	}
+	if err == nil && st.chunked {
+		err = st.raw(crlf)
+	}
+	return err
+}
+
+// raw writes framing bytes (not counted as body).
+func (st *stream) raw(b []byte) error {
+	return progress(st, func() (int64, error) {
+		n, err := st.conn.Write(b)
+		b = b[n:]
+		return int64(n), err
+	})
 }
 
 // clientGone reports whether c's peer has closed the connection (or
@@ -292,12 +306,12 @@ func (s *Server) closeDelimited(ctx *fasthttp.RequestCtx, st *stream) {
 		if !taken.CompareAndSwap(false, true) {
 			return
 		}
-		st.conn = c
+		// Written to the socket itself, as ever (c may be a wrapper
+		// that reads what fasthttp had buffered).
 		defer st.Close()
-		st.deadline()
-		if _, err := c.Write(head); err != nil {
+		if err := st.raw(head); err != nil {
 			return
 		}
-		_, _ = st.WriteTo(c)
+		_, _ = st.WriteTo(nil)
 	})
 }

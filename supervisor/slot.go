@@ -303,21 +303,28 @@ func (s *slot) runLane(proc *process, ln *lane, stop chan struct{}) {
 // left in the queue (this worker died) are refused by Pool.Stop.
 func (s *slot) drain(proc *process) {
 	p := s.pool
+	var held []*job // taken, not yet served (a batch's overflow)
 	for {
-		select {
-		case j := <-p.queue:
-			var held []*job
-			if !s.dispatch(proc, s.batch(j), &held) {
-				for _, j := range held {
-					p.refuse(j)
-				}
-				p.nslots.Add(-1)
-				return
+		var jobs []*job
+		if len(held) > 0 {
+			jobs, held = held, nil
+		} else {
+			select {
+			case j := <-p.queue:
+				jobs = s.batch(j)
+			default:
 			}
-			continue
-		default:
 		}
-		break
+		if len(jobs) == 0 {
+			break
+		}
+		if !s.dispatch(proc, jobs, &held) {
+			for _, j := range held {
+				p.refuse(j)
+			}
+			p.nslots.Add(-1)
+			return
+		}
 	}
 	s.stopLanes()
 	if proc.stop(5 * time.Second) {
@@ -413,15 +420,20 @@ func (s *slot) serve(proc *process, ln *lane, jobs []*job) (retry []*job, ok boo
 	p.lastTake.Store(time.Now().UnixNano())
 	// A job held from a worker that died before getting it is taken
 	// already; a queued one is taken now, unless its client gave up.
-	live := jobs[:0]
+	all := jobs[:0]
 	for _, j := range jobs {
 		if j.state.Load() == jobTaken || j.state.CompareAndSwap(jobQueued, jobTaken) {
-			live = append(live, j)
+			all = append(all, j)
 		}
 	}
-	if len(live) == 0 {
+	if len(all) == 0 {
 		return nil, true
 	}
+	// The worker answers the first request before it reads past it, and
+	// blocks writing a big answer while berth is still writing the batch:
+	// what follows the first request must fit in the socket's buffer.
+	// Requests past that go in the next write.
+	live := all[:fitBatch(all)]
 	s.busy.Add(1)
 	defer func() {
 		s.lastBusy.Store(time.Now().UnixNano())
@@ -436,10 +448,10 @@ func (s *slot) serve(proc *process, ln *lane, jobs []*job) (retry []*job, ok boo
 			// requests go to its replacement.
 			proc.kill()
 			proc.log.Warn("worker gone before it got a request; replacing it", "status", proc.exitStatus())
-			return live, false
+			return all, false
 		}
 		s.fail(proc, live[0], err)
-		return live[1:], false
+		return all[1:], false
 	}
 	prev := time.Now()
 	for i, j := range live {
@@ -457,10 +469,10 @@ func (s *slot) serve(proc *process, ln *lane, jobs []*job) (retry []*job, ok boo
 				// the app never saw it.
 				proc.kill()
 				proc.log.Warn("worker died before it read a request; replacing it", "status", proc.exitStatus())
-				return live[i:], false
+				return all[i:], false
 			}
 			s.fail(proc, j, err)
-			return live[i+1:], false
+			return all[i+1:], false
 		}
 		ex := &j.ex
 		*ex = Exchange{proc: proc, lane: ln, seq: base + uint32(i) + 1, timeout: p.app.Timeout, PID: proc.pid, release: j.release}
@@ -469,7 +481,7 @@ func (s *slot) serve(proc *process, ln *lane, jobs []*job) (retry []*job, ok boo
 			j.err = ErrWorkerDied
 			close(j.ready)
 			proc.kill()
-			return live[i+1:], false
+			return all[i+1:], false
 		}
 		ex.more = f.Flags&wire.FlagMore != 0
 		if err := wire.ParseHead(f.Payload, &ex.Head); err != nil {
@@ -482,10 +494,28 @@ func (s *slot) serve(proc *process, ln *lane, jobs []*job) (retry []*job, ok boo
 		p.served.Add(1)
 		if ex.broken {
 			proc.kill()
-			return live[i+1:], false
+			return all[i+1:], false
 		}
 	}
-	return nil, true
+	return all[len(live):], true
+}
+
+// batchBytes bounds the bytes of a batch after its first request: well
+// within a Unix socket's buffer (about 200 KiB), so that writing a batch
+// never waits for the worker to read.
+const batchBytes = 64 << 10
+
+// fitBatch returns how many of jobs go to the worker in one write: the
+// first, and those after it while they fit in batchBytes.
+func fitBatch(jobs []*job) int {
+	size := 0
+	for i := 1; i < len(jobs); i++ {
+		size += len(jobs[i].Frame) + len(jobs[i].Body)
+		if size > batchBytes {
+			return i
+		}
+	}
+	return len(jobs)
 }
 
 // send writes the jobs' frames to the worker in one writev, or one by one

@@ -81,6 +81,18 @@ def app(environ, start_response):
         # One list item bigger than berth copies: written from the frame.
         start_response("200 OK", [("Content-Type", "application/octet-stream")])
         return [b"z" * int(qs)]
+    if path == "/mirror":
+        # The request body back, in one frame.
+        body = environ["wsgi.input"].read()
+        start_response("200 OK", [("Content-Type", "application/octet-stream"),
+                                  ("Content-Length", str(len(body)))])
+        return [body]
+    if path == "/bigcl":
+        # A generated body of n 64 KiB chunks with its Content-Length.
+        n = int(qs or "100")
+        start_response("200 OK", [("Content-Type", "application/octet-stream"),
+                                  ("Content-Length", str(n * 65536))])
+        return (b"c" * 65536 for _ in range(n))
     if path == "/closed":
         return respond(start_response, {"closed": closed, "pid": os.getpid()})
     if path == "/big":
