@@ -242,6 +242,16 @@ class Exchange:
         self.headers = headers
         return self.write
 
+    def content_length(self):
+        """The Content-Length the app declared, or -1."""
+        for name, value in self.headers:
+            if len(name) == 14 and name.lower() == "content-length":
+                try:
+                    return int(value)
+                except ValueError:
+                    return -1
+        return -1
+
     def head(self):
         if self.status is None:
             raise AssertionError("the app produced a body before calling start_response")
@@ -355,8 +365,23 @@ class Worker:
             elif not (type(result) is FileWrapper and self.send_file(ex, result)):
                 flush = self.wire.flush
                 beat = 0.0
+                left = None  # bytes to the app's Content-Length (-1: none)
+                complete = False
                 for chunk in result:
                     if chunk:
+                        if left is None:
+                            left = ex.content_length()
+                        if left >= 0 and type(chunk) is bytes:
+                            # The chunk that reaches the app's length ends
+                            # the body: sent as complete, it is one frame
+                            # with the head for the usual framework
+                            # response (a list behind an iterator), which
+                            # berth answers with one write.
+                            left -= len(chunk)
+                            if left <= 0:
+                                ex.send(chunk, False)
+                                complete = True
+                                break
                         ex.send(chunk, True)
                         flush()
                         if self.cancelled():
@@ -369,7 +394,8 @@ class Worker:
                             flush()
                             if self.cancelled():
                                 break
-                ex.send(b"", False)
+                if not complete:
+                    ex.send(b"", False)
         except BaseException as e:
             self.fail(env, ex, e)
         finally:
