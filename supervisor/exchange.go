@@ -28,7 +28,8 @@ type Exchange struct {
 	drainBy time.Time     // set once cancelled: the worker must end by then
 	more    bool
 	broken  bool
-	release chan struct{}
+	release chan struct{} // to the slot's goroutine, which sent the request
+	slot    *slot         // or, for a request served directly, its slot
 }
 
 // Part is the next piece of a response body: bytes, or a file for the
@@ -128,6 +129,10 @@ func (e *Exchange) Close() {
 		if e.broken {
 			e.proc.log.Warn("response abandoned mid-body and the app did not end it after a cancel within its timeout; replacing the worker", "timeout", e.timeout)
 		}
+	}
+	if e.slot != nil {
+		e.slot.finishDirect(e)
+		return
 	}
 	close(e.release)
 }

@@ -10,11 +10,13 @@
 package supervisor
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -83,14 +85,17 @@ type Pool struct {
 	mu      sync.RWMutex
 	stopped bool
 
-	wg       sync.WaitGroup // slot goroutines
-	slotsMu  sync.Mutex
-	slots    map[*slot]struct{}
-	nslots   atomic.Int32 // slots running or being added
-	nextID   atomic.Int32
-	replaces atomic.Int32 // recycles in progress, to stagger them
-	served   atomic.Int64 // requests answered by workers of this pool
-	lastTake atomic.Int64 // unix nanos when a slot last took a request
+	wg      sync.WaitGroup // slot goroutines
+	slotsMu sync.Mutex
+	slots   map[*slot]struct{}
+	// idleOrder is the slots in the order Do tries their workers for a
+	// direct request (see direct.go).
+	idleOrder atomic.Pointer[[]*slot]
+	nslots    atomic.Int32 // slots running or being added
+	nextID    atomic.Int32
+	replaces  atomic.Int32 // recycles in progress, to stagger them
+	served    atomic.Int64 // requests answered by workers of this pool
+	lastTake  atomic.Int64 // unix nanos when a slot last took a request
 	// serviceNS is a moving average of the time a worker takes per
 	// request, in nanoseconds; it sizes batches.
 	serviceNS atomic.Int64
@@ -193,10 +198,11 @@ func (p *Pool) Start(ctx context.Context) error {
 // addSlot starts the goroutine that owns proc. The caller has counted
 // the slot in nslots.
 func (p *Pool) addSlot(proc *process) {
-	s := &slot{pool: p, id: int(p.nextID.Add(1))}
+	s := &slot{pool: p, id: int(p.nextID.Add(1)), handback: make(chan handback, 1)}
 	s.setProc(proc)
 	p.slotsMu.Lock()
 	p.slots[s] = struct{}{}
+	p.orderSlots()
 	p.slotsMu.Unlock()
 	p.wg.Add(1)
 	go s.run()
@@ -205,7 +211,18 @@ func (p *Pool) addSlot(proc *process) {
 func (p *Pool) removeSlot(s *slot) {
 	p.slotsMu.Lock()
 	delete(p.slots, s)
+	p.orderSlots()
 	p.slotsMu.Unlock()
+}
+
+// orderSlots rebuilds idleOrder, oldest slot first. slotsMu is held.
+func (p *Pool) orderSlots() {
+	list := make([]*slot, 0, len(p.slots))
+	for s := range p.slots {
+		list = append(list, s)
+	}
+	slices.SortFunc(list, func(a, b *slot) int { return cmp.Compare(a.id, b.id) })
+	p.idleOrder.Store(&list)
 }
 
 // Do queues one request — frame is its encoded request frame (see
@@ -213,12 +230,29 @@ func (p *Pool) removeSlot(s *slot) {
 // worker to answer. On success the caller owns the returned Exchange and
 // must Close it; the worker stays reserved until then.
 func (p *Pool) Do(r Request) (*Exchange, error) {
-	j := &job{Request: r, ready: make(chan struct{}), release: make(chan struct{})}
 	p.mu.RLock()
 	if p.stopped {
 		p.mu.RUnlock()
 		return nil, ErrStopped
 	}
+	if len(p.queue) == 0 {
+		// A worker is idle and nobody waits before this request: it is
+		// served on this goroutine (direct.go).
+		if s := p.takeIdle(); s != nil {
+			p.mu.RUnlock()
+			if ex, err, ok := s.direct(r); ok {
+				return ex, err
+			}
+			// The worker was gone: the request waits in the queue for
+			// its replacement, like any other.
+			p.mu.RLock()
+			if p.stopped {
+				p.mu.RUnlock()
+				return nil, ErrStopped
+			}
+		}
+	}
+	j := &job{Request: r, ready: make(chan struct{}), release: make(chan struct{})}
 	select {
 	case p.queue <- j:
 		p.mu.RUnlock()

@@ -38,6 +38,9 @@ type slot struct {
 	young    bool             // the last worker died within youngDeath of its start
 	replace  chan replacement // a recycle's new worker, when one is booting
 	jobs     []*job           // reused for batches
+	owner    atomic.Int32     // who holds the worker's first lane (direct.go)
+	lent     bool             // the slot's goroutine lent the lane (idle)
+	handback chan handback    // a lane given back to the slot's goroutine
 	bufs     net.Buffers      // reused for a batch's write
 
 	// The worker's other threads are lanes served by goroutines of their
@@ -144,18 +147,30 @@ func (s *slot) run() {
 		if p.app.MaxWorkers > p.app.MinWorkers {
 			idle = time.After(time.Until(time.Unix(0, s.lastBusy.Load()).Add(p.app.IdleTimeout)))
 		}
+		// While it waits, the worker serves requests directly (direct.go);
+		// whatever wakes the slot takes the worker back first.
+		s.idle()
 		select {
 		case j := <-p.queue:
-			ok := s.dispatch(proc, s.batch(j), &held)
-			if ok {
+			s.acquire()
+			if proc = s.current(); proc == nil {
+				held = append(held, j) // lost while lent: for the replacement
+				continue
+			}
+			if s.dispatch(proc, s.batch(j), &held) {
 				s.maybeRecycle()
 			}
 		case r := <-s.replace:
+			s.acquire()
 			s.swap(r)
 		case <-check.C:
-			s.maybeRecycle()
+			s.acquire()
+			if s.current() != nil {
+				s.maybeRecycle()
+			}
 		case <-idle:
-			if s.busy.Load() > 0 || time.Since(time.Unix(0, s.lastBusy.Load())) < p.app.IdleTimeout {
+			s.acquire()
+			if s.current() != proc || s.busy.Load() > 0 || time.Since(time.Unix(0, s.lastBusy.Load())) < p.app.IdleTimeout {
 				continue // a thread of the worker is (or just was) busy
 			}
 			if n := p.nslots.Load(); int(n) > p.app.MinWorkers && p.nslots.CompareAndSwap(n, n-1) {
@@ -165,12 +180,21 @@ func (s *slot) run() {
 				return
 			}
 		case <-proc.exited:
-			proc.log.Warn("worker exited unexpectedly; replacing it", "status", proc.exitStatus())
-			s.lost()
+			s.acquire()
+			if s.current() == proc {
+				proc.log.Warn("worker exited unexpectedly; replacing it", "status", proc.exitStatus())
+				s.lost()
+			}
 			held = append(held, s.takeRetry()...)
+		case hb := <-s.handback:
+			s.lent = false
+			s.onHandback(hb)
 		case <-p.stop:
-			s.drain(proc)
-			return
+			s.acquire()
+			if proc = s.current(); proc != nil {
+				s.drain(proc)
+				return
+			}
 		}
 	}
 }
@@ -389,6 +413,10 @@ func (s *slot) swap(r replacement) {
 	}
 	old := s.current()
 	s.setProc(r.proc)
+	if old == nil {
+		r.proc.log.Info("worker started in place of one that died")
+		return
+	}
 	r.proc.log.Info("worker replaced", "old_pid", old.pid)
 	go old.stop(5 * time.Second)
 }
