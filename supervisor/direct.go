@@ -17,12 +17,15 @@ import (
 // queue, the slots take them from the queue and batch them as before.
 //
 // The lane has one owner at a time, recorded in slot.owner. The slot's
-// goroutine owns it except while it waits in its select for work; then
-// the lane is laneIdle and Do may take it (laneDirect). When the slot's
-// goroutine wants it back (a queued request, a recycle, the worker's
-// end, a stop), it marks it laneWanted and waits on handback, through
-// which whoever holds it hands it over when done. A direct user also
-// hands it back unasked when the worker must be replaced or recycled.
+// goroutine owns it except while it waits in its select for an event;
+// then the lane is laneIdle and Do may take it (laneDirect). When the
+// slot's goroutine wants it back (a recycle check, a replacement, the
+// worker's end, a stop), it marks it laneWanted and waits on handback,
+// through which whoever holds it hands it over when done. The lane is
+// also handed back unasked when the worker must be replaced or recycled,
+// or requests are queued (kick): the slot's goroutine serves the queue
+// only while it owns the lane, so a queued request never waits for a
+// busy worker while another is idle.
 const (
 	laneSlot   int32 = iota // the slot's goroutine owns the lane
 	laneIdle                // free for Do to take
@@ -37,6 +40,7 @@ const (
 	hbAsked   handback = iota // the slot's goroutine asked for it
 	hbBroken                  // the worker was killed: replace it
 	hbRecycle                 // the worker reached max_requests
+	hbQueue                   // requests are queued: serve them
 )
 
 // acquire makes the slot's goroutine the lane's owner again after idle,
@@ -71,6 +75,24 @@ func (s *slot) acquire() {
 func (s *slot) idle() {
 	s.lent = true
 	s.owner.Store(laneIdle)
+}
+
+// reclaim takes the lane back after idle if no direct request has it.
+func (s *slot) reclaim() bool {
+	if s.owner.CompareAndSwap(laneIdle, laneSlot) {
+		s.lent = false
+		return true
+	}
+	return false
+}
+
+// kick brings an idle worker's lane back to its slot's goroutine to serve
+// the queue. Do calls it after queueing a request, and a direct request
+// when it ends: between the two, a queued request always finds a slot.
+func (p *Pool) kick() {
+	if s := p.takeIdle(); s != nil {
+		s.giveBack(hbQueue)
+	}
 }
 
 // onHandback acts on a lane handed back by a direct request.
@@ -188,6 +210,9 @@ func (s *slot) endDirect(hb handback) {
 	s.lastBusy.Store(time.Now().UnixNano())
 	s.busy.Add(-1)
 	s.giveBack(hb)
+	if hb == hbAsked && len(s.pool.queue) > 0 {
+		s.pool.kick()
+	}
 }
 
 // finishDirect ends a direct exchange the front has closed.

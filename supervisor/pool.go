@@ -256,6 +256,7 @@ func (p *Pool) Do(r Request) (*Exchange, error) {
 	select {
 	case p.queue <- j:
 		p.mu.RUnlock()
+		p.kick()
 	default:
 		p.mu.RUnlock()
 		return nil, ErrQueueFull

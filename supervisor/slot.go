@@ -143,23 +143,29 @@ func (s *slot) run() {
 			s.maybeRecycle()
 			continue
 		}
+		// Requests waiting are served before the worker is lent.
+		select {
+		case j := <-p.queue:
+			if s.dispatch(proc, s.batch(j), &held) {
+				s.maybeRecycle()
+			}
+			continue
+		default:
+		}
 		var idle <-chan time.Time
 		if p.app.MaxWorkers > p.app.MinWorkers {
 			idle = time.After(time.Until(time.Unix(0, s.lastBusy.Load()).Add(p.app.IdleTimeout)))
 		}
 		// While it waits, the worker serves requests directly (direct.go);
 		// whatever wakes the slot takes the worker back first.
+		// It does not wait on the queue meanwhile: it takes requests only
+		// when its worker is idle, and a request queued while the worker
+		// is lent brings the worker back (Pool.kick).
 		s.idle()
+		if len(p.queue) > 0 && s.reclaim() {
+			continue // queued just before the lending
+		}
 		select {
-		case j := <-p.queue:
-			s.acquire()
-			if proc = s.current(); proc == nil {
-				held = append(held, j) // lost while lent: for the replacement
-				continue
-			}
-			if s.dispatch(proc, s.batch(j), &held) {
-				s.maybeRecycle()
-			}
 		case r := <-s.replace:
 			s.acquire()
 			s.swap(r)
