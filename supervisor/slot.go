@@ -381,7 +381,11 @@ func (s *slot) maybeRecycle() {
 		reason, args = "max_requests", []any{"served", s.served.Load()}
 	case a.MaxLifetime > 0 && time.Since(s.since) >= a.MaxLifetime:
 		reason, args = "max_lifetime", []any{"age", time.Since(s.since).Round(time.Second)}
-	case a.MaxRSS > 0:
+	case a.MaxRSS > 0 && time.Since(s.since) >= 2*checkEvery:
+		// A new worker is judged by its memory only after a moment: its
+		// start may peak, and when every worker is over max_rss (a limit
+		// set too low), the others get their turn rather than the last
+		// replaced one recycling again and again.
 		if time.Since(s.rssAt) >= checkEvery {
 			s.rss, s.rssAt = proc.rss(), time.Now()
 		}
