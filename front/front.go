@@ -91,8 +91,9 @@ func New(l units.Listener, apps []*supervisor.App, log *slog.Logger, access bool
 			return fasthttp.RequestConfig{ReadTimeout: l.BodyTimeout, MaxRequestBodySize: int(s.routes.Load().maxBuffer)}
 		},
 		// Every response's write gets write_timeout (a streamed body
-		// then renews it for each slice it writes): a client that stops
-		// reading must not hold a connection, or a worker, for ever.
+		// then renews it after each write that made progress): a client
+		// that stops reading must not hold a connection, or a worker,
+		// for ever.
 		WriteTimeout:       l.WriteTimeout,
 		IdleTimeout:        l.IdleTimeout,
 		MaxRequestBodySize: int(s.routes.Load().maxBuffer),

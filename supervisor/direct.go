@@ -5,8 +5,6 @@ import (
 	"os"
 	"syscall"
 	"time"
-
-	"github.com/berthd/berth/wire"
 )
 
 // A request that finds a worker idle and nothing queued is served by the
@@ -175,32 +173,17 @@ func (s *slot) direct(r Request) (ex *Exchange, err error, ok bool) {
 	}
 	ex = &j.ex
 	*ex = Exchange{proc: proc, lane: ln, seq: ln.seq, timeout: p.app.Timeout, PID: proc.pid, slot: s}
-	if f.Type != wire.TypeResponse {
-		proc.log.Error("worker broke the protocol; killing it", "frame", f.Type.String())
-		proc.kill()
+	if !readHead(proc, f, ex) {
 		s.endDirect(hbBroken)
 		return nil, ErrWorkerDied, true
-	}
-	ex.more = f.Flags&wire.FlagMore != 0
-	if err := wire.ParseHead(f.Payload, &ex.Head); err != nil {
-		proc.log.Error("app sent an invalid response", "err", err)
-		ex.Invalid = err
 	}
 	return ex, nil, true
 }
 
 // directFailed is slot.fail for a direct request: the worker is killed
-// (after a stack dump on a timeout) and handed back for replacement.
+// and handed back for replacement.
 func (s *slot) directFailed(proc *process, err error) error {
-	if errors.Is(err, os.ErrDeadlineExceeded) {
-		proc.log.Error("request timed out; dumping the worker's stack and killing it", "timeout", s.pool.app.Timeout)
-		proc.dumpAndKill()
-		err = ErrTimeout
-	} else {
-		proc.kill()
-		proc.log.Error("worker died while serving a request; replacing it", "status", proc.exitStatus(), "err", err)
-		err = ErrWorkerDied
-	}
+	err = s.killFor(proc, err)
 	s.endDirect(hbBroken)
 	return err
 }

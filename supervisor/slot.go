@@ -514,17 +514,10 @@ func (s *slot) serve(proc *process, ln *lane, jobs []*job) (retry []*job, ok boo
 		}
 		ex := &j.ex
 		*ex = Exchange{proc: proc, lane: ln, seq: base + uint32(i) + 1, timeout: p.app.Timeout, PID: proc.pid, release: j.release}
-		if f.Type != wire.TypeResponse {
-			proc.log.Error("worker broke the protocol; killing it", "frame", f.Type.String())
+		if !readHead(proc, f, ex) {
 			j.err = ErrWorkerDied
 			close(j.ready)
-			proc.kill()
 			return all[i+1:], false
-		}
-		ex.more = f.Flags&wire.FlagMore != 0
-		if err := wire.ParseHead(f.Payload, &ex.Head); err != nil {
-			proc.log.Error("app sent an invalid response", "err", err)
-			ex.Invalid = err
 		}
 		close(j.ready)
 		<-j.release
@@ -601,16 +594,39 @@ func (s *slot) send(ln *lane, jobs []*job) (int64, error) {
 // worker after a stack dump (504), anything else means the worker is gone
 // (502). Either way the worker is replaced and only this job fails.
 func (s *slot) fail(proc *process, j *job, err error) {
+	j.err = s.killFor(proc, err)
+	close(j.ready)
+}
+
+// killFor kills a worker that could not answer — after a stack dump when
+// it ran past its timeout — and returns the request's error: ErrTimeout
+// (504) or ErrWorkerDied (502).
+func (s *slot) killFor(proc *process, err error) error {
 	if errors.Is(err, os.ErrDeadlineExceeded) {
 		proc.log.Error("request timed out; dumping the worker's stack and killing it", "timeout", s.pool.app.Timeout)
 		proc.dumpAndKill()
-		j.err = ErrTimeout
-	} else {
-		proc.kill()
-		proc.log.Error("worker died while serving a request; replacing it", "status", proc.exitStatus(), "err", err)
-		j.err = ErrWorkerDied
+		return ErrTimeout
 	}
-	close(j.ready)
+	proc.kill()
+	proc.log.Error("worker died while serving a request; replacing it", "status", proc.exitStatus(), "err", err)
+	return ErrWorkerDied
+}
+
+// readHead fills ex from the worker's first response frame f. A frame
+// of another type breaks the protocol: the worker is killed and
+// readHead reports false.
+func readHead(proc *process, f wire.Frame, ex *Exchange) bool {
+	if f.Type != wire.TypeResponse {
+		proc.log.Error("worker broke the protocol; killing it", "frame", f.Type.String())
+		proc.kill()
+		return false
+	}
+	ex.more = f.Flags&wire.FlagMore != 0
+	if err := wire.ParseHead(f.Payload, &ex.Head); err != nil {
+		proc.log.Error("app sent an invalid response", "err", err)
+		ex.Invalid = err
+	}
+	return true
 }
 
 func (p *Pool) isStopped() bool {
