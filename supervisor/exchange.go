@@ -30,7 +30,6 @@ type Exchange struct {
 	broken  bool
 	release chan struct{} // to the slot's goroutine, which sent the request
 	slot    *slot         // or, for a request served directly, its slot
-	rest    []*job        // and the requests of its batch after it
 }
 
 // Part is the next piece of a response body: bytes, or a file for the

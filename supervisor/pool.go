@@ -3,12 +3,10 @@
 // queue to idle workers only, times requests out, replaces workers that
 // die, recycles and scales them, and swaps whole generations on reload.
 //
-// One goroutine per worker slot owns that worker: it replaces, recycles
-// and retires it, and lends its socket meanwhile to the goroutines of the
-// requests it serves (direct.go). A worker is sent requests from the
-// app's queue only when it is idle, so the queue is the only place
-// requests wait and a slow request never holds up another one behind it
-// on the same worker.
+// One goroutine per worker slot owns that worker's socket. A slot takes a
+// request from the app's queue only when its worker is idle, so the queue
+// is the only place requests wait and a slow request never holds up
+// another one behind it on the same worker.
 package supervisor
 
 import (
@@ -67,13 +65,6 @@ type job struct {
 	release chan struct{} // the front is done with the exchange
 	ex      Exchange
 	err     error
-	// A request sent in a batch by a goroutine holding the worker's lane
-	// (direct.go) is read by its own goroutine: when ready closes with on
-	// set, the lane is this job's, and rest are the requests sent after it.
-	on    *slot
-	rest  []*job
-	seq   uint32    // the request's number on its lane
-	start time.Time // when its turn on the lane began
 }
 
 // Pool is one generation of one app: its workers and its request queue.
@@ -280,18 +271,10 @@ func (p *Pool) Do(r Request) (*Exchange, error) {
 		}
 		<-j.ready
 	}
-	for {
-		if j.err != nil {
-			return nil, j.err
-		}
-		if j.on == nil {
-			return &j.ex, nil
-		}
-		if ex, err, ok := j.on.receive(j); ok {
-			return ex, err
-		}
-		<-j.ready // served on the worker's replacement
+	if j.err != nil {
+		return nil, j.err
 	}
+	return &j.ex, nil
 }
 
 // scale adds a worker when requests have waited in the queue for

@@ -41,7 +41,6 @@ type slot struct {
 	owner    atomic.Int32     // who holds the worker's first lane (direct.go)
 	lent     bool             // the slot's goroutine lent the lane (idle)
 	handback chan handback    // a lane given back to the slot's goroutine
-	pending  []*job           // taken by a lane holder, for its next batch
 	bufs     net.Buffers      // reused for a batch's write
 
 	// The worker's other threads are lanes served by goroutines of their
@@ -102,7 +101,6 @@ func (s *slot) run() {
 	s.lastBusy.Store(time.Now().UnixNano())
 	var held []*job // taken from the queue but not yet served by a worker
 	for {
-		held = append(held, s.takeRetry()...)
 		proc := s.current()
 		if proc == nil {
 			if p.isStopped() {
@@ -145,14 +143,28 @@ func (s *slot) run() {
 			s.maybeRecycle()
 			continue
 		}
+		// Requests waiting are served before the worker is lent.
+		select {
+		case j := <-p.queue:
+			if s.dispatch(proc, s.batch(j), &held) {
+				s.maybeRecycle()
+			}
+			continue
+		default:
+		}
 		var idle <-chan time.Time
 		if p.app.MaxWorkers > p.app.MinWorkers {
 			idle = time.After(time.Until(time.Unix(0, s.lastBusy.Load()).Add(p.app.IdleTimeout)))
 		}
-		// While the slot waits, its worker serves the queue and direct
-		// requests on their own goroutines (direct.go); whatever wakes the
-		// slot takes the worker back first.
-		s.lend()
+		// While it waits, the worker serves requests directly (direct.go);
+		// whatever wakes the slot takes the worker back first.
+		// It does not wait on the queue meanwhile: it takes requests only
+		// when its worker is idle, and a request queued while the worker
+		// is lent brings the worker back (Pool.kick).
+		s.idle()
+		if len(p.queue) > 0 && s.reclaim() {
+			continue // queued just before the lending
+		}
 		select {
 		case r := <-s.replace:
 			s.acquire()
@@ -179,6 +191,7 @@ func (s *slot) run() {
 				proc.log.Warn("worker exited unexpectedly; replacing it", "status", proc.exitStatus())
 				s.lost()
 			}
+			held = append(held, s.takeRetry()...)
 		case hb := <-s.handback:
 			s.lent = false
 			s.onHandback(hb)
@@ -320,9 +333,7 @@ func (s *slot) runLane(proc *process, ln *lane, stop chan struct{}) {
 // left in the queue (this worker died) are refused by Pool.Stop.
 func (s *slot) drain(proc *process) {
 	p := s.pool
-	// Taken, not yet served: a batch's overflow, and requests sent to a
-	// worker that failed before reading them.
-	held := s.takeRetry()
+	var held []*job // taken, not yet served (a batch's overflow)
 	for {
 		var jobs []*job
 		if len(held) > 0 {
