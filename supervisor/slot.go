@@ -219,6 +219,13 @@ const batchBudget = time.Millisecond
 // share of the queue: a worker that becomes idle while requests queue gets
 // several in one write and answers them in one write. With an empty queue
 // the batch is the one request, so batching never adds latency.
+//
+// The share is the whole queue (within batchBudget) unless other workers
+// are idle, which then get theirs: under load the others are busy, and
+// each batch a worker is sent costs it a wake-up and berth a write and a
+// read, so fewer, larger batches serve more (hello c50, 4 interleaved
+// rounds: median 30.2k -> 32.2k req/s against a share of the queue split
+// over every worker).
 func (s *slot) batch(first *job) []*job {
 	jobs := append(s.jobs[:0], first)
 	// Until a response has been timed, the app's pace is unknown: one
@@ -226,7 +233,7 @@ func (s *slot) batch(first *job) []*job {
 	// land on one worker while others are idle or booting).
 	share := 1
 	if t := s.pool.serviceNS.Load(); t > 0 {
-		share = min(1+len(s.pool.queue)/max(1, int(s.pool.nslots.Load())), 1+int(int64(batchBudget)/t))
+		share = min(1+len(s.pool.queue)/(1+s.pool.idleWorkers()), 1+int(int64(batchBudget)/t))
 	}
 	for len(jobs) < min(share, maxBatch) {
 		select {
@@ -239,6 +246,20 @@ func (s *slot) batch(first *job) []*job {
 	}
 	s.jobs = jobs
 	return jobs
+}
+
+// idleWorkers counts the workers whose lane is idle: each takes its share
+// of the queue when a request queued kicks it.
+func (p *Pool) idleWorkers() int {
+	n := 0
+	if list := p.idleOrder.Load(); list != nil {
+		for _, s := range *list {
+			if s.owner.Load() == laneIdle {
+				n++
+			}
+		}
+	}
+	return n
 }
 
 // dispatch serves jobs on proc, first making sure proc is alive: a worker
