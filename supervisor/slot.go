@@ -212,8 +212,9 @@ const maxBatch = 32
 // ones before it on the same worker, judged by the app's recent service
 // times: a fast app gets batches, a slow one one request at a time (so a
 // slow request never holds fast ones, and waiting shows in the queue,
-// where scaling sees it).
-const batchBudget = time.Millisecond
+// where scaling sees it). 2 ms rather than 1: hello c50 served 4-12% more
+// in 3 of 3 interleaved rounds, Flask 6-9% more in 2 of 3.
+const batchBudget = 2 * time.Millisecond
 
 // batch adds to first the requests waiting behind it, up to this slot's
 // share of the queue: a worker that becomes idle while requests queue gets
