@@ -20,25 +20,8 @@ fi
 module=$1 path=$2 conns=$3 rounds=$4
 shift 4
 here=$(cd "$(dirname "$0")" && pwd)
-addr=127.0.0.1:18000
-cfg=$(mktemp --suffix=.hcl)
-trap 'rm -f "$cfg"' EXIT
-cat >"$cfg" <<HCL
-listener "http" {
-  address = "$addr"
-}
-app "bench" {
-  module = "$module:app"
-  python = "/usr/bin/python3"
-  chdir = "$here/apps"
-  workers = 2
-  max_body_bytes = "8MiB"
-}
-log {
-  access = false
-  level = "warn"
-}
-HCL
+addr=127.0.0.1:18000 # bench.py's
+cfg=$(python3 "$here/bench.py" --config "$module") # the config bench.py runs berth with
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 worker_ticks() {
 	local sum=0 p

@@ -179,7 +179,11 @@ def main():
     ap.add_argument("--servers", default="")
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--secs", type=int, default=6)
+    ap.add_argument("--config", metavar="MODULE", help="write berth's config for an app in bench/apps, print its path, and exit")
     a = ap.parse_args()
+    if a.config:
+        print(berth_config(a.config))
+        return
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     subprocess.run(["go", "build", "-o", os.path.join(HERE, ".berth"), "./cmd/berth"], cwd=ROOT, check=True)
