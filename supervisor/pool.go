@@ -89,7 +89,7 @@ type Pool struct {
 	slotsMu sync.Mutex
 	slots   map[*slot]struct{}
 	// idleOrder is the slots in the order Do tries their workers for a
-	// direct request (see direct.go).
+	// direct request (see direct.go); batch counts the idle ones in it.
 	idleOrder atomic.Pointer[[]*slot]
 	nslots    atomic.Int32 // slots running or being added
 	nextID    atomic.Int32
