@@ -3,6 +3,7 @@ package front
 import (
 	"bytes"
 	"net"
+	"net/netip"
 	"strconv"
 
 	"github.com/valyala/fasthttp"
@@ -19,6 +20,7 @@ type environ struct {
 	names   []byte   // HTTP_* names, back to back
 	headers []header // one per distinct header name
 	num     []byte
+	addr    []byte // REMOTE_ADDR
 	body    []byte // a request body held in memory
 }
 
@@ -111,7 +113,8 @@ func (e *environ) build(ctx *fasthttp.RequestCtx, mount string, bodyLen int64, r
 	e.server(ctx)
 	switch a := ctx.RemoteAddr().(type) {
 	case *net.TCPAddr:
-		enc.AddString("REMOTE_ADDR", a.IP.String())
+		e.addr = appendIP(e.addr[:0], a.IP)
+		enc.Add("REMOTE_ADDR", e.addr)
 		e.num = strconv.AppendInt(e.num[:0], int64(a.Port), 10)
 		enc.Add("REMOTE_PORT", e.num)
 	default:
@@ -187,7 +190,15 @@ func (e *environ) httpHeaders(h *fasthttp.RequestHeader) (int, string) {
 			}
 		}
 		if !found {
-			e.headers = append(e.headers, header{name: [2]int{start, len(e.names)}, values: append(make([][]byte, 0, 1), v)})
+			// An entry of an earlier request is reused with its values'
+			// array: one allocation less per header and request.
+			n := len(e.headers)
+			if n == cap(e.headers) {
+				e.headers = append(e.headers, header{})
+			}
+			e.headers = e.headers[:n+1]
+			e.headers[n].name = [2]int{start, len(e.names)}
+			e.headers[n].values = append(e.headers[n].values[:0], v)
 		}
 	}
 	for _, hd := range e.headers {
@@ -270,4 +281,15 @@ func splitHostPort(host []byte) (name, port []byte) {
 		return host[:i], host[i+1:]
 	}
 	return host, nil
+}
+
+// appendIP appends ip as net.IP.String writes it (IPv4 in dotted form,
+// also when mapped into IPv6), without the string net.IP.String allocates
+// for every request.
+func appendIP(b []byte, ip net.IP) []byte {
+	a, ok := netip.AddrFromSlice(ip)
+	if !ok {
+		return append(b, ip.String()...)
+	}
+	return a.Unmap().AppendTo(b)
 }

@@ -183,7 +183,12 @@ func (s *Server) unavailable(ctx *fasthttp.RequestCtx, status int, msg string) {
 }
 
 func (s *Server) handle(ctx *fasthttp.RequestCtx) {
-	start := time.Now()
+	// The start is read only for the access log: a clock read is not free
+	// on every machine (on this VM's, the vDSO was 4% of berth's time).
+	var start time.Time
+	if s.logAccess {
+		start = time.Now()
+	}
 	h := &ctx.Request.Header
 	if len(h.RequestURI()) > s.listener.MaxURIBytes {
 		s.reject(ctx, fasthttp.StatusRequestURITooLong, "request URI too long")
@@ -380,16 +385,22 @@ func (s *Server) writeHead(ctx *fasthttp.RequestCtx, ex *supervisor.Exchange) in
 // when it is a sane token, else a new random one. It is set once per
 // request, passed to the app as REQUEST_ID, returned as X-Request-ID and
 // logged with the access record.
+// requestIDKey is X-Request-ID as fasthttp stores header names, so that
+// setting it skips the normalising.
+var requestIDKey = []byte("X-Request-Id")
+
 func requestID(ctx *fasthttp.RequestCtx) []byte {
 	if id := ctx.Response.Header.Peek("X-Request-ID"); len(id) > 0 {
 		return id
 	}
 	id := ctx.Request.Header.Peek("X-Request-ID")
 	if !saneID(id) {
+		var n [8]byte
 		var b [16]byte
-		id = hex.AppendEncode(b[:0], binary.LittleEndian.AppendUint64(nil, rand.Uint64()))
+		binary.LittleEndian.PutUint64(n[:], rand.Uint64())
+		id = hex.AppendEncode(b[:0], n[:])
 	}
-	ctx.Response.Header.SetBytesV("X-Request-ID", id)
+	ctx.Response.Header.SetCanonical(requestIDKey, id)
 	return ctx.Response.Header.Peek("X-Request-ID")
 }
 

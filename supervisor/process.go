@@ -45,6 +45,7 @@ type process struct {
 type lane struct {
 	conn *wire.FDConn
 	r    *wire.Reader
+	br   *bufio.Reader // under r: what of the worker's answers is read already
 	// seq counts the requests sent on the lane, as the worker counts
 	// those it reads: a cancel frame names its request by this number.
 	seq uint32
@@ -52,7 +53,8 @@ type lane struct {
 
 func newLane(c *net.UnixConn) *lane {
 	fc := wire.NewFDConn(c)
-	return &lane{conn: fc, r: wire.NewReader(bufio.NewReaderSize(fc, wireBufferSize))}
+	br := bufio.NewReaderSize(fc, wireBufferSize)
+	return &lane{conn: fc, r: wire.NewReader(br), br: br}
 }
 
 // socketPair returns berth's end of a new socketpair, and the worker's.

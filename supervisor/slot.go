@@ -515,7 +515,10 @@ func (s *slot) serve(proc *process, ln *lane, jobs []*job) (retry []*job, ok boo
 	}
 	prev := time.Now()
 	for i, j := range live {
-		if i > 0 {
+		// Each answer gets the app's timeout from when the one before it
+		// came, unless it is read already: the worker writes a batch's
+		// answers at once, and renewing a deadline is a timer change.
+		if i > 0 && ln.br.Buffered() < wire.HeaderSize {
 			_ = ln.conn.SetDeadline(time.Now().Add(p.app.Timeout))
 		}
 		f, err := ln.r.Next()

@@ -162,6 +162,38 @@ func TestEnviron(t *testing.T) {
 	if _, ok := env["REMOTE_PORT"]; !ok {
 		t.Errorf("environ lacks REMOTE_PORT")
 	}
+	if id := resp.Header.Get("X-Request-ID"); len(id) != 16 || env["REQUEST_ID"] != id {
+		t.Errorf("X-Request-ID %q, REQUEST_ID %v: want the same 16 hex digits", id, env["REQUEST_ID"])
+	}
+
+	// berth reuses its environ buffers from request to request: one
+	// request's headers must not show in the next one's environ.
+	get := func(headers map[string]string) map[string]any {
+		req, _ := http.NewRequest("GET", b.url("/env/"), nil)
+		for k, v := range headers {
+			req.Header.Add(k, v)
+		}
+		resp, err := httpClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var env map[string]any
+		if err := json.NewDecoder(resp.Body).Decode(&env); err != nil {
+			t.Fatal(err)
+		}
+		if env["REQUEST_ID"] != resp.Header.Get("X-Request-ID") {
+			t.Errorf("REQUEST_ID %v, X-Request-ID %q", env["REQUEST_ID"], resp.Header.Get("X-Request-ID"))
+		}
+		return env
+	}
+	for i := 0; i < 20; i++ {
+		get(map[string]string{"X-A": "1", "X-B": "2", "X-C": "3", "X-D": "4"})
+		env := get(map[string]string{"X-B": "only", "X-Request-ID": "given-id.1"})
+		if env["HTTP_X_B"] != "only" || env["HTTP_X_A"] != nil || env["HTTP_X_C"] != nil || env["REQUEST_ID"] != "given-id.1" {
+			t.Fatalf("second request's environ: X_A %v, X_B %v, X_C %v, REQUEST_ID %v", env["HTTP_X_A"], env["HTTP_X_B"], env["HTTP_X_C"], env["REQUEST_ID"])
+		}
+	}
 }
 
 func TestRequestBodies(t *testing.T) {
