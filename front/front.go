@@ -381,14 +381,14 @@ func (s *Server) writeHead(ctx *fasthttp.RequestCtx, ex *supervisor.Exchange) in
 	return contentLength
 }
 
-// requestID is the request's id: the client's (or proxy's) X-Request-ID
-// when it is a sane token, else a new random one. It is set once per
-// request, passed to the app as REQUEST_ID, returned as X-Request-ID and
-// logged with the access record.
 // requestIDKey is X-Request-ID as fasthttp stores header names, so that
 // setting it skips the normalising.
 var requestIDKey = []byte("X-Request-Id")
 
+// requestID is the request's id: the client's (or proxy's) X-Request-ID
+// when it is a sane token, else a new random one. It is set once per
+// request, passed to the app as REQUEST_ID, returned as X-Request-ID and
+// logged with the access record.
 func requestID(ctx *fasthttp.RequestCtx) []byte {
 	if id := ctx.Response.Header.Peek("X-Request-ID"); len(id) > 0 {
 		return id
