@@ -48,12 +48,12 @@ func TestBatchShare(t *testing.T) {
 			p.nslots.Store(int32(len(order)))
 			p.serviceNS.Store(int64(tc.service))
 			for i := 0; i < tc.queued; i++ {
-				p.queue <- &job{}
+				p.q.push(&job{})
 			}
 			if got := len(s.batch(&job{})); got != tc.want {
 				t.Errorf("batch of %d; want %d", got, tc.want)
 			}
-			if left := len(p.queue); left != tc.queued-(tc.want-1) {
+			if left := p.q.len(); left != tc.queued-(tc.want-1) {
 				t.Errorf("%d left in the queue; want %d", left, tc.queued-(tc.want-1))
 			}
 		})

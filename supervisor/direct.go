@@ -10,8 +10,8 @@ import (
 // A request that finds a worker idle and nothing queued is served by the
 // goroutine that asked (Pool.Do), on the worker's first lane, without
 // passing through the queue and the slot's goroutine: that hand-off cost
-// three goroutine wake-ups, two channels and a timer per request, about a
-// fifth of berth's CPU time per request on a hello app. When requests
+// three goroutine wake-ups, two channels (and then a timer) per request,
+// about a fifth of berth's CPU time per request on a hello app. When requests
 // queue, the slots take them from the queue and batch them as before.
 //
 // The lane has one owner at a time, recorded in slot.owner. The slot's
@@ -193,7 +193,7 @@ func (s *slot) endDirect(hb handback) {
 	s.lastBusy.Store(time.Now().UnixNano())
 	s.busy.Add(-1)
 	s.giveBack(hb)
-	if hb == hbAsked && len(s.pool.queue) > 0 {
+	if hb == hbAsked && s.pool.q.len() > 0 {
 		s.pool.kick()
 	}
 }

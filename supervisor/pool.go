@@ -42,6 +42,8 @@ var (
 	ErrStopped = errors.New("app is stopping")
 )
 
+// A job's state: queued, then taken by a slot, or abandoned by
+// Pool.expire when it waited past queue_timeout.
 const (
 	jobQueued int32 = iota
 	jobTaken
@@ -63,17 +65,20 @@ type job struct {
 	state   atomic.Int32
 	ready   chan struct{} // a response head or an error is available
 	release chan struct{} // the front is done with the exchange
+	queued  int64         // unix nanos when it was queued
 	ex      Exchange
 	err     error
 }
 
 // Pool is one generation of one app: its workers and its request queue.
 type Pool struct {
-	app   units.App
-	gen   int
-	log   *slog.Logger
-	queue chan *job
-	stop  chan struct{}
+	app  units.App
+	gen  int
+	log  *slog.Logger
+	q    *queue
+	stop chan struct{}
+	// drained is closed when Stop has seen every slot end.
+	drained chan struct{}
 	// ctx ends when Stop begins: workers still booting (respawns,
 	// recycles, scale-ups) are not waited for.
 	ctx    context.Context
@@ -116,12 +121,12 @@ func (p *Pool) observe(d time.Duration) {
 // Healthy reports a pool whose dispatch has stopped moving: requests
 // queued and none taken for longer than a request may take.
 func (p *Pool) Healthy() error {
-	if len(p.queue) == 0 {
+	if p.q.len() == 0 {
 		return nil
 	}
 	limit := 2 * max(p.app.Timeout, p.app.QueueTimeout)
 	if since := time.Since(time.Unix(0, p.lastTake.Load())); since > limit {
-		return fmt.Errorf("%d requests queued and none dispatched for %s", len(p.queue), since.Round(time.Second))
+		return fmt.Errorf("%d requests queued and none dispatched for %s", p.q.len(), since.Round(time.Second))
 	}
 	return nil
 }
@@ -130,14 +135,15 @@ func (p *Pool) Healthy() error {
 func NewPool(app units.App, gen int, log *slog.Logger) *Pool {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Pool{
-		ctx:    ctx,
-		cancel: cancel,
-		app:    app,
-		gen:    gen,
-		log:    log.With(journal.KeyApp, app.Name, "generation", gen),
-		queue:  make(chan *job, app.QueueSize),
-		stop:   make(chan struct{}),
-		slots:  map[*slot]struct{}{},
+		ctx:     ctx,
+		cancel:  cancel,
+		app:     app,
+		gen:     gen,
+		log:     log.With(journal.KeyApp, app.Name, "generation", gen),
+		q:       newQueue(app.QueueSize),
+		stop:    make(chan struct{}),
+		drained: make(chan struct{}),
+		slots:   map[*slot]struct{}{},
 	}
 }
 
@@ -191,6 +197,7 @@ func (p *Pool) Start(ctx context.Context) error {
 		p.wg.Add(1)
 		go p.scale()
 	}
+	go p.expire()
 	p.log.Info("workers ready", "workers", len(procs), "module", p.app.Module)
 	return nil
 }
@@ -235,7 +242,7 @@ func (p *Pool) Do(r Request) (*Exchange, error) {
 		p.mu.RUnlock()
 		return nil, ErrStopped
 	}
-	if len(p.queue) == 0 {
+	if p.q.len() == 0 {
 		// A worker is idle and nobody waits before this request: it is
 		// served on this goroutine (direct.go).
 		if s := p.takeIdle(); s != nil {
@@ -252,25 +259,15 @@ func (p *Pool) Do(r Request) (*Exchange, error) {
 			}
 		}
 	}
-	j := &job{Request: r, ready: make(chan struct{}), release: make(chan struct{})}
-	select {
-	case p.queue <- j:
-		p.mu.RUnlock()
-		p.kick()
-	default:
+	j := &job{Request: r, ready: make(chan struct{}), release: make(chan struct{}), queued: time.Now().UnixNano()}
+	if !p.q.push(j) {
 		p.mu.RUnlock()
 		return nil, ErrQueueFull
 	}
-	t := time.NewTimer(p.app.QueueTimeout)
-	select {
-	case <-j.ready:
-		t.Stop()
-	case <-t.C:
-		if j.state.CompareAndSwap(jobQueued, jobAbandoned) {
-			return nil, ErrQueueTimeout
-		}
-		<-j.ready
-	}
+	p.mu.RUnlock()
+	p.kick()
+	// A slot answers, or Pool.expire with ErrQueueTimeout.
+	<-j.ready
 	if j.err != nil {
 		return nil, j.err
 	}
@@ -290,7 +287,7 @@ func (p *Pool) scale() {
 		case <-p.stop:
 			return
 		case now := <-tick.C:
-			if len(p.queue) == 0 {
+			if p.q.len() == 0 {
 				waitingSince = time.Time{}
 				continue
 			}
@@ -351,15 +348,10 @@ func (p *Pool) Stop(ctx context.Context) error {
 		p.wg.Wait()
 		// Whatever is still queued (its worker died while draining) is
 		// refused at once; App.Do sends it to the next generation.
-		for {
-			select {
-			case j := <-p.queue:
-				p.refuse(j)
-				continue
-			default:
-			}
-			break
+		for j := p.q.pop(); j != nil; j = p.q.pop() {
+			p.refuse(j)
 		}
+		close(p.drained)
 		close(done)
 	}()
 	select {

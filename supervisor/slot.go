@@ -144,13 +144,11 @@ func (s *slot) run() {
 			continue
 		}
 		// Requests waiting are served before the worker is lent.
-		select {
-		case j := <-p.queue:
+		if j := p.q.pop(); j != nil {
 			if s.dispatch(proc, s.batch(j), &held) {
 				s.maybeRecycle()
 			}
 			continue
-		default:
 		}
 		var idle <-chan time.Time
 		if p.app.MaxWorkers > p.app.MinWorkers {
@@ -162,7 +160,7 @@ func (s *slot) run() {
 		// when its worker is idle, and a request queued while the worker
 		// is lent brings the worker back (Pool.kick).
 		s.idle()
-		if len(p.queue) > 0 && s.reclaim() {
+		if p.q.len() > 0 && s.reclaim() {
 			continue // queued just before the lending
 		}
 		select {
@@ -234,19 +232,10 @@ func (s *slot) batch(first *job) []*job {
 	// land on one worker while others are idle or booting).
 	share := 1
 	if t := s.pool.serviceNS.Load(); t > 0 {
-		share = min(1+len(s.pool.queue)/(1+s.pool.idleWorkers()), 1+int(int64(batchBudget)/t))
+		share = min(1+s.pool.q.len()/(1+s.pool.idleWorkers()), 1+int(int64(batchBudget)/t))
 	}
-	for len(jobs) < min(share, maxBatch) {
-		select {
-		case j := <-s.pool.queue:
-			jobs = append(jobs, j)
-			continue
-		default:
-		}
-		break
-	}
-	s.jobs = jobs
-	return jobs
+	s.jobs = s.pool.q.take(jobs, min(share, maxBatch)-len(jobs))
+	return s.jobs
 }
 
 // idleWorkers counts the workers whose lane is idle: each takes its share
@@ -324,19 +313,9 @@ func (s *slot) runLane(proc *process, ln *lane, stop chan struct{}) {
 	p := s.pool
 	one := make([]*job, 1)
 	for {
-		var j *job
-		select {
-		case j = <-p.queue:
-		case <-stop:
+		j := p.next(stop, proc.exited)
+		if j == nil {
 			return
-		case <-proc.exited:
-			return
-		case <-p.stop:
-			select {
-			case j = <-p.queue:
-			default:
-				return
-			}
 		}
 		one[0] = j
 		retry, ok := s.serve(proc, ln, one)
@@ -361,10 +340,8 @@ func (s *slot) drain(proc *process) {
 		if len(held) > 0 {
 			jobs, held = held, nil
 		} else {
-			select {
-			case j := <-p.queue:
+			if j := p.q.pop(); j != nil {
 				jobs = s.batch(j)
-			default:
 			}
 		}
 		if len(jobs) == 0 {

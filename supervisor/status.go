@@ -42,7 +42,7 @@ func (p *Pool) Status() AppStatus {
 	st := AppStatus{
 		Name: p.app.Name, Module: p.app.Module, Generation: p.gen,
 		MinWorkers: p.app.MinWorkers, MaxWorkers: p.app.MaxWorkers,
-		Queued: len(p.queue), QueueSize: cap(p.queue), Served: p.served.Load(),
+		Queued: p.q.len(), QueueSize: p.q.size, Served: p.served.Load(),
 		Workers: []WorkerStatus{},
 	}
 	if !p.started.IsZero() {
