@@ -18,6 +18,8 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/berthd/berth/journal"
 	"github.com/berthd/berth/units"
 	"github.com/berthd/berth/wire"
@@ -160,6 +162,13 @@ func spawn(ctx context.Context, app *units.App, log *slog.Logger) (*process, err
 		errR.Close()
 		logR.Close()
 		return nil, fmt.Errorf("starting python %q: %w", app.Python, err)
+	}
+	if app.Scheduling == units.SchedBatch {
+		// berth sets it as soon as the worker exists, so the worker
+		// need not know of it; the threads it starts inherit it.
+		if err := unix.SchedSetAttr(cmd.Process.Pid, &unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: unix.SCHED_BATCH}, 0); err != nil {
+			log.Warn("could not set the worker's scheduling policy to batch", "pid", cmd.Process.Pid, "err", err)
+		}
 	}
 	p := &process{
 		pid:    cmd.Process.Pid,

@@ -83,6 +83,7 @@ type rawApp struct {
 	QueueTimeout hcl.Expression    `hcl:"queue_timeout,optional"`
 	MaxBodyBytes hcl.Expression    `hcl:"max_body_bytes,optional"`
 	BufferBody   hcl.Expression    `hcl:"buffer_body_bytes,optional"`
+	Scheduling   hcl.Expression    `hcl:"scheduling,optional"`
 }
 
 // moduleRE accepts "pkg.mod", "pkg.mod:name" and "pkg.mod:factory()".
@@ -368,6 +369,11 @@ func (d *decoder) app(name string, b *hcl.Block) (App, *rawApp, bool) {
 		QueueTimeout:      d.duration(raw.QueueTimeout, DefaultQueueTimeout),
 		MaxBodyBytes:      d.size(raw.MaxBodyBytes, DefaultMaxBodyBytes, 0, MaxMaxBodyBytes),
 		BufferBodyBytes:   d.size(raw.BufferBody, DefaultBufferBodyBytes, 0, MaxBufferBodyBytes),
+		Scheduling:        d.str(raw.Scheduling, SchedBatch),
+	}
+	if a.Scheduling != SchedBatch && a.Scheduling != SchedNormal {
+		rng := raw.Scheduling.Range()
+		d.errorf(&rng, "Invalid scheduling", "Want \"batch\" (workers do not preempt berth's front when they wake; the default) or \"normal\"; got %q.", a.Scheduling)
 	}
 	d.workers(&a, wc)
 	if a.Module == "" {

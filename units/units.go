@@ -129,7 +129,26 @@ type App struct {
 	// larger one goes to an unlinked temp file that the worker reads
 	// through a file descriptor.
 	BufferBodyBytes int64
+	// Scheduling is the workers' Linux scheduling policy: SchedBatch
+	// (the default) or SchedNormal.
+	Scheduling string
 }
+
+// Worker scheduling policies (App.Scheduling).
+//
+// With SchedBatch the workers run under SCHED_BATCH: their share of the
+// CPU is what it would be, but a worker woken by a request does not
+// preempt what runs, berth's front included, which is on the path of
+// every request and otherwise queued behind app code. On 2 cores
+// (bench/ab.sh, 3 interleaved rounds) hello c50 served 16-26% more (33k
+// -> 38-42k req/s), its p99 fell from 3.7-3.8 to 2.6-2.7 ms, and berth's
+// CPU per request from 24-25 to 21-22 us (the workers, woken less
+// eagerly, take larger batches); Flask the same within noise (-9% to
+// +1%). SchedNormal leaves the workers as berth is.
+const (
+	SchedBatch  = "batch"
+	SchedNormal = "normal"
+)
 
 // Defaults, chosen so that an app with only a module works well on the
 // machine it runs on.

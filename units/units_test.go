@@ -118,13 +118,14 @@ func TestValid(t *testing.T) {
 		Env:        map[string]string{"DJANGO_SETTINGS_MODULE": "shop.settings"},
 		Workers:    3, Timeout: 45 * time.Second, BootTimeout: DefaultBootTimeout,
 		QueueSize: 64, QueueTimeout: 2 * time.Second, MaxBodyBytes: 1 << 20,
+		Scheduling: SchedNormal,
 	}
 	if !equalApp(shop, wantShop) {
 		t.Errorf("shop = %+v\nwant  %+v", shop, wantShop)
 	}
 	tools := cfg.Apps[1]
 	if tools.Python != DefaultPython || tools.Chdir != dir || tools.Workers != DefaultWorkers() ||
-		tools.Timeout != DefaultTimeout || tools.MaxBodyBytes != DefaultMaxBodyBytes {
+		tools.Timeout != DefaultTimeout || tools.MaxBodyBytes != DefaultMaxBodyBytes || tools.Scheduling != SchedBatch {
 		t.Errorf("tools defaults = %+v", tools)
 	}
 	if s := cfg.Summary(); !strings.Contains(s, "2 listener(s), 2 app(s)") || !strings.Contains(s, "shop (shop.wsgi:application, 3 workers, on http)") {
@@ -201,7 +202,8 @@ func equalApp(a, b App) bool {
 	a.PythonPath, b.PythonPath, a.Env, b.Env = nil, nil, nil, nil
 	return a.Name == b.Name && a.Listener == b.Listener && a.Module == b.Module && a.Python == b.Python &&
 		a.Chdir == b.Chdir && a.Workers == b.Workers && a.Timeout == b.Timeout && a.BootTimeout == b.BootTimeout &&
-		a.QueueSize == b.QueueSize && a.QueueTimeout == b.QueueTimeout && a.MaxBodyBytes == b.MaxBodyBytes
+		a.QueueSize == b.QueueSize && a.QueueTimeout == b.QueueTimeout && a.MaxBodyBytes == b.MaxBodyBytes &&
+		a.Scheduling == b.Scheduling
 }
 
 // TestMounts: apps share a listener by mount and host; a trailing slash

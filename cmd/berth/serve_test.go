@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -906,5 +907,47 @@ func TestLargeListBody(t *testing.T) {
 	}
 	if code, _ := b.get("/status"); code != 418 {
 		t.Errorf("next request = %d", code)
+	}
+}
+
+// TestWorkerScheduling checks that workers run under SCHED_BATCH by
+// default, every thread of a threaded worker too, and as berth itself
+// with scheduling = "normal" — the policy as the kernel reports it.
+func TestWorkerScheduling(t *testing.T) {
+	// policies reads the scheduling policy (field 41 of stat) of every
+	// thread of pid.
+	policies := func(pid int) []string {
+		tasks, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/stat", pid))
+		if err != nil || len(tasks) == 0 {
+			t.Fatalf("threads of worker %d: %v", pid, err)
+		}
+		var out []string
+		for _, task := range tasks {
+			b, err := os.ReadFile(task)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Fields after the command (in parentheses), from field 3 on.
+			f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+			out = append(out, f[41-3])
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		name, extra, want string
+	}{
+		{"default", "workers = 1\n  threads = 3", "3"}, // SCHED_BATCH
+		{"normal", "workers = 1\n  scheduling = \"normal\"", "0"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := startBerth(t, appConfig(systemPython(t), "probe:app", tc.extra, ""))
+			got := policies(b.pid())
+			for _, p := range got {
+				if p != tc.want {
+					t.Errorf("worker threads' policies %v, want all %s", got, tc.want)
+					break
+				}
+			}
+		})
 	}
 }

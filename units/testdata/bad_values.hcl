@@ -6,4 +6,5 @@ app "hello" {
   module         = "hello-world:app"
   workers        = 0
   max_body_bytes = "lots"
+  scheduling     = "fifo"
 }

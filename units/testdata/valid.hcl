@@ -19,6 +19,7 @@ app "shop" {
   queue          = 64
   queue_timeout  = "2s"
   max_body_bytes = "1MiB"
+  scheduling     = "normal"
   env = {
     DJANGO_SETTINGS_MODULE = "shop.settings"
   }
