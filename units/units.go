@@ -139,12 +139,14 @@ type App struct {
 // With SchedBatch the workers run under SCHED_BATCH: their share of the
 // CPU is what it would be, but a worker woken by a request does not
 // preempt what runs, berth's front included, which is on the path of
-// every request and otherwise queued behind app code. On 2 cores
-// (bench/ab.sh, 3 interleaved rounds) hello c50 served 16-26% more (33k
-// -> 38-42k req/s), its p99 fell from 3.7-3.8 to 2.6-2.7 ms, and berth's
-// CPU per request from 24-25 to 21-22 us (the workers, woken less
-// eagerly, take larger batches); Flask the same within noise (-9% to
-// +1%). SchedNormal leaves the workers as berth is.
+// every request and otherwise queued behind app code. On 2 cores, hello
+// c50's p99 fell by a quarter wherever it was measured (bench/ab.sh, 3
+// interleaved rounds: 3.7-5.1 -> 2.6-3.7 ms). Throughput rose 16-40%
+// with berth in the same session as wrk (33k -> 38-42k req/s), where
+// the kernel's autogroups put them all in one scheduling group; with
+// berth in a session of its own, as bench.py and systemd run it, by -6%
+// to +31% (3 rounds), and bench.py's ratios did not move. Flask: the
+// same within noise. SchedNormal leaves the workers as berth is.
 const (
 	SchedBatch  = "batch"
 	SchedNormal = "normal"
