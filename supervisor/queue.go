@@ -26,8 +26,8 @@ type queue struct {
 	// length is n, for the many readers that only need to know whether
 	// requests wait.
 	length atomic.Int32
-	// avail holds a token while requests may be waiting, for the lanes of
-	// threaded workers, which block until there is one (Pool.runLane).
+	// avail holds a token while requests may be waiting and lanes of
+	// threaded workers wait for one (Pool.next).
 	avail chan struct{}
 	// lanes counts the lanes blocked for a request: with queue = 0 a
 	// request still goes to one of them rather than being refused.
@@ -52,7 +52,9 @@ func (q *queue) push(j *job) bool {
 	q.n++
 	q.length.Store(int32(q.n))
 	q.mu.Unlock()
-	q.signal()
+	if q.lanes.Load() > 0 {
+		q.signal()
+	}
 	return true
 }
 
@@ -126,42 +128,41 @@ func (q *queue) expired(cutoff int64) (old []*job, next int64) {
 // next waits for a queued request for a lane of a threaded worker, or
 // returns nil when the lane must end: stop or exited is closed, or the pool
 // stops and nothing is left queued.
+//
+// The lane counts itself as waiting before it looks at the queue: a push
+// that saw no lane waiting put its request where this look finds it, and
+// one that saw it leaves a token. A waiting lane is also room for one
+// request in a queue of size 0.
 func (p *Pool) next(stop, exited <-chan struct{}) *job {
 	for {
-		if j := p.q.pop(); j != nil {
-			if p.q.len() > 0 {
-				p.q.signal() // for the next blocked lane
-			}
-			return j
-		}
-		// A blocked lane is room for one request even in a queue of size
-		// 0; the pop after counting it catches a request pushed before.
-		p.q.lanes.Add(1)
-		j := p.q.pop()
-		if j == nil {
-			select {
-			case <-p.q.avail:
-			case <-stop:
-			case <-exited:
-			case <-p.stop:
-				j = p.q.pop()
-			}
-		}
-		p.q.lanes.Add(-1)
-		if j != nil {
-			return j
-		}
 		select {
 		case <-stop:
 			return nil
 		case <-exited:
 			return nil
-		case <-p.stop:
-			if j := p.q.pop(); j != nil {
-				return j
-			}
-			return nil
 		default:
+		}
+		p.q.lanes.Add(1)
+		j := p.q.pop()
+		if j == nil {
+			select {
+			case <-p.q.avail:
+				j = p.q.pop() // nil when another lane was quicker
+			case <-stop:
+			case <-exited:
+			case <-p.stop:
+				if j = p.q.pop(); j == nil {
+					p.q.lanes.Add(-1)
+					return nil
+				}
+			}
+		}
+		p.q.lanes.Add(-1)
+		if j != nil {
+			if p.q.len() > 0 {
+				p.q.signal() // for the next waiting lane
+			}
+			return j
 		}
 	}
 }
