@@ -3,7 +3,6 @@ package supervisor
 import (
 	"errors"
 	"os"
-	"syscall"
 	"time"
 )
 
@@ -158,18 +157,12 @@ func (s *slot) direct(r Request) (ex *Exchange, err error, ok bool) {
 			s.endDirect(hbBroken)
 			return nil, nil, false
 		}
-		return nil, s.directFailed(proc, err), true
+		return s.directFailed(proc, ln, err)
 	}
 	f, err := ln.r.Next()
 	p.observe(time.Since(start))
 	if err != nil {
-		if errors.Is(err, syscall.ECONNRESET) {
-			proc.kill()
-			proc.log.Warn("worker died before it read a request; replacing it", "status", proc.exitStatus())
-			s.endDirect(hbBroken)
-			return nil, nil, false
-		}
-		return nil, s.directFailed(proc, err), true
+		return s.directFailed(proc, ln, err)
 	}
 	ex = &j.ex
 	*ex = Exchange{proc: proc, lane: ln, seq: ln.seq, timeout: p.app.Timeout, PID: proc.pid, slot: s}
@@ -180,12 +173,21 @@ func (s *slot) direct(r Request) (ex *Exchange, err error, ok bool) {
 	return ex, nil, true
 }
 
-// directFailed is slot.fail for a direct request: the worker is killed
-// and handed back for replacement.
-func (s *slot) directFailed(proc *process, err error) error {
-	err = s.killFor(proc, err)
+// directFailed is slot.unanswered for a direct request: the worker is
+// killed and handed back for replacement, and the request fails — or,
+// when the worker never started it (its marks say), ok is false and the
+// caller queues it for the replacement.
+func (s *slot) directFailed(proc *process, ln *lane, err error) (ex *Exchange, failed error, ok bool) {
+	failed = s.killFor(proc, err)
 	s.endDirect(hbBroken)
-	return err
+	if proc.started(ln) < ln.seq {
+		proc.log.Warn("worker died before it started a request; replacing it and sending the request to the replacement", "status", proc.exitStatus())
+		return nil, nil, false
+	}
+	if failed == ErrWorkerDied {
+		proc.log.Error("worker died while serving a request; replacing it", "status", proc.exitStatus(), "err", err)
+	}
+	return nil, failed, true
 }
 
 // endDirect counts a direct request's end and gives the lane back.

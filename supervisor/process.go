@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -40,6 +41,9 @@ type process struct {
 	log    *slog.Logger
 	exited chan struct{} // closed once the process has been reaped
 	python string
+	// starts is the last request each lane's thread started, read from
+	// the worker's marks once it has been reaped (see started).
+	starts []uint32
 }
 
 // lane is one socket to a worker: one thread of it. Only the goroutine
@@ -50,13 +54,54 @@ type lane struct {
 	br   *bufio.Reader // under r: what of the worker's answers is read already
 	// seq counts the requests sent on the lane, as the worker counts
 	// those it reads: a cancel frame names its request by this number.
-	seq uint32
+	seq   uint32
+	index int // the worker thread's number, and its place in the marks
 }
 
-func newLane(c *net.UnixConn) *lane {
+func newLane(c *net.UnixConn, index int) *lane {
 	fc := wire.NewFDConn(c)
 	br := bufio.NewReaderSize(fc, wireBufferSize)
-	return &lane{conn: fc, r: wire.NewReader(br), br: br}
+	return &lane{conn: fc, r: wire.NewReader(br), br: br, index: index}
+}
+
+// The marks are a small shared memory file (memfd) in which each thread
+// of a worker writes the number of the request it is starting (uint32
+// little endian at 4 × its lane's index), before the app sees it: a
+// memory store, not a system call. A worker answers a batch's requests in
+// one write at its end, so when it dies berth cannot tell from the answers
+// which request it was in; the marks tell, and so a request the worker
+// never started is sent again and one it started never is (it must not
+// run twice).
+func newMarks(lanes int) (*os.File, error) {
+	fd, err := unix.MemfdCreate("berth-marks", unix.MFD_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("creating the worker's marks: %w", err)
+	}
+	f := os.NewFile(uintptr(fd), "berth-marks")
+	if err := f.Truncate(int64(4 * lanes)); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("sizing the worker's marks: %w", err)
+	}
+	return f, nil
+}
+
+// readMarks returns the marks of lanes lanes; zeros where unreadable
+// (every request then counts as never started, as before marks existed).
+func readMarks(f *os.File, lanes int) []uint32 {
+	b := make([]byte, 4*lanes)
+	_, _ = f.ReadAt(b, 0)
+	starts := make([]uint32, lanes)
+	for i := range starts {
+		starts[i] = binary.LittleEndian.Uint32(b[4*i:])
+	}
+	return starts
+}
+
+// started returns the number of the last request the worker started on
+// ln. The worker must be dead: it waits until it is reaped.
+func (p *process) started(ln *lane) uint32 {
+	<-p.exited
+	return p.starts[ln.index]
 }
 
 // socketPair returns berth's end of a new socketpair, and the worker's.
@@ -116,7 +161,7 @@ func spawn(ctx context.Context, app *units.App, log *slog.Logger) (*process, err
 			closeLanes()
 			return nil, err
 		}
-		lanes = append(lanes, newLane(c))
+		lanes = append(lanes, newLane(c, i))
 		children = append(children, child)
 	}
 	conn := lanes[0].conn
@@ -142,13 +187,25 @@ func spawn(ctx context.Context, app *units.App, log *slog.Logger) (*process, err
 		errW.Close()
 		return nil, fmt.Errorf("creating log pipe: %w", err)
 	}
+	marks, err := newMarks(threads)
+	if err != nil {
+		closeLanes()
+		outR.Close()
+		outW.Close()
+		errR.Close()
+		errW.Close()
+		logR.Close()
+		logW.Close()
+		return nil, err
+	}
 
 	cmd := exec.Command(app.Python, "-u", "-c", wire.WorkerSource, app.Module, strconv.Itoa(threads))
 	cmd.Dir = app.Chdir
 	cmd.Env = workerEnv(app)
 	cmd.Stdout, cmd.Stderr = outW, errW
-	// fd 3: lane 0; fd 4: the log pipe; fds 5...: lanes 1...
-	cmd.ExtraFiles = append([]*os.File{children[0], logW}, children[1:]...)
+	// fd 3: lane 0; fd 4: the log pipe; fds 5...: lanes 1...; then the
+	// marks.
+	cmd.ExtraFiles = append(append([]*os.File{children[0], logW}, children[1:]...), marks)
 	// If berth dies without stopping its workers (SIGKILL), the kernel
 	// kills them: no orphans. Workers also exit on EOF of their socket.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
@@ -161,6 +218,7 @@ func spawn(ctx context.Context, app *units.App, log *slog.Logger) (*process, err
 		outR.Close()
 		errR.Close()
 		logR.Close()
+		marks.Close()
 		return nil, fmt.Errorf("starting python %q: %w", app.Python, err)
 	}
 	if app.Scheduling == units.SchedBatch {
@@ -183,6 +241,8 @@ func spawn(ctx context.Context, app *units.App, log *slog.Logger) (*process, err
 	go p.pumpRecords(logR)
 	go func() {
 		_ = cmd.Wait()
+		p.starts = readMarks(marks, threads)
+		marks.Close()
 		close(p.exited)
 	}()
 

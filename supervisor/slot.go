@@ -7,7 +7,6 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/berthd/berth/wire"
@@ -487,8 +486,7 @@ func (s *slot) serve(proc *process, ln *lane, jobs []*job) (retry []*job, ok boo
 			proc.log.Warn("worker gone before it got a request; replacing it", "status", proc.exitStatus())
 			return all, false
 		}
-		s.fail(proc, live[0], err)
-		return all[1:], false
+		return append(s.unanswered(proc, ln, live, base+1, err), all[len(live):]...), false
 	}
 	prev := time.Now()
 	for i, j := range live {
@@ -503,23 +501,14 @@ func (s *slot) serve(proc *process, ln *lane, jobs []*job) (retry []*job, ok boo
 		p.observe(now.Sub(prev))
 		prev = now
 		if err != nil {
-			if errors.Is(err, syscall.ECONNRESET) && i == len(live)-1 {
-				// The worker closed its socket with the last request
-				// unread in it: it died before it read the request, so
-				// the app never saw it.
-				proc.kill()
-				proc.log.Warn("worker died before it read a request; replacing it", "status", proc.exitStatus())
-				return all[i:], false
-			}
-			s.fail(proc, j, err)
-			return all[i+1:], false
+			return append(s.unanswered(proc, ln, live[i:], base+uint32(i)+1, err), all[len(live):]...), false
 		}
 		ex := &j.ex
 		*ex = Exchange{proc: proc, lane: ln, seq: base + uint32(i) + 1, timeout: p.app.Timeout, PID: proc.pid, release: j.release}
 		if !readHead(proc, f, ex) {
 			j.err = ErrWorkerDied
 			close(j.ready)
-			return all[i+1:], false
+			return append(s.unanswered(proc, ln, live[i+1:], base+uint32(i)+2, nil), all[len(live):]...), false
 		}
 		close(j.ready)
 		<-j.release
@@ -527,10 +516,44 @@ func (s *slot) serve(proc *process, ln *lane, jobs []*job) (retry []*job, ok boo
 		p.served.Add(1)
 		if ex.broken {
 			proc.kill()
-			return all[i+1:], false
+			return append(s.unanswered(proc, ln, live[i+1:], base+uint32(i)+2, nil), all[len(live):]...), false
 		}
 	}
 	return all[len(live):], true
+}
+
+// unanswered ends the requests of a batch that the worker failed to
+// answer — jobs, numbered on ln from first — and returns those to send
+// again. It kills the worker (after a stack dump when err is a timeout;
+// err nil: the caller has killed it) and reads from its marks how far it
+// got: the requests it never started are sent again; the last one it
+// started fails with what the worker died of (504 for a timeout, else
+// 502), and any it started before that with 502, their answers lost with
+// the worker (it sends a batch's answers together at its end). None is
+// ever sent twice.
+func (s *slot) unanswered(proc *process, ln *lane, jobs []*job, first uint32, err error) []*job {
+	failed := s.killFor(proc, err)
+	n := 0
+	if len(jobs) > 0 {
+		n = int(min(max(int64(proc.started(ln))-int64(first)+1, 0), int64(len(jobs))))
+	}
+	switch {
+	case len(jobs) == 0:
+	case n == 0:
+		proc.log.Warn("worker died before it started a request; replacing it and sending the request to the replacement",
+			"status", proc.exitStatus(), "waiting", len(jobs))
+	case err != nil && failed == ErrWorkerDied:
+		proc.log.Error("worker died while serving a request; replacing it", "status", proc.exitStatus(), "err", err,
+			"lost", n, "resent", len(jobs)-n)
+	}
+	for k, j := range jobs[:n] {
+		j.err = ErrWorkerDied
+		if k == n-1 {
+			j.err = failed
+		}
+		close(j.ready)
+	}
+	return jobs[n:]
 }
 
 // batchBytes bounds the bytes of a batch after its first request: well
@@ -592,17 +615,10 @@ func (s *slot) send(ln *lane, jobs []*job) (int64, error) {
 	return total, nil
 }
 
-// fail ends a job whose worker could not answer: a timeout kills the
-// worker after a stack dump (504), anything else means the worker is gone
-// (502). Either way the worker is replaced and only this job fails.
-func (s *slot) fail(proc *process, j *job, err error) {
-	j.err = s.killFor(proc, err)
-	close(j.ready)
-}
-
 // killFor kills a worker that could not answer — after a stack dump when
-// it ran past its timeout — and returns the request's error: ErrTimeout
-// (504) or ErrWorkerDied (502).
+// it ran past its timeout — and returns the error of the request it was
+// serving: ErrTimeout (504) or ErrWorkerDied (502). Whether it had started
+// that request at all its marks tell (unanswered, directFailed).
 func (s *slot) killFor(proc *process, err error) error {
 	if errors.Is(err, os.ErrDeadlineExceeded) {
 		proc.log.Error("request timed out; dumping the worker's stack and killing it", "timeout", s.pool.app.Timeout)
@@ -610,7 +626,6 @@ func (s *slot) killFor(proc *process, err error) error {
 		return ErrTimeout
 	}
 	proc.kill()
-	proc.log.Error("worker died while serving a request; replacing it", "status", proc.exitStatus(), "err", err)
 	return ErrWorkerDied
 }
 

@@ -14,7 +14,12 @@ on CPython 3.8 and later.
 Decoding a request costs a fixed handful of C-level calls (unpack, one
 latin-1 decode, one split, dict(zip())), never a Python loop over headers.
 Responses to requests that arrived together are sent together in one
-sendmsg, so a batch of requests costs one read and one write.
+sendmsg, so a batch of requests costs one read and one write. Since the
+answers then say nothing of how far the worker got, each thread writes the
+number of the request it starts into a shared memory file (fd 4 + THREADS,
+a uint32 at 4 × the thread's number) before the app sees it: when the
+worker dies, berth reads there which request it was in, sends again only
+those it never started, and never runs one twice.
 
 Large bodies do not cross the socket: a request body berth spilled to a
 temp file arrives as a file descriptor (read through wsgi.input), and a
@@ -31,6 +36,7 @@ import io
 import itertools
 import json
 import logging
+import mmap
 import os
 import signal
 import socket
@@ -58,16 +64,15 @@ BUF_SIZE = 256 * 1024
 # it again for every upload costs fresh pages (page faults) each time,
 # which on a VM costs more than the copy itself.
 KEEP_BUF = 8 << 20
-# Responses of a batch go out together, but no more than this waits: a
-# big response is sent as soon as it is made, so berth can pass it on
-# while the next one is made.
-FLUSH_SIZE = 64 * 1024
-
 # An app that yields empty chunks while it waits (for an event, a
 # long poll) is at work, not hung: at most this often (seconds) berth is
 # told so with an empty body frame, which restarts the app's timeout and
 # lets berth see whether the client is still there.
 BEAT = 0.1
+# Responses of a batch go out together, but no more than this waits: a
+# big response is sent as soon as it is made, so berth can pass it on
+# while the next one is made.
+FLUSH_SIZE = 64 * 1024
 ERROR_BODY = b"Internal Server Error\n"
 
 chain = itertools.chain
@@ -292,9 +297,11 @@ class Worker:
     cancelled() can look past the request in progress for a cancel frame.
     """
 
-    def __init__(self, app, wire, multithread=False):
+    def __init__(self, app, wire, marks, index, multithread=False):
         self.app = app
         self.wire = wire
+        self.marks = marks  # shared with berth (see the module's comment)
+        self.mark_at = 4 * index
         self.base = {
             "wsgi.version": (1, 0),
             "wsgi.errors": sys.stderr,
@@ -345,6 +352,7 @@ class Worker:
     def handle(self, view, flags):
         """Serve one request frame's payload (a memoryview)."""
         self.seq += 1
+        U32.pack_into(self.marks, self.mark_at, self.seq)
         n = U32.unpack_from(view)[0]
         it = iter(str(view[4 : 4 + n], "latin-1").split("\0"))
         env = dict(zip(it, it))
@@ -507,11 +515,16 @@ def main():
     hello = "berth-wire\0%d\0%d\0%s" % (VERSION, os.getpid(), sys.version.split()[0])
     wire.frame(T_HELLO, 0, hello.encode())
     wire.flush()
+    marks_fd = 4 + threads
+    marks = mmap.mmap(marks_fd, 4 * threads)
+    os.close(marks_fd)
     if threads == 1:
-        serve(Worker(app, wire))
+        serve(Worker(app, wire, marks, 0))
         sys.stdout.flush()
         os._exit(0)
-    workers = [Worker(app, wire, True)] + [Worker(app, Wire(socket.socket(fileno=5 + i)), True) for i in range(threads - 1)]
+    workers = [Worker(app, wire, marks, 0, True)] + [
+        Worker(app, Wire(socket.socket(fileno=5 + i)), marks, 1 + i, True) for i in range(threads - 1)
+    ]
     pool = [threading.Thread(target=serve, args=(w,), name="berth-%d" % i, daemon=True) for i, w in enumerate(workers)]
     for t in pool:
         t.start()

@@ -3,6 +3,7 @@ import io
 import os
 import sys
 import tempfile
+import time
 
 closed = []  # what close() was called on, reported by /closed
 
@@ -47,6 +48,15 @@ def app(environ, start_response):
     if path == "/endless":
         start_response("200 OK", [py])
         return Endless(environ.get("HTTP_X_TEST", "-"))
+    if path in ("/record", "/sleep"):
+        # Records that it started (in the file TEST_STARTS names); /sleep
+        # then sleeps until the worker is killed.
+        with open(os.environ["TEST_STARTS"], "a") as f:
+            f.write(environ.get("HTTP_X_TEST", "-") + "\n")
+        if path == "/sleep":
+            time.sleep(600)
+        start_response("200 OK", [py])
+        return [b"recorded"]
     if path == "/closed":
         start_response("200 OK", [py])
         return [",".join(closed).encode()]

@@ -1,0 +1,142 @@
+package supervisor
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/berthd/berth/journal"
+)
+
+// TestBatchDeath: a worker killed in the middle of a batch costs the
+// requests it had started — the one in progress and any it had answered
+// but not yet sent (a batch's answers leave together) — and no more: the
+// requests after the one in progress were never started and are served
+// by the replacement. None runs twice. Before the worker marked the
+// requests it started, berth took the first unanswered request for the one
+// in progress and sent every later one again: here the sleeping request
+// ran a second time on the replacement, and the one behind it waited.
+func TestBatchDeath(t *testing.T) {
+	py := pythonOrSkip(t)
+	starts := filepath.Join(t.TempDir(), "starts")
+	p := startPool(t, func(*testing.T) *Pool {
+		app := testApp(py, 1)
+		app.Timeout = time.Minute
+		app.Env = map[string]string{"TEST_STARTS": starts}
+		return NewPool(app, 1, journal.New(io.Discard, slog.LevelInfo))
+	})
+	waitIdle(t, p)
+	held, err := p.Do(Request{Frame: request("GET", "/endless", "held"), Body: []byte("the body")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid := held.PID
+	// Whatever happens, a sleeping worker must not hold Stop for ten
+	// minutes.
+	t.Cleanup(func() {
+		for _, s := range *p.idleOrder.Load() {
+			if proc := s.current(); proc != nil {
+				proc.kill()
+			}
+		}
+	})
+	fast := asyncDo(p, "/record", "fast")
+	waitQueued(t, p, 1)
+	slow := asyncDo(p, "/sleep", "slow")
+	waitQueued(t, p, 2)
+	later := asyncDo(p, "/", "later")
+	waitQueued(t, p, 3)
+	// A fast app by its record: the three go to the worker in one batch
+	// when it is free.
+	p.serviceNS.Store(int64(100 * time.Microsecond))
+	held.Close()
+	waitFile(t, starts, "fast\nslow\n")
+	syscall.Kill(pid, syscall.SIGKILL)
+
+	for _, c := range []struct {
+		name string
+		ch   <-chan asyncResult
+	}{{"the request answered but not yet sent", fast}, {"the request in progress", slow}} {
+		select {
+		case r := <-c.ch:
+			if !errors.Is(r.err, ErrWorkerDied) {
+				t.Errorf("%s: %v %q, want ErrWorkerDied", c.name, r.err, r.body)
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatalf("%s: no answer 20 s after its worker was killed", c.name)
+		}
+	}
+	select {
+	case r := <-later:
+		if r.err != nil || !strings.HasPrefix(r.body, "GET / later ") || strings.Contains(r.body, fmt.Sprint(pid)) {
+			t.Errorf("the request behind the one in progress: %v %q, want the replacement's answer", r.err, r.body)
+		}
+	case <-time.After(20 * time.Second):
+		t.Error("the request behind the one in progress got no answer: the replacement runs the killed request again")
+	}
+	if b, _ := os.ReadFile(starts); string(b) != "fast\nslow\n" {
+		t.Errorf("requests started: %q, want each once", b)
+	}
+}
+
+type asyncResult struct {
+	err  error
+	body string
+}
+
+// asyncDo sends a request from a goroutine of its own and delivers the
+// whole answer.
+func asyncDo(p *Pool, path, header string) <-chan asyncResult {
+	ch := make(chan asyncResult, 1)
+	go func() {
+		ex, err := p.Do(Request{Frame: request("GET", path, header), Body: []byte("the body")})
+		if err != nil {
+			ch <- asyncResult{err: err}
+			return
+		}
+		defer ex.Close()
+		body := string(ex.Head.Body)
+		for {
+			part, err := ex.Next()
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				ch <- asyncResult{err: err, body: body}
+				return
+			}
+			body += string(part.Data)
+		}
+		ch <- asyncResult{body: body}
+	}()
+	return ch
+}
+
+// waitQueued waits until n requests wait in p's queue.
+func waitQueued(t *testing.T, p *Pool, n int) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); p.q.len() < n; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d requests queued after 10 s, want %d", p.q.len(), n)
+		}
+	}
+}
+
+// waitFile waits until the file at path holds want.
+func waitFile(t *testing.T, path, want string) {
+	t.Helper()
+	var b []byte
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		if b, _ = os.ReadFile(path); string(b) == want {
+			return
+		}
+	}
+	t.Fatalf("%s holds %q after 10 s, want %q", path, b, want)
+}
