@@ -15,14 +15,16 @@ import (
 	"github.com/berthd/berth/journal"
 )
 
-// TestBatchDeath: a worker killed in the middle of a batch costs the
-// requests it had started — the one in progress and any it had answered
-// but not yet sent (a batch's answers leave together) — and no more: the
-// requests after the one in progress were never started and are served
-// by the replacement. None runs twice. Before the worker marked the
-// requests it started, berth took the first unanswered request for the one
-// in progress and sent every later one again: here the sleeping request
-// ran a second time on the replacement, and the one behind it waited.
+// TestBatchDeath: requests sent to a worker in one batch behind which
+// one is slow. The answer to the fast request before it is sent while the
+// slow one runs (the batch is overdue and berth asks for it), and a
+// worker killed in the slow request costs that request only: the one
+// behind it was never started and is served by the replacement, and none
+// runs twice. Before the worker marked the requests it started, berth
+// took the first unanswered request for the one in progress and sent
+// every later one again: the fast request's answer waited for the slow
+// one, was lost with the worker, and the slow request ran a second time
+// on the replacement while the one behind it waited.
 func TestBatchDeath(t *testing.T) {
 	py := pythonOrSkip(t)
 	starts := filepath.Join(t.TempDir(), "starts")
@@ -57,21 +59,26 @@ func TestBatchDeath(t *testing.T) {
 	// when it is free.
 	p.serviceNS.Store(int64(100 * time.Microsecond))
 	held.Close()
+
+	select {
+	case r := <-fast:
+		if r.err != nil || r.body != "recorded" {
+			t.Fatalf("the fast request: %v %q", r.err, r.body)
+		}
+	case r := <-slow:
+		t.Fatalf("the slow request ended before the fast one: %v %q", r.err, r.body)
+	case <-time.After(20 * time.Second):
+		t.Fatal("the fast request's answer was held behind the slow request batched after it")
+	}
 	waitFile(t, starts, "fast\nslow\n")
 	syscall.Kill(pid, syscall.SIGKILL)
-
-	for _, c := range []struct {
-		name string
-		ch   <-chan asyncResult
-	}{{"the request answered but not yet sent", fast}, {"the request in progress", slow}} {
-		select {
-		case r := <-c.ch:
-			if !errors.Is(r.err, ErrWorkerDied) {
-				t.Errorf("%s: %v %q, want ErrWorkerDied", c.name, r.err, r.body)
-			}
-		case <-time.After(20 * time.Second):
-			t.Fatalf("%s: no answer 20 s after its worker was killed", c.name)
+	select {
+	case r := <-slow:
+		if !errors.Is(r.err, ErrWorkerDied) {
+			t.Errorf("the request in progress: %v %q, want ErrWorkerDied", r.err, r.body)
 		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the request in progress got no answer 20 s after its worker was killed")
 	}
 	select {
 	case r := <-later:

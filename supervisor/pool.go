@@ -206,6 +206,8 @@ func (p *Pool) Start(ctx context.Context) error {
 // the slot in nslots.
 func (p *Pool) addSlot(proc *process) {
 	s := &slot{pool: p, id: int(p.nextID.Add(1)), handback: make(chan handback, 1)}
+	s.overdue = time.AfterFunc(time.Hour, s.batchOverdue)
+	s.overdue.Stop()
 	s.setProc(proc)
 	p.slotsMu.Lock()
 	p.slots[s] = struct{}{}

@@ -44,6 +44,18 @@ type process struct {
 	// starts is the last request each lane's thread started, read from
 	// the worker's marks once it has been reaped (see started).
 	starts []uint32
+	// asks is the pipe by which berth asks the worker to send the
+	// answers it has made so far (askFlush).
+	asks *os.File
+}
+
+// askFlush asks the worker to send the answers of a batch it has made so
+// far, without waiting for the rest of the batch: one of its requests is
+// slow. A worker thread waits for these asks (worker.py's
+// flush_when_asked). Harmless when there is nothing to send, or once the
+// worker has gone.
+func (p *process) askFlush() {
+	_, _ = p.asks.Write([]byte{1})
 }
 
 // lane is one socket to a worker: one thread of it. Only the goroutine
@@ -198,14 +210,26 @@ func spawn(ctx context.Context, app *units.App, log *slog.Logger) (*process, err
 		logW.Close()
 		return nil, err
 	}
+	asksR, asksW, err := os.Pipe()
+	if err != nil {
+		closeLanes()
+		outR.Close()
+		outW.Close()
+		errR.Close()
+		errW.Close()
+		logR.Close()
+		logW.Close()
+		marks.Close()
+		return nil, fmt.Errorf("creating the worker's flush pipe: %w", err)
+	}
 
 	cmd := exec.Command(app.Python, "-u", "-c", wire.WorkerSource, app.Module, strconv.Itoa(threads))
 	cmd.Dir = app.Chdir
 	cmd.Env = workerEnv(app)
 	cmd.Stdout, cmd.Stderr = outW, errW
 	// fd 3: lane 0; fd 4: the log pipe; fds 5...: lanes 1...; then the
-	// marks.
-	cmd.ExtraFiles = append(append([]*os.File{children[0], logW}, children[1:]...), marks)
+	// marks and the flush pipe.
+	cmd.ExtraFiles = append(append([]*os.File{children[0], logW}, children[1:]...), marks, asksR)
 	// If berth dies without stopping its workers (SIGKILL), the kernel
 	// kills them: no orphans. Workers also exit on EOF of their socket.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
@@ -213,12 +237,14 @@ func spawn(ctx context.Context, app *units.App, log *slog.Logger) (*process, err
 	outW.Close()
 	errW.Close()
 	logW.Close()
+	asksR.Close()
 	if err != nil {
 		closeLanes()
 		outR.Close()
 		errR.Close()
 		logR.Close()
 		marks.Close()
+		asksW.Close()
 		return nil, fmt.Errorf("starting python %q: %w", app.Python, err)
 	}
 	if app.Scheduling == units.SchedBatch {
@@ -235,6 +261,7 @@ func spawn(ctx context.Context, app *units.App, log *slog.Logger) (*process, err
 		log:    log.With(journal.KeyPID, cmd.Process.Pid),
 		exited: make(chan struct{}),
 		python: app.Python,
+		asks:   asksW,
 	}
 	go p.pump(outR, slog.LevelInfo, "stdout")
 	go p.pump(errR, slog.LevelWarn, "stderr")
@@ -243,6 +270,7 @@ func spawn(ctx context.Context, app *units.App, log *slog.Logger) (*process, err
 		_ = cmd.Wait()
 		p.starts = readMarks(marks, threads)
 		marks.Close()
+		asksW.Close()
 		close(p.exited)
 	}()
 

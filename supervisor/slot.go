@@ -41,6 +41,10 @@ type slot struct {
 	lent     bool             // the slot's goroutine lent the lane (idle)
 	handback chan handback    // a lane given back to the slot's goroutine
 	bufs     net.Buffers      // reused for a batch's write
+	// overdue fires while a batch takes longer than overdueAfter, and
+	// asks its worker (batching) to send the answers it has made.
+	overdue  *time.Timer
+	batching atomic.Pointer[process]
 
 	// The worker's other threads are lanes served by goroutines of their
 	// own; laneStop ends them and lanes waits for them.
@@ -478,6 +482,10 @@ func (s *slot) serve(proc *process, ln *lane, jobs []*job) (retry []*job, ok boo
 	_ = ln.conn.SetDeadline(time.Now().Add(p.app.Timeout))
 	base := ln.seq
 	ln.seq += uint32(len(live))
+	if len(live) > 1 {
+		s.watchBatch(proc)
+		defer s.batchDone()
+	}
 	if n, err := s.send(ln, live); err != nil {
 		if n == 0 && !errors.Is(err, os.ErrDeadlineExceeded) {
 			// Nothing reached the worker: it died idle, and the
@@ -554,6 +562,34 @@ func (s *slot) unanswered(proc *process, ln *lane, jobs []*job, first uint32, er
 		close(j.ready)
 	}
 	return jobs[n:]
+}
+
+// overdueAfter is how long a batch may take before its worker is asked
+// for the answers it has made so far, and then how often: several times
+// the batch budget, so that a batch of fast requests is never asked, and
+// an answer waits at most about this long for a slow request after it.
+const overdueAfter = 10 * time.Millisecond
+
+// watchBatch starts the overdue timer for a batch sent to proc.
+func (s *slot) watchBatch(proc *process) {
+	s.batching.Store(proc)
+	s.overdue.Reset(overdueAfter)
+}
+
+// batchDone stops the overdue timer: the batch is answered, or its
+// worker is gone.
+func (s *slot) batchDone() {
+	s.batching.Store(nil)
+	s.overdue.Stop()
+}
+
+// batchOverdue asks the worker of a batch still unanswered for what it
+// has, and asks again after overdueAfter while the batch lasts.
+func (s *slot) batchOverdue() {
+	if proc := s.batching.Load(); proc != nil {
+		proc.askFlush()
+		s.overdue.Reset(overdueAfter)
+	}
 }
 
 // batchBytes bounds the bytes of a batch after its first request: well

@@ -19,7 +19,10 @@ answers then say nothing of how far the worker got, each thread writes the
 number of the request it starts into a shared memory file (fd 4 + THREADS,
 a uint32 at 4 × the thread's number) before the app sees it: when the
 worker dies, berth reads there which request it was in, sends again only
-those it never started, and never runs one twice.
+those it never started, and never runs one twice. When a batch takes much
+longer than usual (one of its requests is slow), berth writes a byte to a
+pipe (fd 5 + THREADS) and a thread of the worker sends the answers done so
+far: a fast request is not held behind a slow one after it.
 
 Large bodies do not cross the socket: a request body berth spilled to a
 temp file arrives as a file descriptor (read through wsgi.input), and a
@@ -133,23 +136,35 @@ LOG = LogHandler(LOG_FD)
 
 
 class Wire:
-    """The socket to berth plus the frames waiting to go out."""
+    """The socket to berth plus the frames waiting to go out.
 
-    __slots__ = ("sock", "out", "size")
+    The lock is for the flusher thread (flush_when_asked), which may send
+    what waits while the thread serving requests is in the app.
+    """
+
+    __slots__ = ("sock", "out", "size", "lock")
 
     def __init__(self, sock):
         self.sock = sock
         self.out = []
         self.size = 0
+        self.lock = threading.Lock()
 
     def frame(self, typ, flags, *parts):
         n = sum(map(len, parts))
-        out = self.out
-        out.append(HDR.pack(n, typ, flags, 0))
-        out.extend(parts)
-        self.size += 8 + n
+        with self.lock:
+            out = self.out
+            out.append(HDR.pack(n, typ, flags, 0))
+            out.extend(parts)
+            self.size += 8 + n
 
     def flush(self):
+        if not self.out:
+            return
+        with self.lock:
+            self.send_out()
+
+    def send_out(self):
         out = self.out
         if not out:
             return
@@ -175,11 +190,37 @@ class Wire:
 
     def send_file(self, fd, offset):
         """Send a file frame with fd attached to its first byte."""
-        self.flush()
-        frame = HDR.pack(RANGE.size, T_FILE, 0, 0) + RANGE.pack(offset, TO_EOF)
-        sent = self.sock.sendmsg([frame], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [fd]))])
-        if sent < len(frame):
-            self.sock.sendall(frame[sent:])
+        with self.lock:
+            self.send_out()
+            frame = HDR.pack(RANGE.size, T_FILE, 0, 0) + RANGE.pack(offset, TO_EOF)
+            sent = self.sock.sendmsg([frame], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [fd]))])
+            if sent < len(frame):
+                self.sock.sendall(frame[sent:])
+
+
+def flush_when_asked(wire, fd):
+    """Send the answers waiting in wire each time berth asks, by a byte on
+    fd (a pipe), until berth closes it.
+
+    A batch's answers leave together when the batch is done; berth asks
+    when a batch takes much longer than its requests usually do: one of
+    them is slow, and the answers to those before it must not wait for it.
+    A thread rather than a signal, so that no system call of the app's is
+    interrupted; it gets to run as soon as the app waits for anything or
+    the interpreter switches threads (every 5 ms).
+    """
+    while True:
+        try:
+            if not os.read(fd, 64):
+                return
+        except InterruptedError:
+            continue
+        except OSError:
+            return
+        try:
+            wire.flush()
+        except OSError:
+            return
 
 
 class ClientDisconnected(OSError):
@@ -518,6 +559,7 @@ def main():
     marks_fd = 4 + threads
     marks = mmap.mmap(marks_fd, 4 * threads)
     os.close(marks_fd)
+    threading.Thread(target=flush_when_asked, args=(wire, 5 + threads), name="berth-flush", daemon=True).start()
     if threads == 1:
         serve(Worker(app, wire, marks, 0))
         sys.stdout.flush()
