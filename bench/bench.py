@@ -9,6 +9,8 @@ each server in turn — rounds interleaved, so drift hits all alike — with
 wrk on loopback, and prints one table per workload: median req/s, p50/p99
 latency, errors, peak RSS of the server's processes, ratio to uWSGI with 2
 processes. Every server gets 2 Python processes (the machine's cores).
+A last table (fair-50) counts how many of 50 keep-alive connections each
+server answers at all: uWSGI's processes each keep to one connection.
 Needs Debian's wrk gunicorn uwsgi uwsgi-plugin-python3 python3-waitress
 python3-flask.
 """
@@ -16,6 +18,7 @@ import argparse
 import os
 import re
 import resource
+import selectors
 import signal
 import socket
 import statistics
@@ -41,6 +44,14 @@ WORKLOADS = {
     "upload-1m": ("mixed", "/upload", 8, ["-s", os.path.join(HERE, "post1m.lua")], 0),
     "hello-slow1000": ("mixed", "/", 50, [], 1000),
 }
+
+# Not a wrk workload: how many of 50 keep-alive connections, each sending
+# a request as soon as it has the last answer, a server answers at all in
+# FAIR_SECS. wrk reports neither a connection that never gets an answer
+# nor its wait (its latency counts answered requests only), so a server
+# that serves two connections and leaves the rest queued looks fast there.
+FAIR = "fair-50"
+FAIR_CONNS, FAIR_SECS = 50, 3.0
 
 
 def berth_config(module):
@@ -135,6 +146,59 @@ def wrk(path, secs, conns, extra):
     return rps, lat(50), lat(99), errs
 
 
+def fair(conns, secs):
+    """Per connection, the responses it got in secs (see FAIR)."""
+    req = b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n"
+    sel = selectors.DefaultSelector()
+    counts = {}
+    try:
+        for _ in range(conns):
+            s = socket.create_connection(("127.0.0.1", PORT), 2)
+            s.setblocking(False)
+            s.send(req)
+            counts[s] = 0
+            sel.register(s, selectors.EVENT_READ)
+        end = time.time() + secs
+        while time.time() < end:
+            for key, _ in sel.select(0.1):
+                s = key.fileobj
+                try:
+                    data = s.recv(65536)
+                except (BlockingIOError, InterruptedError):
+                    continue
+                except OSError:
+                    data = b""
+                if not data:
+                    sel.unregister(s)
+                    continue
+                n = data.count(b"HTTP/1.1 ")
+                counts[s] += n
+                if n:
+                    s.send(req)
+    finally:
+        for s in counts:
+            s.close()
+    return sorted(counts.values())
+
+
+def run_fair(names, table):
+    print("\n## %s: %d keep-alive connections, each sending its next request on its answer, %.0f s (not wrk)" % (FAIR, FAIR_CONNS, FAIR_SECS))
+    print("%-24s %9s %12s %12s %12s" % ("server", "served", "min/conn", "median/conn", "max/conn"))
+    for n in names:
+        p = subprocess.Popen(table[n], cwd=APPS, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        try:
+            if not wait_port():
+                print("%-24s did not start" % n)
+                continue
+            c = fair(FAIR_CONNS, FAIR_SECS)
+            print("%-24s %6d/%-2d %12d %12d %12d" % (n, sum(1 for x in c if x), len(c), c[0], c[len(c) // 2], c[-1]))
+        finally:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
+            time.sleep(0.5)
+        sys.stdout.flush()
+
+
 def run_one(name, cmd, workload, secs):
     module, path, conns, extra, slow = WORKLOADS[workload]
     p = subprocess.Popen(cmd, cwd=APPS, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
@@ -175,7 +239,7 @@ def run_one(name, cmd, workload, secs):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--workloads", default=",".join(WORKLOADS))
+    ap.add_argument("--workloads", default=",".join(list(WORKLOADS) + [FAIR]))
     ap.add_argument("--servers", default="")
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--secs", type=int, default=6)
@@ -191,6 +255,10 @@ def main():
     print("machine: %d cores, %s; berth %s" % (os.cpu_count(), os.uname().release,
           subprocess.run(["git", "describe", "--always", "--dirty"], cwd=ROOT, capture_output=True, text=True).stdout.strip()))
     for workload in a.workloads.split(","):
+        if workload == FAIR:
+            table = servers("mixed")
+            run_fair([n for n in table if not a.servers or n in a.servers.split(",")], table)
+            continue
         module = WORKLOADS[workload][0]
         table = servers(module)
         names = [n for n in table if not a.servers or n in a.servers.split(",")]
