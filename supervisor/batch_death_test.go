@@ -109,19 +109,8 @@ func asyncDo(p *Pool, path, header string) <-chan asyncResult {
 			return
 		}
 		defer ex.Close()
-		body := string(ex.Head.Body)
-		for {
-			part, err := ex.Next()
-			if err == io.EOF {
-				break
-			}
-			if err != nil {
-				ch <- asyncResult{err: err, body: body}
-				return
-			}
-			body += string(part.Data)
-		}
-		ch <- asyncResult{body: body}
+		body, err := bodyOf(ex)
+		ch <- asyncResult{err: err, body: body}
 	}()
 	return ch
 }

@@ -65,27 +65,35 @@ func request(method, path, header string) []byte {
 // descriptor the worker passed, at its offset.
 func readAll(t *testing.T, ex *Exchange) string {
 	t.Helper()
+	body, err := bodyOf(ex)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return body
+}
+
+// bodyOf is readAll for any goroutine: it returns the error.
+func bodyOf(ex *Exchange) (string, error) {
 	body := string(ex.Head.Body)
 	for {
 		p, err := ex.Next()
 		if err == io.EOF {
-			break
+			return body, nil
 		}
 		if err != nil {
-			t.Fatalf("reading body: %v", err)
+			return body, fmt.Errorf("reading body: %w", err)
 		}
 		if p.File != nil {
 			b, err := io.ReadAll(io.NewSectionReader(p.File, p.Offset, 1<<40))
 			p.File.Close()
 			if err != nil {
-				t.Fatalf("reading the passed file: %v", err)
+				return body, fmt.Errorf("reading the passed file: %w", err)
 			}
 			body += string(b)
 			continue
 		}
 		body += string(p.Data)
 	}
-	return body
 }
 
 // do sends a bodyless request and reads the whole response.

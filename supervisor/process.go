@@ -187,49 +187,43 @@ func spawn(ctx context.Context, app *units.App, log *slog.Logger) (*process, err
 	}
 	conn := lanes[0].conn
 
-	outR, outW, err := os.Pipe()
-	if err != nil {
+	// Every file opened for the worker, closed if spawning fails (the
+	// worker's ends are closed once it has them anyway).
+	var files []*os.File
+	fail := func(err error) (*process, error) {
 		closeLanes()
-		return nil, fmt.Errorf("creating stdout pipe: %w", err)
+		for _, f := range files {
+			f.Close()
+		}
+		return nil, err
 	}
-	errR, errW, err := os.Pipe()
-	if err != nil {
-		closeLanes()
-		outR.Close()
-		outW.Close()
-		return nil, fmt.Errorf("creating stderr pipe: %w", err)
+	pipe := func(what string) (r, w *os.File, err error) {
+		if r, w, err = os.Pipe(); err != nil {
+			return nil, nil, fmt.Errorf("creating %s: %w", what, err)
+		}
+		files = append(files, r, w)
+		return r, w, nil
 	}
-	logR, logW, err := os.Pipe()
+	outR, outW, err := pipe("stdout pipe")
 	if err != nil {
-		closeLanes()
-		outR.Close()
-		outW.Close()
-		errR.Close()
-		errW.Close()
-		return nil, fmt.Errorf("creating log pipe: %w", err)
+		return fail(err)
+	}
+	errR, errW, err := pipe("stderr pipe")
+	if err != nil {
+		return fail(err)
+	}
+	logR, logW, err := pipe("log pipe")
+	if err != nil {
+		return fail(err)
 	}
 	marks, err := newMarks(threads)
 	if err != nil {
-		closeLanes()
-		outR.Close()
-		outW.Close()
-		errR.Close()
-		errW.Close()
-		logR.Close()
-		logW.Close()
-		return nil, err
+		return fail(err)
 	}
-	asksR, asksW, err := os.Pipe()
+	files = append(files, marks)
+	asksR, asksW, err := pipe("the worker's flush pipe")
 	if err != nil {
-		closeLanes()
-		outR.Close()
-		outW.Close()
-		errR.Close()
-		errW.Close()
-		logR.Close()
-		logW.Close()
-		marks.Close()
-		return nil, fmt.Errorf("creating the worker's flush pipe: %w", err)
+		return fail(err)
 	}
 
 	cmd := exec.Command(app.Python, "-u", "-c", wire.WorkerSource, app.Module, strconv.Itoa(threads))
@@ -248,13 +242,7 @@ func spawn(ctx context.Context, app *units.App, log *slog.Logger) (*process, err
 	logW.Close()
 	asksR.Close()
 	if err != nil {
-		closeLanes()
-		outR.Close()
-		errR.Close()
-		logR.Close()
-		marks.Close()
-		asksW.Close()
-		return nil, fmt.Errorf("starting python %q: %w", app.Python, err)
+		return fail(fmt.Errorf("starting python %q: %w", app.Python, err))
 	}
 	if app.Scheduling == units.SchedBatch {
 		// berth sets it as soon as the worker exists, so the worker
