@@ -178,14 +178,10 @@ func (s *slot) direct(r Request) (ex *Exchange, err error, ok bool) {
 // when the worker never started it (its marks say), ok is false and the
 // caller queues it for the replacement.
 func (s *slot) directFailed(proc *process, ln *lane, err error) (ex *Exchange, failed error, ok bool) {
-	failed = s.killFor(proc, err)
+	started, failed := s.afterDeath(proc, ln, ln.seq, 1, err)
 	s.endDirect(hbBroken)
-	if proc.started(ln) < ln.seq {
-		proc.log.Warn("worker died before it started a request; replacing it and sending the request to the replacement", "status", proc.exitStatus())
+	if started == 0 {
 		return nil, nil, false
-	}
-	if failed == ErrWorkerDied {
-		proc.log.Error("worker died while serving a request; replacing it", "status", proc.exitStatus(), "err", err)
 	}
 	return nil, failed, true
 }

@@ -106,11 +106,16 @@ func newMarks(lanes int) (*os.File, error) {
 	return f, nil
 }
 
-// readMarks returns the marks of lanes lanes; zeros where unreadable
-// (every request then counts as never started, as before marks existed).
+// readMarks returns the marks of lanes lanes. Unreadable marks count as
+// every request started: a request may fail that could have been sent
+// again, but none runs twice.
 func readMarks(f *os.File, lanes int) []uint32 {
 	b := make([]byte, 4*lanes)
-	_, _ = f.ReadAt(b, 0)
+	if _, err := f.ReadAt(b, 0); err != nil {
+		for i := range b {
+			b[i] = 0xff
+		}
+	}
 	starts := make([]uint32, lanes)
 	for i := range starts {
 		starts[i] = binary.LittleEndian.Uint32(b[4*i:])

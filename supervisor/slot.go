@@ -486,6 +486,11 @@ func (s *slot) serve(proc *process, ln *lane, jobs []*job) (retry []*job, ok boo
 		s.watchBatch(proc)
 		defer s.batchDone()
 	}
+	// lost ends live[k:] after the worker failed there, and returns what
+	// to send again: those it never started and those not in this write.
+	lost := func(k int, err error) []*job {
+		return append(s.unanswered(proc, ln, live[k:], base+uint32(k)+1, err), all[len(live):]...)
+	}
 	if n, err := s.send(ln, live); err != nil {
 		if n == 0 && !errors.Is(err, os.ErrDeadlineExceeded) {
 			// Nothing reached the worker: it died idle, and the
@@ -494,7 +499,7 @@ func (s *slot) serve(proc *process, ln *lane, jobs []*job) (retry []*job, ok boo
 			proc.log.Warn("worker gone before it got a request; replacing it", "status", proc.exitStatus())
 			return all, false
 		}
-		return append(s.unanswered(proc, ln, live, base+1, err), all[len(live):]...), false
+		return lost(0, err), false
 	}
 	prev := time.Now()
 	for i, j := range live {
@@ -509,14 +514,14 @@ func (s *slot) serve(proc *process, ln *lane, jobs []*job) (retry []*job, ok boo
 		p.observe(now.Sub(prev))
 		prev = now
 		if err != nil {
-			return append(s.unanswered(proc, ln, live[i:], base+uint32(i)+1, err), all[len(live):]...), false
+			return lost(i, err), false
 		}
 		ex := &j.ex
 		*ex = Exchange{proc: proc, lane: ln, seq: base + uint32(i) + 1, timeout: p.app.Timeout, PID: proc.pid, release: j.release}
 		if !readHead(proc, f, ex) {
 			j.err = ErrWorkerDied
 			close(j.ready)
-			return append(s.unanswered(proc, ln, live[i+1:], base+uint32(i)+2, nil), all[len(live):]...), false
+			return lost(i+1, nil), false
 		}
 		close(j.ready)
 		<-j.release
@@ -524,7 +529,7 @@ func (s *slot) serve(proc *process, ln *lane, jobs []*job) (retry []*job, ok boo
 		p.served.Add(1)
 		if ex.broken {
 			proc.kill()
-			return append(s.unanswered(proc, ln, live[i+1:], base+uint32(i)+2, nil), all[len(live):]...), false
+			return lost(i+1, nil), false
 		}
 	}
 	return all[len(live):], true
@@ -532,28 +537,12 @@ func (s *slot) serve(proc *process, ln *lane, jobs []*job) (retry []*job, ok boo
 
 // unanswered ends the requests of a batch that the worker failed to
 // answer — jobs, numbered on ln from first — and returns those to send
-// again. It kills the worker (after a stack dump when err is a timeout;
-// err nil: the caller has killed it) and reads from its marks how far it
-// got: the requests it never started are sent again; the last one it
-// started fails with what the worker died of (504 for a timeout, else
-// 502), and any it started before that with 502, their answers lost with
-// the worker (it sends a batch's answers together at its end). None is
-// ever sent twice.
+// again (see afterDeath): the requests it never started are sent again;
+// the last one it started fails with what the worker died of, and any it
+// started before that with 502, their answers lost with the worker (it
+// sends a batch's answers together at its end).
 func (s *slot) unanswered(proc *process, ln *lane, jobs []*job, first uint32, err error) []*job {
-	failed := s.killFor(proc, err)
-	n := 0
-	if len(jobs) > 0 {
-		n = int(min(max(int64(proc.started(ln))-int64(first)+1, 0), int64(len(jobs))))
-	}
-	switch {
-	case len(jobs) == 0:
-	case n == 0:
-		proc.log.Warn("worker died before it started a request; replacing it and sending the request to the replacement",
-			"status", proc.exitStatus(), "waiting", len(jobs))
-	case err != nil && failed == ErrWorkerDied:
-		proc.log.Error("worker died while serving a request; replacing it", "status", proc.exitStatus(), "err", err,
-			"lost", n, "resent", len(jobs)-n)
-	}
+	n, failed := s.afterDeath(proc, ln, first, len(jobs), err)
 	for k, j := range jobs[:n] {
 		j.err = ErrWorkerDied
 		if k == n-1 {
@@ -562,6 +551,29 @@ func (s *slot) unanswered(proc *process, ln *lane, jobs []*job, first uint32, er
 		close(j.ready)
 	}
 	return jobs[n:]
+}
+
+// afterDeath kills a worker that failed to answer (after a stack dump
+// when err is a timeout; err nil: the caller has killed it) and reads
+// from its marks how many of the count requests numbered on ln from
+// first it had started; failed is the error of the last one started (504
+// for a timeout, else 502). The others it never started: sent again, none
+// ever runs twice.
+func (s *slot) afterDeath(proc *process, ln *lane, first uint32, count int, err error) (started int, failed error) {
+	failed = s.killFor(proc, err)
+	if count == 0 {
+		return 0, failed
+	}
+	started = int(min(max(int64(proc.started(ln))-int64(first)+1, 0), int64(count)))
+	switch {
+	case started == 0:
+		proc.log.Warn("worker died before it started a request; replacing it and sending the request to the replacement",
+			"status", proc.exitStatus(), "waiting", count)
+	case err != nil && failed == ErrWorkerDied:
+		proc.log.Error("worker died while serving a request; replacing it", "status", proc.exitStatus(), "err", err,
+			"lost", started, "resent", count-started)
+	}
+	return started, failed
 }
 
 // overdueAfter is how long a batch may take before its worker is asked

@@ -67,15 +67,16 @@ BUF_SIZE = 256 * 1024
 # it again for every upload costs fresh pages (page faults) each time,
 # which on a VM costs more than the copy itself.
 KEEP_BUF = 8 << 20
+# Responses of a batch go out together, but no more than this waits: a
+# big response is sent as soon as it is made, so berth can pass it on
+# while the next one is made.
+FLUSH_SIZE = 64 * 1024
+
 # An app that yields empty chunks while it waits (for an event, a
 # long poll) is at work, not hung: at most this often (seconds) berth is
 # told so with an empty body frame, which restarts the app's timeout and
 # lets berth see whether the client is still there.
 BEAT = 0.1
-# Responses of a batch go out together, but no more than this waits: a
-# big response is sent as soon as it is made, so berth can pass it on
-# while the next one is made.
-FLUSH_SIZE = 64 * 1024
 ERROR_BODY = b"Internal Server Error\n"
 
 chain = itertools.chain
