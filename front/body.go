@@ -12,20 +12,30 @@ import (
 )
 
 // reqBody is a request body as the worker gets it: in memory up to the
-// app's buffer_body_bytes, past that in an unlinked temp file whose
-// descriptor the worker reads from (so a 1 GiB upload costs no 1 GiB of
-// memory anywhere).
+// app's buffer_body_bytes (in a sharedBody from sharedFrom bytes), past
+// that in an unlinked temp file whose descriptor the worker reads from
+// (so a 1 GiB upload costs no 1 GiB of memory anywhere).
 type reqBody struct {
-	mem  []byte
-	file *os.File
-	n    int64
+	mem    []byte
+	file   *os.File
+	shared *sharedBody // file is its file
+	n      int64
+	reuse  bool // the worker has read the shared body: it may serve another
 }
 
 func (b *reqBody) close() {
-	if b.file != nil {
+	switch {
+	case b.shared != nil && b.reuse:
+		b.shared.put()
+	case b.shared != nil:
+		// The worker may not have read it yet (it died, or timed out and
+		// is being killed): its memory must never hold another's body
+		// while it might.
+		b.shared.destroy()
+	case b.file != nil:
 		b.file.Close()
-		b.file = nil
 	}
+	b.file, b.shared = nil, nil
 }
 
 // bigBodies recycles request body buffers larger than an environ keeps:
@@ -80,6 +90,18 @@ func readBody(ctx *fasthttp.RequestCtx, rt *route, buf []byte) (reqBody, int, st
 			return reqBody{}, status, msg
 		}
 		return body, 0, ""
+	}
+	if cl >= sharedFrom {
+		if sb, err := getShared(cl); err == nil {
+			if _, err := io.ReadFull(r, sb.mem[:cl]); err != nil {
+				sb.put() // no worker has seen it
+				status, msg := readError(err)
+				return reqBody{}, status, msg
+			}
+			return reqBody{file: sb.file, shared: sb, n: cl}, 0, ""
+		}
+		// No memfd here (a sandbox may forbid it): the body rides in
+		// the frame.
 	}
 	if cl > 0 {
 		if int64(cap(buf)) < cl {

@@ -229,12 +229,18 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	req := supervisor.Request{Body: body.mem, BodyFile: body.file}
-	if body.file != nil {
+	switch {
+	case body.shared != nil:
+		req.Frame = env.enc.FinishWithShared()
+	case body.file != nil:
 		req.Frame = env.enc.FinishWithFile()
-	} else {
+	default:
 		req.Frame = env.enc.Finish(len(body.mem))
 	}
 	ex, err := rt.app.Do(req)
+	// An answer means the worker got past reading a shared body (it
+	// does so before the app starts).
+	body.reuse = err == nil
 	if err != nil {
 		s.poolError(ctx, err)
 		s.access(ctx, rt.log, start, 0)

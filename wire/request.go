@@ -65,6 +65,12 @@ func (e *RequestEncoder) FinishWithFile() []byte {
 	return e.finish(FlagBodyFD, 0)
 }
 
+// FinishWithShared completes the frame for a body in shared memory whose
+// descriptor is sent with the frame (FlagBodyShared).
+func (e *RequestEncoder) FinishWithShared() []byte {
+	return e.finish(FlagBodyFD|FlagBodyShared, 0)
+}
+
 func (e *RequestEncoder) finish(flags uint8, bodyLen int) []byte {
 	meta := len(e.buf) - requestPrefix
 	PutHeader(e.buf, TypeRequest, flags, 4+meta+bodyLen)

@@ -108,6 +108,12 @@ const FlagMore uint8 = 1
 // rides with the frame, CONTENT_LENGTH bytes from its start.
 const FlagBodyFD uint8 = 2
 
+// FlagBodyShared, with FlagBodyFD: the file is shared memory that berth
+// reuses for another request once this one is answered, so the worker
+// reads the body whole before the app starts and closes the descriptor
+// (the app gets the bytes, as for a body in the frame).
+const FlagBodyShared uint8 = 4
+
 // ToEOF is the count of a file frame that sends the file to its end.
 const ToEOF = 1 << 63
 

@@ -57,6 +57,7 @@ T_HELLO, T_BOOT_FAILED, T_REQUEST, T_RESPONSE, T_BODY, T_ABORT, T_FILE, T_CANCEL
 LOG_FD = 4
 F_MORE = 1
 F_BODY_FD = 2
+F_BODY_SHARED = 4
 RANGE = struct.Struct("<QQ")
 TO_EOF = 1 << 63
 ANC_SIZE = socket.CMSG_SPACE(16 * 4)
@@ -222,6 +223,21 @@ def flush_when_asked(wire, fd):
             wire.flush()
         except OSError:
             return
+
+
+def read_shared(fd, n):
+    """The n bytes at the start of a shared body's file (see F_BODY_SHARED);
+    closes fd."""
+    try:
+        data = os.pread(fd, n, 0)
+        while len(data) < n:
+            more = os.pread(fd, n - len(data), len(data))
+            if not more:
+                raise OSError("shared request body shorter than its CONTENT_LENGTH")
+            data += more
+        return data
+    finally:
+        os.close(fd)
 
 
 class ClientDisconnected(OSError):
@@ -399,7 +415,10 @@ class Worker:
         it = iter(str(view[4 : 4 + n], "latin-1").split("\0"))
         env = dict(zip(it, it))
         env.update(self.base)
-        if flags & F_BODY_FD:
+        if flags & F_BODY_SHARED:
+            body = None
+            env["wsgi.input"] = io.BytesIO(read_shared(self.fds.popleft(), int(env.get("CONTENT_LENGTH") or 0)))
+        elif flags & F_BODY_FD:
             fd = self.fds.popleft()
             os.lseek(fd, 0, os.SEEK_SET)
             body = env["wsgi.input"] = open(fd, "rb")

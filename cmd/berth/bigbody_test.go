@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -165,5 +166,81 @@ func TestBigBodies(t *testing.T) {
 		}
 		f.Close()
 		download(t, "1 GiB file through wsgi.file_wrapper (sendfile)", "/sendfile?"+path, h.Sum(nil))
+	})
+}
+
+// TestSharedBodies sends bodies of the sizes berth passes in shared memory
+// (64 KiB up to buffer_body_bytes), from several clients at once so that
+// the buffers are reused, and checks each arrives whole and as itself —
+// also the one an app keeps unread past its request while the buffer it
+// came in serves the next upload.
+func TestSharedBodies(t *testing.T) {
+	b := startBerth(t, appConfig(systemPython(t), "probe:app", "workers = 1", ""))
+	client := &http.Client{Timeout: 30 * time.Second}
+	post := func(path string, body []byte) (map[string]any, error) {
+		resp, err := client.Post(b.url(path), "application/octet-stream", bytes.NewReader(body))
+		if err != nil {
+			return nil, err
+		}
+		defer resp.Body.Close()
+		var got map[string]any
+		if err := json.NewDecoder(resp.Body).Decode(&got); err != nil || resp.StatusCode != 200 {
+			return nil, fmt.Errorf("status %d, %v", resp.StatusCode, err)
+		}
+		return got, nil
+	}
+	body := func(size, seed int) []byte {
+		p := &pattern{off: seed}
+		buf := make([]byte, size)
+		p.Read(buf)
+		return buf
+	}
+	sum := func(b []byte) string { h := sha256.Sum256(b); return hex.EncodeToString(h[:]) }
+
+	t.Run("kept past the request", func(t *testing.T) {
+		first, second := body(200<<10, 1), body(200<<10, 2)
+		if _, err := post("/keep-input", first); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := post("/echo", second); err != nil {
+			t.Fatal(err)
+		}
+		got, err := post("/kept", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got["sha256"] != sum(first) {
+			t.Errorf("the kept wsgi.input read %v bytes, sha256 %v; want the first upload's %s (the second's is %s)",
+				got["length"], got["sha256"], sum(first), sum(second))
+		}
+	})
+
+	t.Run("many at once", func(t *testing.T) {
+		sizes := []int{64<<10 - 1, 64 << 10, 100 << 10, 1 << 20, 300 << 10, 1<<20 - 7, 65 << 10, 700 << 10}
+		var wg sync.WaitGroup
+		errs := make(chan error, 8*len(sizes))
+		for c := range 8 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := range sizes {
+					size := sizes[(i+c)%len(sizes)]
+					up := body(size, c*1000+i)
+					got, err := post("/echo", up)
+					if err != nil {
+						errs <- fmt.Errorf("%d bytes: %v", size, err)
+						continue
+					}
+					if got["sha256"] != sum(up) || got["length"] != float64(size) {
+						errs <- fmt.Errorf("%d bytes: the app read %v bytes, sha256 %v; want %s", size, got["length"], got["sha256"], sum(up))
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Error(err)
+		}
 	})
 }

@@ -6,6 +6,7 @@ import sys
 import time
 
 closed = []  # REQUEST_IDs of /infinite responses whose close() ran
+kept = []  # the wsgi.input /keep-input left unread, for /kept
 
 
 def respond(start_response, body, status="200 OK", ctype="application/json"):
@@ -35,6 +36,13 @@ def app(environ, start_response):
             "content_length": environ.get("CONTENT_LENGTH"),
             "head": body[:64].decode("latin-1"),
         })
+    if path == "/keep-input":
+        # Keeps wsgi.input, unread, past the end of the request.
+        kept[:] = [environ["wsgi.input"]]
+        return respond(start_response, {"kept": True})
+    if path == "/kept":
+        body = kept[0].read()
+        return respond(start_response, {"length": len(body), "sha256": hashlib.sha256(body).hexdigest()})
     if path == "/pid":
         return respond(start_response, {"pid": os.getpid()})
     if path == "/sleep":

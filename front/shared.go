@@ -1,0 +1,107 @@
+package front
+
+import (
+	"fmt"
+	"os"
+	"sync"
+
+	"golang.org/x/sys/unix"
+)
+
+// sharedBody is a request body buffer in memory the worker can read: a
+// memfd mapped into berth. The body is read from the client straight into
+// the mapping and its descriptor rides with the request frame, as a temp
+// file's does, so a large body never crosses the worker's socket: that
+// crossing (berth's write, the worker's read, each a copy through socket
+// buffers) was most of the cost of a 1 MiB upload.
+type sharedBody struct {
+	file *os.File
+	mem  []byte // the whole mapping, as long as the file
+}
+
+// sharedFrom is the smallest body read into a sharedBody: below it the
+// body rides in the frame, where requests of a batch share one write.
+const sharedFrom = keepBody
+
+// keepShared and keepSharedCount bound the idle sharedBodies kept for the
+// next uploads (a fresh one costs a page fault per 4 KiB as it is filled):
+// their bytes, and their descriptors.
+const (
+	keepShared      = 64 << 20
+	keepSharedCount = 64
+)
+
+// sharedBodies are the idle sharedBodies. Not a sync.Pool: one dropped by
+// the GC would keep its descriptor and mapping.
+var sharedBodies struct {
+	sync.Mutex
+	free []*sharedBody
+	size int64
+}
+
+// getShared returns a sharedBody of at least n bytes, an idle one when one
+// is large enough. The worker reads CONTENT_LENGTH bytes from its start, so
+// its file keeps the mapping's size whatever the body's.
+func getShared(n int64) (*sharedBody, error) {
+	sharedBodies.Lock()
+	var b *sharedBody
+	for i, f := range sharedBodies.free {
+		if int64(len(f.mem)) >= n {
+			b = f
+			last := len(sharedBodies.free) - 1
+			sharedBodies.free[i] = sharedBodies.free[last]
+			sharedBodies.free = sharedBodies.free[:last]
+			sharedBodies.size -= int64(len(f.mem))
+			break
+		}
+	}
+	sharedBodies.Unlock()
+	if b == nil {
+		return newShared(n)
+	}
+	return b, nil
+}
+
+// newShared makes a sharedBody of at least n bytes (rounded up to a power
+// of two from keepBody, so that one serves bodies of about the same size).
+func newShared(n int64) (*sharedBody, error) {
+	size := int64(keepBody)
+	for size < n {
+		size *= 2
+	}
+	fd, err := unix.MemfdCreate("berth-body", unix.MFD_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("making a shared body buffer: %w", err)
+	}
+	f := os.NewFile(uintptr(fd), "request-body")
+	if err := f.Truncate(size); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("sizing a shared body buffer: %w", err)
+	}
+	mem, err := unix.Mmap(fd, 0, int(size), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("mapping a shared body buffer: %w", err)
+	}
+	return &sharedBody{file: f, mem: mem}, nil
+}
+
+// put keeps b for a later body, or frees it when enough are kept. Only
+// once the worker is done with the request: until then it may read.
+func (b *sharedBody) put() {
+	sharedBodies.Lock()
+	if sharedBodies.size+int64(len(b.mem)) <= keepShared && len(sharedBodies.free) < keepSharedCount {
+		sharedBodies.free = append(sharedBodies.free, b)
+		sharedBodies.size += int64(len(b.mem))
+		b = nil
+	}
+	sharedBodies.Unlock()
+	if b != nil {
+		b.destroy()
+	}
+}
+
+func (b *sharedBody) destroy() {
+	unix.Munmap(b.mem)
+	b.file.Close()
+}
