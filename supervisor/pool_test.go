@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/berthd/berth/journal"
 	"github.com/berthd/berth/units"
 	"github.com/berthd/berth/wire"
@@ -172,6 +174,36 @@ func TestPythonVersions(t *testing.T) {
 				t.Errorf("body from a file: %q", body)
 			}
 			ex.Close()
+
+			// A body in shared memory (a memfd longer than the body, as
+			// berth's reused ones are) arrives as its first CONTENT_LENGTH
+			// bytes, twice from the same file.
+			fd, err := unix.MemfdCreate("body", unix.MFD_CLOEXEC)
+			if err != nil {
+				t.Fatal(err)
+			}
+			mf := os.NewFile(uintptr(fd), "shared-body")
+			defer mf.Close()
+			for _, c := range []struct{ file, body string }{
+				{"a shared body, and bytes past it", "a shared body"},
+				{"another", "another"},
+			} {
+				if _, err := mf.WriteAt([]byte(c.file), 0); err != nil {
+					t.Fatal(err)
+				}
+				e.Reset()
+				e.AddString("REQUEST_METHOD", "PUT")
+				e.AddString("PATH_INFO", "/upload")
+				e.AddString("CONTENT_LENGTH", fmt.Sprint(len(c.body)))
+				ex, err = p.Do(Request{Frame: e.FinishWithShared(), BodyFile: mf})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if body := readAll(t, ex); !strings.HasSuffix(body, " "+c.body) || strings.Contains(body, "past") {
+					t.Errorf("shared body: %q, want it to end in %q", body, " "+c.body)
+				}
+				ex.Close()
+			}
 
 			// wsgi.file_wrapper: a real file comes back as a descriptor
 			// and offset, a BytesIO as body frames.

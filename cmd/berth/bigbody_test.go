@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -215,11 +216,13 @@ func TestSharedBodies(t *testing.T) {
 		}
 	})
 
+	// More clients than the worker keeps mappings of berth's buffers.
+	const clients = 24
 	t.Run("many at once", func(t *testing.T) {
 		sizes := []int{64<<10 - 1, 64 << 10, 100 << 10, 1 << 20, 300 << 10, 1<<20 - 7, 65 << 10, 700 << 10}
 		var wg sync.WaitGroup
-		errs := make(chan error, 8*len(sizes))
-		for c := range 8 {
+		errs := make(chan error, clients*len(sizes))
+		for c := range clients {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
@@ -242,5 +245,26 @@ func TestSharedBodies(t *testing.T) {
 		for err := range errs {
 			t.Error(err)
 		}
+		// What stays mapped is bounded: berth keeps at most 64 idle
+		// buffers, the worker maps at most 16.
+		berth := sharedMaps(b.cmd.Process.Pid)
+		var worker int
+		for _, pid := range childPIDs(b.cmd.Process.Pid) {
+			worker = max(worker, sharedMaps(pid))
+		}
+		t.Logf("shared body buffers mapped: berth %d, worker %d", berth, worker)
+		if berth == 0 || berth > 64 || worker == 0 || worker > 16 {
+			t.Errorf("shared body buffers mapped: berth %d, worker %d; want 1-64 and 1-16", berth, worker)
+		}
 	})
+}
+
+// sharedMaps counts the shared body buffers (memfds named berth-body) a
+// process has mapped.
+func sharedMaps(pid int) int {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/maps", pid))
+	if err != nil {
+		return 0
+	}
+	return strings.Count(string(b), "/memfd:berth-body")
 }
