@@ -24,7 +24,7 @@ longer than usual (one of its requests is slow), berth writes a byte to a
 pipe (fd 5 + THREADS) and a thread of the worker sends the answers done so
 far: a fast request is not held behind a slow one after it.
 
-Large bodies do not cross the socket. A request body from 64 KiB up to
+Large bodies do not cross the socket. A request body from 32 KiB up to
 buffer_body_bytes is in shared memory that berth read it into (a memfd
 whose descriptor comes with the frame, F_BODY_SHARED): the worker copies
 it out before the app starts, since berth reuses that memory once the

@@ -171,7 +171,7 @@ func TestBigBodies(t *testing.T) {
 }
 
 // TestSharedBodies sends bodies of the sizes berth passes in shared memory
-// (64 KiB up to buffer_body_bytes), from several clients at once so that
+// (32 KiB up to buffer_body_bytes), from several clients at once so that
 // the buffers are reused, and checks each arrives whole and as itself —
 // also the one an app keeps unread past its request while the buffer it
 // came in serves the next upload.
@@ -219,7 +219,7 @@ func TestSharedBodies(t *testing.T) {
 	// More clients than the worker keeps mappings of berth's buffers.
 	const clients = 24
 	t.Run("many at once", func(t *testing.T) {
-		sizes := []int{64<<10 - 1, 64 << 10, 100 << 10, 1 << 20, 300 << 10, 1<<20 - 7, 65 << 10, 700 << 10}
+		sizes := []int{32<<10 - 1, 32 << 10, 100 << 10, 1 << 20, 300 << 10, 1<<20 - 7, 65 << 10, 700 << 10}
 		var wg sync.WaitGroup
 		errs := make(chan error, clients*len(sizes))
 		for c := range clients {
