@@ -28,6 +28,8 @@ type Exchange struct {
 	drainBy time.Time     // set once cancelled: the worker must end by then
 	more    bool
 	broken  bool
+	outBody bool   // Head.Body is in the worker's out ring,
+	outEnd  uint32 // up to here
 	release chan struct{} // to the slot's goroutine, which sent the request
 	slot    *slot         // or, for a request served directly, its slot
 }
@@ -129,6 +131,11 @@ func (e *Exchange) Close() {
 		if e.broken {
 			e.proc.log.Warn("response abandoned mid-body and the app did not end it after a cancel within its timeout; replacing the worker", "timeout", e.timeout)
 		}
+	}
+	if e.outBody {
+		e.outBody = false
+		e.Head.Body = nil
+		e.proc.out.done(e.lane.index, e.outEnd)
 	}
 	if e.slot != nil {
 		e.slot.finishDirect(e)

@@ -205,6 +205,16 @@ func TestPythonVersions(t *testing.T) {
 				ex.Close()
 			}
 
+			// A big answer comes through the out ring.
+			ex, err = p.Do(Request{Frame: request("GET", "/pattern", "100000,5"), Body: []byte("the body")})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !ex.outBody || string(ex.Head.Body) != string(patternOf(100000, 5)) {
+				t.Errorf("a 100 kB answer: through the ring %v, %d bytes, as sent %v", ex.outBody, len(ex.Head.Body), string(ex.Head.Body) == string(patternOf(100000, 5)))
+			}
+			ex.Close()
+
 			// wsgi.file_wrapper: a real file comes back as a descriptor
 			// and offset, a BytesIO as body frames.
 			for _, c := range []struct{ path, want string }{

@@ -56,6 +56,8 @@ type process struct {
 	// asks is the pipe by which berth asks the worker to send the
 	// answers it has made so far (askFlush).
 	asks *os.File
+	// out is where the worker's threads may leave response bodies.
+	out *outRegion
 }
 
 // askFlush asks the worker to send the answers of a batch it has made so
@@ -230,14 +232,25 @@ func spawn(ctx context.Context, app *units.App, log *slog.Logger) (*process, err
 	if err != nil {
 		return fail(err)
 	}
+	out, err := newOutRegion(threads)
+	if err != nil {
+		return fail(err)
+	}
+	files = append(files, out.file)
+	unmapOut := true
+	defer func() {
+		if unmapOut {
+			out.close()
+		}
+	}()
 
 	cmd := exec.Command(app.Python, "-u", "-c", wire.WorkerSource, app.Module, strconv.Itoa(threads))
 	cmd.Dir = app.Chdir
 	cmd.Env = workerEnv(app)
 	cmd.Stdout, cmd.Stderr = outW, errW
 	// fd 3: lane 0; fd 4: the log pipe; fds 5...: lanes 1...; then the
-	// marks and the flush pipe.
-	cmd.ExtraFiles = append(append([]*os.File{children[0], logW}, children[1:]...), marks, asksR)
+	// marks, the flush pipe and the out file.
+	cmd.ExtraFiles = append(append([]*os.File{children[0], logW}, children[1:]...), marks, asksR, out.file)
 	// If berth dies without stopping its workers (SIGKILL), the kernel
 	// kills them: no orphans. Workers also exit on EOF of their socket.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
@@ -249,6 +262,8 @@ func spawn(ctx context.Context, app *units.App, log *slog.Logger) (*process, err
 	if err != nil {
 		return fail(fmt.Errorf("starting python %q: %w", app.Python, err))
 	}
+	out.file.Close()
+	unmapOut = false // once the worker is reaped (and no exchange reads it)
 	if app.Scheduling == units.SchedBatch {
 		// berth sets it as soon as the worker exists, so the worker
 		// need not know of it; the threads it starts inherit it.
@@ -264,6 +279,7 @@ func spawn(ctx context.Context, app *units.App, log *slog.Logger) (*process, err
 		exited: make(chan struct{}),
 		python: app.Python,
 		asks:   asksW,
+		out:    out,
 	}
 	go p.pump(outR, slog.LevelInfo, "stdout")
 	go p.pump(errR, slog.LevelWarn, "stderr")
@@ -273,6 +289,7 @@ func spawn(ctx context.Context, app *units.App, log *slog.Logger) (*process, err
 		p.starts = readMarks(marks, threads)
 		marks.Close()
 		asksW.Close()
+		out.close()
 		close(p.exited)
 	}()
 

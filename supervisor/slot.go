@@ -1,6 +1,7 @@
 package supervisor
 
 import (
+	"encoding/binary"
 	"errors"
 	"math/rand/v2"
 	"net"
@@ -690,6 +691,23 @@ func readHead(proc *process, f wire.Frame, ex *Exchange) bool {
 	if err := wire.ParseHead(f.Payload, &ex.Head); err != nil {
 		proc.log.Error("app sent an invalid response", "err", err)
 		ex.Invalid = err
+	}
+	if f.Flags&wire.FlagBodyShared != 0 {
+		// The body is in the lane's out ring; the payload ends with
+		// its place and length.
+		b := ex.Head.Body
+		ok := len(b) == 8
+		if ok {
+			pos, n := binary.LittleEndian.Uint32(b), binary.LittleEndian.Uint32(b[4:])
+			ex.Head.Body, ok = proc.out.body(ex.lane.index, pos, n)
+			ex.outEnd = pos + n
+		}
+		if !ok {
+			proc.log.Error("worker broke the protocol (a shared body's place); killing it")
+			proc.kill()
+			return false
+		}
+		ex.outBody = true
 	}
 	return true
 }

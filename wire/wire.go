@@ -108,11 +108,25 @@ const FlagMore uint8 = 1
 // rides with the frame, CONTENT_LENGTH bytes from its start.
 const FlagBodyFD uint8 = 2
 
-// FlagBodyShared, with FlagBodyFD: the file is shared memory that berth
-// reuses for another request once this one is answered, so the worker
-// reads the body whole before the app starts and closes the descriptor
-// (the app gets the bytes, as for a body in the frame).
+// FlagBodyShared on a request frame, with FlagBodyFD: the file is shared
+// memory that berth reuses for another request once this one is
+// answered, so the worker reads the body whole before the app starts and
+// closes the descriptor (the app gets the bytes, as for a body in the
+// frame). On a response frame: the body is not in the payload, which ends
+// after the head with its place in the thread's ring of the worker's out
+// file and its length (two uint32s; see OutRegionOffset).
 const FlagBodyShared uint8 = 4
+
+// The worker's out file (fd 6 + THREADS): for each thread a word (uint32
+// at 4 × its number) in which berth says up to where it is done with the
+// thread's ring, and the ring itself, OutRegionSize bytes from
+// OutRegionOffset + OutRegionSize × its number, where the worker leaves
+// response bodies (FlagBodyShared). Places in a ring count the bytes ever
+// placed there, wrapping at 2^32; a body never wraps around the ring.
+const (
+	OutRegionOffset = 4096
+	OutRegionSize   = 2 << 20
+)
 
 // ToEOF is the count of a file frame that sends the file to its end.
 const ToEOF = 1 << 63

@@ -28,7 +28,11 @@ Large bodies do not cross the socket. A request body from 32 KiB up to
 buffer_body_bytes is in shared memory that berth read it into (a memfd
 whose descriptor comes with the frame, F_BODY_SHARED): the worker copies
 it out before the app starts, since berth reuses that memory once the
-request is answered. A body berth spilled to a
+request is answered. A response body from 32 KiB up to 1 MiB made whole
+(a list, or the chunk that completes the app's Content-Length) is left
+in the thread's ring of the out file (fd 6 + THREADS, shared with berth)
+when there is room where berth is done, and only its place goes in the
+frame. A body berth spilled to a
 temp file arrives as a file descriptor (read through wsgi.input), and a
 regular file returned through wsgi.file_wrapper leaves as one, for berth
 to send with sendfile. While a response streams, the worker looks for a
@@ -62,6 +66,15 @@ LOG_FD = 4
 F_MORE = 1
 F_BODY_FD = 2
 F_BODY_SHARED = 4
+# The out file (fd 6 + THREADS): per thread a word where berth says up to
+# where it is done with the thread's ring, and the ring, where a response
+# body may wait for berth instead of crossing the socket (F_BODY_SHARED on
+# a response frame). Places count bytes ever placed, modulo 2**32.
+OUT_OFFSET = 4096
+OUT_SIZE = 2 << 20
+PLACE = struct.Struct("<II")
+# Bodies from this size go there, up to half a ring.
+OUT_FROM = 32 * 1024
 RANGE = struct.Struct("<QQ")
 TO_EOF = 1 << 63
 ANC_SIZE = socket.CMSG_SPACE(16 * 4)
@@ -156,13 +169,16 @@ class Wire:
         self.size = 0
         self.lock = threading.Lock()
 
-    def frame(self, typ, flags, *parts):
+    def frame(self, typ, flags, *parts, weight=0):
+        """Queue a frame. weight: bytes it stands for beyond its own (a
+        body left in the out region), so that it is sent as soon as a
+        body that size would be."""
         n = sum(map(len, parts))
         with self.lock:
             out = self.out
             out.append(HDR.pack(n, typ, flags, 0))
             out.extend(parts)
-            self.size += 8 + n
+            self.size += 8 + n + weight
 
     def flush(self):
         if not self.out:
@@ -366,6 +382,23 @@ class Exchange:
             return
         head = self.head()
         self.sent = True
+        n = len(data)
+        if not more and OUT_FROM <= n <= OUT_SIZE // 2:
+            w = self.worker
+            out = w.out_file
+            if out is not None:
+                pos = w.out_pos
+                off = pos % OUT_SIZE
+                skip = OUT_SIZE - off if off + n > OUT_SIZE else 0
+                if ((pos - U32.unpack_from(out, w.done_at)[0]) & 0xFFFFFFFF) + skip + n <= OUT_SIZE:
+                    # Room where berth is done: the body waits there, not
+                    # in the socket.
+                    pos = (pos + skip) & 0xFFFFFFFF
+                    start = w.out_at + (off + skip) % OUT_SIZE
+                    out[start : start + n] = data
+                    w.out_pos = (pos + n) & 0xFFFFFFFF
+                    wire.frame(T_RESPONSE, F_BODY_SHARED, U32.pack(len(head)), head, PLACE.pack(pos, n), weight=n)
+                    return
         wire.frame(T_RESPONSE, F_MORE if more else 0, U32.pack(len(head)), head, data)
 
 
@@ -376,11 +409,15 @@ class Worker:
     cancelled() can look past the request in progress for a cancel frame.
     """
 
-    def __init__(self, app, wire, marks, index, multithread=False):
+    def __init__(self, app, wire, marks, index, multithread=False, out=None):
         self.app = app
         self.wire = wire
         self.marks = marks  # shared with berth (see the module's comment)
         self.mark_at = 4 * index
+        self.out_file = out  # shared with berth (see OUT_OFFSET)
+        self.done_at = 4 * index
+        self.out_at = OUT_OFFSET + index * OUT_SIZE
+        self.out_pos = 0  # where the next body goes in the ring
         self.base = {
             "wsgi.version": (1, 0),
             "wsgi.errors": sys.stderr,
@@ -603,13 +640,16 @@ def main():
     marks_fd = 4 + threads
     marks = mmap.mmap(marks_fd, 4 * threads)
     os.close(marks_fd)
+    out_fd = 6 + threads
+    out = mmap.mmap(out_fd, OUT_OFFSET + threads * OUT_SIZE)
+    os.close(out_fd)
     threading.Thread(target=flush_when_asked, args=(wire, 5 + threads), name="berth-flush", daemon=True).start()
     if threads == 1:
-        serve(Worker(app, wire, marks, 0))
+        serve(Worker(app, wire, marks, 0, out=out))
         sys.stdout.flush()
         os._exit(0)
-    workers = [Worker(app, wire, marks, 0, True)] + [
-        Worker(app, Wire(socket.socket(fileno=5 + i)), marks, 1 + i, True) for i in range(threads - 1)
+    workers = [Worker(app, wire, marks, 0, True, out)] + [
+        Worker(app, Wire(socket.socket(fileno=5 + i)), marks, 1 + i, True, out) for i in range(threads - 1)
     ]
     pool = [threading.Thread(target=serve, args=(w,), name="berth-%d" % i, daemon=True) for i, w in enumerate(workers)]
     for t in pool:

@@ -268,3 +268,84 @@ func sharedMaps(pid int) int {
 	}
 	return strings.Count(string(b), "/memfd:berth-body")
 }
+
+// TestSharedResponses fetches response bodies of the sizes a worker
+// leaves in its out ring (32 KiB up to 1 MiB), each a different slice of
+// the pattern, from several clients at once — so that rings fill, wrap
+// and fall back to the socket while berth still sends earlier bodies —
+// and checks each arrives whole and as itself: by HTTP/1.1, as a HEAD,
+// and short of its Content-Length (sent from the ring as a stream). Then
+// that the worker's ring was used at all: its shared memory is resident.
+func TestSharedResponses(t *testing.T) {
+	for _, cfg := range []string{"workers = 2", "workers = 1\n  threads = 3"} {
+		t.Run(strings.ReplaceAll(cfg, "\n  ", ", "), func(t *testing.T) {
+			b := startBerth(t, appConfig(systemPython(t), "probe:app", cfg, ""))
+			client := &http.Client{Timeout: 30 * time.Second}
+			sizes := []int{32<<10 - 1, 32 << 10, 100 << 10, 1 << 20, 300 << 10, 1<<20 + 1, 700 << 10, 256 << 10}
+			const clients = 12
+			var wg sync.WaitGroup
+			errs := make(chan error, clients*len(sizes))
+			for c := range clients {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for i := range 3 * len(sizes) {
+						size, seed := sizes[(i+c)%len(sizes)], c*100+i
+						url := b.url(fmt.Sprintf("/pattern?n=%d&seed=%d", size, seed))
+						method := "GET"
+						if i%7 == 3 {
+							method = "HEAD"
+						}
+						req, _ := http.NewRequest(method, url, nil)
+						resp, err := client.Do(req)
+						if err != nil {
+							errs <- fmt.Errorf("%s %d bytes: %v", method, size, err)
+							continue
+						}
+						got, err := io.ReadAll(resp.Body)
+						resp.Body.Close()
+						want := make([]byte, size)
+						(&pattern{off: seed}).Read(want)
+						switch {
+						case err != nil || resp.StatusCode != 200:
+							errs <- fmt.Errorf("%s %d bytes: status %d, %v", method, size, resp.StatusCode, err)
+						case resp.ContentLength != int64(size):
+							errs <- fmt.Errorf("%s %d bytes: Content-Length %d", method, size, resp.ContentLength)
+						case method == "HEAD" && len(got) != 0:
+							errs <- fmt.Errorf("HEAD %d bytes: a body of %d bytes", size, len(got))
+						case method == "GET" && !bytes.Equal(got, want):
+							errs <- fmt.Errorf("GET %d bytes (seed %d): %d bytes came, not the ones sent", size, seed, len(got))
+						}
+					}
+				}()
+			}
+			wg.Wait()
+			close(errs)
+			for err := range errs {
+				t.Error(err)
+			}
+
+			// A body short of its Content-Length goes out as a stream
+			// (from the ring), and the connection is closed after it.
+			raw := b.raw("GET /pattern?n=200000&seed=7&short=1 HTTP/1.1\r\nHost: x\r\n\r\n", 10*time.Second)
+			head, body, _ := strings.Cut(raw, "\r\n\r\n")
+			want := make([]byte, 200000)
+			(&pattern{off: 7}).Read(want)
+			if cl := regexpFind(head, `Content-Length: (\d+)`); cl != "200001" || body != string(want) {
+				t.Errorf("short body: Content-Length %s, %d bytes (want 200001 and the 200000 sent)", cl, len(body))
+			}
+
+			var shmem int64
+			for _, pid := range childPIDs(b.cmd.Process.Pid) {
+				st, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+				var kb int64
+				fmt.Sscanf(regexpFind(string(st), `RssShmem:\s+(\d+) kB`), "%d", &kb)
+				shmem = max(shmem, kb<<10)
+			}
+			t.Logf("worker shared memory resident: %d KiB", shmem>>10)
+			if shmem < 1<<20 {
+				t.Errorf("worker shared memory resident %d KiB; bodies of up to 1 MiB went through the out ring, so want at least 1 MiB", shmem>>10)
+			}
+		})
+	}
+}

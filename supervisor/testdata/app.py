@@ -57,6 +57,11 @@ def app(environ, start_response):
             time.sleep(600)
         start_response("200 OK", [py])
         return [b"recorded"]
+    if path == "/pattern":
+        # X-Test "n,seed": n bytes, byte i being (seed + i) % 251.
+        n, seed = (int(v) for v in environ["HTTP_X_TEST"].split(","))
+        start_response("200 OK", [py])
+        return [(bytes(range(251)) * (n // 251 + 2))[seed % 251 : seed % 251 + n]]
     if path == "/closed":
         start_response("200 OK", [py])
         return [",".join(closed).encode()]

@@ -7,6 +7,7 @@ import time
 
 closed = []  # REQUEST_IDs of /infinite responses whose close() ran
 kept = []  # the wsgi.input /keep-input left unread, for /kept
+PATTERN = bytes(range(251))
 
 
 def respond(start_response, body, status="200 OK", ctype="application/json"):
@@ -43,6 +44,15 @@ def app(environ, start_response):
     if path == "/kept":
         body = kept[0].read()
         return respond(start_response, {"length": len(body), "sha256": hashlib.sha256(body).hexdigest()})
+    if path == "/pattern":
+        # n bytes of the test's pattern (byte i is (seed + i) % 251), with
+        # their length; short=1 declares one byte more than it sends.
+        q = dict(kv.split("=") for kv in qs.split("&"))
+        n, seed = int(q["n"]), int(q["seed"]) % 251
+        body = (PATTERN * (n // 251 + 2))[seed : seed + n]
+        start_response("200 OK", [("Content-Type", "application/octet-stream"),
+                                  ("Content-Length", str(n + int(q.get("short", 0))))])
+        return [body]
     if path == "/pid":
         return respond(start_response, {"pid": os.getpid()})
     if path == "/sleep":

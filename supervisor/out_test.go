@@ -1,0 +1,90 @@
+package supervisor
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/berthd/berth/journal"
+)
+
+// patternOf is what the test app's /pattern sends for "n,seed".
+func patternOf(n, seed int) []byte {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte((seed + i) % 251)
+	}
+	return b
+}
+
+// TestOutRing: big answers of one batch wait in the worker's out ring, and
+// the ring is given back only as each exchange closes. The first answer is
+// held open while the worker makes the rest: had berth given its place
+// back when it read the answer, the third (which then fits only by
+// wrapping around to the start) would overwrite it.
+func TestOutRing(t *testing.T) {
+	py := pythonOrSkip(t)
+	p := startPool(t, func(*testing.T) *Pool {
+		return NewPool(testApp(py, 1), 1, journal.New(io.Discard, slog.LevelInfo))
+	})
+	waitIdle(t, p)
+	held, err := p.Do(Request{Frame: request("GET", "/endless", "held"), Body: []byte("the body")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 1000000
+	type answer struct {
+		ex  *Exchange
+		err error
+	}
+	first := make(chan answer, 1)
+	go func() {
+		ex, err := p.Do(Request{Frame: request("GET", "/pattern", fmt.Sprintf("%d,0", n)), Body: []byte("the body")})
+		first <- answer{ex, err}
+	}()
+	waitQueued(t, p, 1)
+	var rest []<-chan asyncResult
+	for i := 1; i <= 4; i++ {
+		rest = append(rest, asyncDo(p, "/pattern", fmt.Sprintf("%d,%d", n, i)))
+		waitQueued(t, p, 1+i)
+	}
+	p.serviceNS.Store(int64(100 * time.Microsecond)) // so that the five go as one batch
+	held.Close()
+
+	a := <-first
+	if a.err != nil {
+		t.Fatal(a.err)
+	}
+	open := true
+	defer func() {
+		if open { // else the pool's Stop waits for it
+			a.ex.Close()
+		}
+	}()
+	if !a.ex.outBody {
+		t.Error("a 1 MB answer did not come through the out ring")
+	}
+	want := patternOf(n, 0)
+	if !bytes.Equal(a.ex.Head.Body, want) {
+		t.Error("the first answer is not what the app sent")
+	}
+	time.Sleep(300 * time.Millisecond) // the worker makes the other four
+	if !bytes.Equal(a.ex.Head.Body, want) {
+		t.Error("the first answer changed while its exchange was open: its place in the ring was reused")
+	}
+	a.ex.Close()
+	open = false
+	for i, ch := range rest {
+		select {
+		case r := <-ch:
+			if r.err != nil || r.body != string(patternOf(n, i+1)) {
+				t.Errorf("answer %d: %v, %d bytes, not what the app sent", i+2, r.err, len(r.body))
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatalf("answer %d did not come", i+2)
+		}
+	}
+}
