@@ -28,8 +28,8 @@ type Exchange struct {
 	drainBy time.Time     // set once cancelled: the worker must end by then
 	more    bool
 	broken  bool
-	outBody bool   // Head.Body is in the worker's out ring,
-	outEnd  uint32 // up to here
+	outBody bool          // Head.Body is in the worker's out ring,
+	outEnd  uint32        // up to here
 	release chan struct{} // to the slot's goroutine, which sent the request
 	slot    *slot         // or, for a request served directly, its slot
 }
