@@ -91,8 +91,8 @@ func readBody(ctx *fasthttp.RequestCtx, rt *route, buf []byte) (reqBody, int, st
 		}
 		return body, 0, ""
 	}
-	if cl >= sharedFrom {
-		if sb, err := getShared(cl); err == nil {
+	if cl >= sharedFrom && rt.shared != nil {
+		if sb, err := rt.shared.get(cl); err == nil {
 			if _, err := io.ReadFull(r, sb.mem[:cl]); err != nil {
 				sb.put() // no worker has seen it
 				status, msg := readError(err)

@@ -45,6 +45,8 @@ type Server struct {
 	listener  units.Listener
 	log       *slog.Logger
 	routes    atomic.Pointer[routes]
+	poolsMu   sync.Mutex
+	pools     map[string]*sharedPool // by app name, across reloads
 	envs      sync.Pool // *environ
 	logAccess bool
 }
@@ -106,7 +108,31 @@ func New(l units.Listener, apps []*supervisor.App, log *slog.Logger, access bool
 // configuration's mounts, hosts and limits). A reload calls it again with
 // the apps' new generations.
 func (s *Server) SetApps(apps []*supervisor.App) {
-	s.routes.Store(newRoutes(apps, s.log))
+	rs := newRoutes(apps, s.log)
+	s.poolsMu.Lock()
+	pools := make(map[string]*sharedPool, len(rs.list))
+	for _, rt := range rs.list {
+		name := rt.app.Name()
+		if pools[name] == nil {
+			pools[name] = s.pools[name]
+			if pools[name] == nil {
+				pools[name] = &sharedPool{}
+			}
+		}
+		rt.shared = pools[name]
+	}
+	gone := s.pools
+	s.pools = pools
+	s.poolsMu.Unlock()
+	s.routes.Store(rs)
+	for name, p := range gone {
+		if pools[name] == nil {
+			// Requests in flight still give theirs back (put), and
+			// those are freed once the pool is over its bounds or with
+			// berth: at most keepShared.
+			p.drain()
+		}
+	}
 }
 
 // putEnv returns env to the pool, without a body buffer grown past what

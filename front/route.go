@@ -28,6 +28,7 @@ type route struct {
 	maxBody    int64
 	bufferBody int64 // bodies up to this size stay in memory
 	log        *slog.Logger
+	shared     *sharedPool // the app's, for bodies from sharedFrom
 }
 
 func newRoutes(apps []*supervisor.App, log *slog.Logger) *routes {

@@ -17,6 +17,7 @@ import (
 type sharedBody struct {
 	file *os.File
 	mem  []byte // the whole mapping, as long as the file
+	pool *sharedPool
 }
 
 // sharedFrom is the smallest body read into a sharedBody. Below it the
@@ -34,20 +35,23 @@ const (
 	keepSharedCount = 64
 )
 
-// sharedBodies are the idle sharedBodies. Not a sync.Pool: one dropped by
-// the GC would keep its descriptor and mapping.
-var sharedBodies struct {
-	sync.Mutex
+// sharedPool holds an app's idle sharedBodies. Each app has its own: a
+// worker keeps mappings of the buffers it was sent (worker.py's
+// SharedBodies), so a buffer must never carry another app's bodies. Not
+// a sync.Pool: one dropped by the GC would keep its descriptor and
+// mapping.
+type sharedPool struct {
+	mu   sync.Mutex
 	free []*sharedBody
 	size int64
 }
 
-// getShared returns a sharedBody of at least n bytes, an idle one when one
-// is large enough. The worker reads CONTENT_LENGTH bytes from its start, so
+// get returns a sharedBody of at least n bytes, an idle one when one is
+// large enough. The worker reads CONTENT_LENGTH bytes from its start, so
 // its file keeps the mapping's size whatever the body's.
-func getShared(n int64) (*sharedBody, error) {
-	sharedBodies.Lock()
-	free := sharedBodies.free
+func (p *sharedPool) get(n int64) (*sharedBody, error) {
+	p.mu.Lock()
+	free := p.free
 	best := -1 // the smallest that fits: a big one stays for a big body
 	for i, f := range free {
 		if int64(len(f.mem)) >= n && (best < 0 || len(f.mem) < len(free[best].mem)) {
@@ -55,20 +59,20 @@ func getShared(n int64) (*sharedBody, error) {
 		}
 	}
 	if best < 0 {
-		sharedBodies.Unlock()
-		return newShared(n)
+		p.mu.Unlock()
+		return newShared(p, n)
 	}
 	b := free[best]
 	free[best] = free[len(free)-1]
-	sharedBodies.free = free[:len(free)-1]
-	sharedBodies.size -= int64(len(b.mem))
-	sharedBodies.Unlock()
+	p.free = free[:len(free)-1]
+	p.size -= int64(len(b.mem))
+	p.mu.Unlock()
 	return b, nil
 }
 
 // newShared makes a sharedBody of at least n bytes (rounded up to a power
 // of two from keepBody, so that one serves bodies of about the same size).
-func newShared(n int64) (*sharedBody, error) {
+func newShared(p *sharedPool, n int64) (*sharedBody, error) {
 	size := int64(keepBody)
 	for size < n {
 		size *= 2
@@ -87,20 +91,33 @@ func newShared(n int64) (*sharedBody, error) {
 		f.Close()
 		return nil, fmt.Errorf("mapping a shared body buffer: %w", err)
 	}
-	return &sharedBody{file: f, mem: mem}, nil
+	return &sharedBody{file: f, mem: mem, pool: p}, nil
 }
 
-// put keeps b for a later body, or frees it when enough are kept. Only
-// once the worker is done with the request: until then it may read.
+// put keeps b for a later body of its app, or frees it when enough are
+// kept. Only once the worker is done with the request: until then it may
+// read.
 func (b *sharedBody) put() {
-	sharedBodies.Lock()
-	if sharedBodies.size+int64(len(b.mem)) <= keepShared && len(sharedBodies.free) < keepSharedCount {
-		sharedBodies.free = append(sharedBodies.free, b)
-		sharedBodies.size += int64(len(b.mem))
+	p := b.pool
+	p.mu.Lock()
+	if p.size+int64(len(b.mem)) <= keepShared && len(p.free) < keepSharedCount {
+		p.free = append(p.free, b)
+		p.size += int64(len(b.mem))
 		b = nil
 	}
-	sharedBodies.Unlock()
+	p.mu.Unlock()
 	if b != nil {
+		b.destroy()
+	}
+}
+
+// drain frees the idle buffers (the app is gone).
+func (p *sharedPool) drain() {
+	p.mu.Lock()
+	free := p.free
+	p.free, p.size = nil, 0
+	p.mu.Unlock()
+	for _, b := range free {
 		b.destroy()
 	}
 }

@@ -6,20 +6,11 @@ import "testing"
 // fits, else a new one of the next power of two from 64 KiB) and that the
 // idle ones stay within keepSharedCount.
 func TestSharedPool(t *testing.T) {
-	drain := func() {
-		sharedBodies.Lock()
-		free := sharedBodies.free
-		sharedBodies.free, sharedBodies.size = nil, 0
-		sharedBodies.Unlock()
-		for _, b := range free {
-			b.destroy()
-		}
-	}
-	drain()
-	defer drain()
+	pool := &sharedPool{}
+	defer pool.drain()
 	get := func(n int64) *sharedBody {
 		t.Helper()
-		b, err := getShared(n)
+		b, err := pool.get(n)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -56,9 +47,9 @@ func TestSharedPool(t *testing.T) {
 	for _, b := range held {
 		b.put()
 	}
-	sharedBodies.Lock()
-	idle := len(sharedBodies.free)
-	sharedBodies.Unlock()
+	pool.mu.Lock()
+	idle := len(pool.free)
+	pool.mu.Unlock()
 	if idle != keepSharedCount {
 		t.Errorf("%d idle buffers kept, want %d", idle, keepSharedCount)
 	}

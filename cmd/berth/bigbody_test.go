@@ -349,3 +349,64 @@ func TestSharedResponses(t *testing.T) {
 		})
 	}
 }
+
+// TestSharedBodiesPerApp: two apps' uploads never share a buffer. A
+// worker keeps mappings of the buffers it was sent, so a buffer that
+// served one app and then another would let the first app's worker read
+// the second's request bodies. The buffers each worker has mapped (by
+// inode, from /proc/PID/maps) must be disjoint.
+func TestSharedBodiesPerApp(t *testing.T) {
+	py := systemPython(t)
+	wd, _ := os.Getwd()
+	app := func(name, mount string) string {
+		return fmt.Sprintf(`
+app %q {
+  module  = "probe:app"
+  python  = %q
+  chdir   = %q
+  workers = 1
+  mount   = %q
+}
+`, name, py, filepath.Join(wd, "testdata"), mount)
+	}
+	b := startBerth(t, "listener \"http\" {\n  address = \"127.0.0.1:0\"\n}\n"+app("one", "/")+app("two", "/two"))
+	body := bytes.Repeat([]byte("u"), 100<<10)
+	for i := range 20 {
+		path := []string{"/echo", "/two/echo"}[i%2]
+		resp, err := http.Post(b.url(path), "application/octet-stream", bytes.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	inodes := func(path string) map[string]bool {
+		t.Helper()
+		_, out := b.get(path)
+		var got struct{ PID int }
+		if err := json.Unmarshal([]byte(out), &got); err != nil {
+			t.Fatalf("%s: %q", path, out)
+		}
+		maps, err := os.ReadFile(fmt.Sprintf("/proc/%d/maps", got.PID))
+		if err != nil {
+			t.Fatal(err)
+		}
+		set := map[string]bool{}
+		for _, line := range strings.Split(string(maps), "\n") {
+			if f := strings.Fields(line); len(f) >= 6 && strings.HasPrefix(f[5], "/memfd:berth-body") {
+				set[f[4]] = true
+			}
+		}
+		return set
+	}
+	one, two := inodes("/pid"), inodes("/two/pid")
+	t.Logf("buffers mapped: app one %d, app two %d", len(one), len(two))
+	if len(one) == 0 || len(two) == 0 {
+		t.Fatalf("buffers mapped: app one %d, app two %d; want some each", len(one), len(two))
+	}
+	for ino := range one {
+		if two[ino] {
+			t.Errorf("buffer (inode %s) mapped by both apps' workers", ino)
+		}
+	}
+}
