@@ -47,7 +47,7 @@ type Server struct {
 	routes    atomic.Pointer[routes]
 	poolsMu   sync.Mutex
 	pools     map[string]*sharedPool // by app name, across reloads
-	envs      sync.Pool // *environ
+	envs      sync.Pool              // *environ
 	logAccess bool
 }
 
