@@ -60,8 +60,9 @@ func bigBuffer(n int64) []byte {
 var copyBufs = sync.Pool{New: func() any { b := make([]byte, 256<<10); return &b }}
 
 // readBody reads the request body: Content-Length bodies up to
-// rt.bufferBody into buf (grown as needed), longer or chunked ones past
-// that into a temp file. Bodies over rt.maxBody are refused with 413
+// rt.bufferBody into the app's shared memory from sharedFrom bytes, into
+// buf (grown as needed) below that, longer or chunked ones past that into
+// a temp file. Bodies over rt.maxBody are refused with 413
 // before (Content-Length) or as soon as (chunked) they cross the limit. A
 // non-zero status means the request is refused.
 func readBody(ctx *fasthttp.RequestCtx, rt *route, buf []byte) (reqBody, int, string) {

@@ -127,9 +127,8 @@ func (s *Server) SetApps(apps []*supervisor.App) {
 	s.routes.Store(rs)
 	for name, p := range gone {
 		if pools[name] == nil {
-			// Requests in flight still give theirs back (put), and
-			// those are freed once the pool is over its bounds or with
-			// berth: at most keepShared.
+			// Requests in flight give theirs back to a drained pool,
+			// which frees them.
 			p.drain()
 		}
 	}

@@ -1,11 +1,15 @@
 package front
 
 import (
+	"encoding/binary"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"sync"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/berthd/berth/wire"
 )
 
 // sharedBody is a request body buffer in memory the worker can read: a
@@ -14,10 +18,16 @@ import (
 // file's does, so a large body never crosses the worker's socket: that
 // crossing (berth's write, the worker's read, each a copy through socket
 // buffers) was most of the cost of a 1 MiB upload.
+//
+// The file starts with a stamp, random and its own (wire.SharedBodyOffset
+// bytes, the body after them): a worker keeps its mappings of these files
+// by inode, and inode numbers wrap, so it checks the stamp before it
+// trusts a mapping it has for a descriptor it is sent.
 type sharedBody struct {
-	file *os.File
-	mem  []byte // the whole mapping, as long as the file
-	pool *sharedPool
+	file    *os.File
+	mapping []byte // the whole file
+	mem     []byte // its body part
+	pool    *sharedPool
 }
 
 // sharedFrom is the smallest body read into a sharedBody. Below it the
@@ -41,9 +51,10 @@ const (
 // a sync.Pool: one dropped by the GC would keep its descriptor and
 // mapping.
 type sharedPool struct {
-	mu   sync.Mutex
-	free []*sharedBody
-	size int64
+	mu     sync.Mutex
+	free   []*sharedBody
+	size   int64
+	closed bool // the app is gone: buffers given back are freed
 }
 
 // get returns a sharedBody of at least n bytes, an idle one when one is
@@ -82,16 +93,18 @@ func newShared(p *sharedPool, n int64) (*sharedBody, error) {
 		return nil, fmt.Errorf("making a shared body buffer: %w", err)
 	}
 	f := os.NewFile(uintptr(fd), "request-body")
-	if err := f.Truncate(size); err != nil {
+	whole := wire.SharedBodyOffset + size
+	if err := f.Truncate(whole); err != nil {
 		f.Close()
 		return nil, fmt.Errorf("sizing a shared body buffer: %w", err)
 	}
-	mem, err := unix.Mmap(fd, 0, int(size), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	mapping, err := unix.Mmap(fd, 0, int(whole), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
 	if err != nil {
 		f.Close()
 		return nil, fmt.Errorf("mapping a shared body buffer: %w", err)
 	}
-	return &sharedBody{file: f, mem: mem, pool: p}, nil
+	binary.LittleEndian.PutUint64(mapping, rand.Uint64())
+	return &sharedBody{file: f, mapping: mapping, mem: mapping[wire.SharedBodyOffset:], pool: p}, nil
 }
 
 // put keeps b for a later body of its app, or frees it when enough are
@@ -100,7 +113,7 @@ func newShared(p *sharedPool, n int64) (*sharedBody, error) {
 func (b *sharedBody) put() {
 	p := b.pool
 	p.mu.Lock()
-	if p.size+int64(len(b.mem)) <= keepShared && len(p.free) < keepSharedCount {
+	if !p.closed && p.size+int64(len(b.mem)) <= keepShared && len(p.free) < keepSharedCount {
 		p.free = append(p.free, b)
 		p.size += int64(len(b.mem))
 		b = nil
@@ -111,11 +124,12 @@ func (b *sharedBody) put() {
 	}
 }
 
-// drain frees the idle buffers (the app is gone).
+// drain frees the idle buffers, and those given back from now on: the app
+// is gone.
 func (p *sharedPool) drain() {
 	p.mu.Lock()
 	free := p.free
-	p.free, p.size = nil, 0
+	p.free, p.size, p.closed = nil, 0, true
 	p.mu.Unlock()
 	for _, b := range free {
 		b.destroy()
@@ -123,6 +137,6 @@ func (p *sharedPool) drain() {
 }
 
 func (b *sharedBody) destroy() {
-	unix.Munmap(b.mem)
+	unix.Munmap(b.mapping)
 	b.file.Close()
 }

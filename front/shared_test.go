@@ -1,6 +1,10 @@
 package front
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/berthd/berth/wire"
+)
 
 // TestSharedPool checks which idle buffer a body gets (the smallest that
 // fits, else a new one of the next power of two from 64 KiB) and that the
@@ -14,8 +18,8 @@ func TestSharedPool(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if fi, err := b.file.Stat(); err != nil || fi.Size() != int64(len(b.mem)) {
-			t.Fatalf("buffer of %d bytes has a file of %v bytes (%v)", len(b.mem), fi.Size(), err)
+		if fi, err := b.file.Stat(); err != nil || fi.Size() != int64(len(b.mapping)) || len(b.mapping) != wire.SharedBodyOffset+len(b.mem) {
+			t.Fatalf("buffer of %d bytes has a file of %v bytes (%v), mapped %d", len(b.mem), fi.Size(), err, len(b.mapping))
 		}
 		return b
 	}
@@ -52,5 +56,16 @@ func TestSharedPool(t *testing.T) {
 	pool.mu.Unlock()
 	if idle != keepSharedCount {
 		t.Errorf("%d idle buffers kept, want %d", idle, keepSharedCount)
+	}
+
+	// Once drained (the app is gone), what comes back is freed.
+	b := get(1)
+	pool.drain()
+	b.put()
+	pool.mu.Lock()
+	idle = len(pool.free)
+	pool.mu.Unlock()
+	if idle != 0 {
+		t.Errorf("%d idle buffers kept by a drained pool, want 0", idle)
 	}
 }

@@ -11,7 +11,9 @@ import (
 	"github.com/berthd/berth/wire"
 )
 
-// Exchange is a worker's answer to one request. Head is valid until Close.
+// Exchange is a worker's answer to one request. Head is valid until Close:
+// its Body may be in memory the worker writes the next answers into once
+// the exchange is closed (the out ring).
 // When the response is longer than one frame, Next returns the rest of the
 // body.
 type Exchange struct {

@@ -1,6 +1,7 @@
 package supervisor
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"sync"
@@ -59,19 +60,26 @@ func newOutRegion(lanes int) (*outRegion, error) {
 	return &outRegion{file: f, mem: mem}, nil
 }
 
+// errOutGone: an answer read after its worker was reaped points into
+// memory already unmapped (its frame was still buffered).
+var errOutGone = errors.New("the worker is gone, and its out memory with it")
+
 // body returns the n bytes lane index left at ring position pos, counted
-// as in use until done(index, pos+n). False when they are not within the
-// ring (the worker broke the protocol).
-func (o *outRegion) body(index int, pos, n uint32) ([]byte, bool) {
+// as in use until done(index, pos+n). It fails when they are not within
+// the ring (the worker broke the protocol), or when the worker is gone.
+func (o *outRegion) body(index int, pos, n uint32) ([]byte, error) {
 	off := pos % wire.OutRegionSize
 	if n > wire.OutRegionSize-off {
-		return nil, false
+		return nil, fmt.Errorf("%w: a shared body of %d bytes at %d", wire.ErrBadResponse, n, pos)
 	}
 	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.gone {
+		return nil, errOutGone
+	}
 	o.users++
-	o.mu.Unlock()
 	start := wire.OutRegionOffset + index*wire.OutRegionSize + int(off)
-	return o.mem[start : start+int(n) : start+int(n)], true
+	return o.mem[start : start+int(n) : start+int(n)], nil
 }
 
 // done tells the worker berth is done with lane index's ring up to
@@ -79,6 +87,7 @@ func (o *outRegion) body(index int, pos, n uint32) ([]byte, bool) {
 func (o *outRegion) done(index int, end uint32) {
 	// A store with release order: berth's reads of the body come before
 	// the worker can see its place free and write the next one there.
+	// In the machine's byte order, as the worker reads it.
 	atomic.StoreUint32((*uint32)(unsafe.Pointer(&o.mem[4*index])), end)
 	o.mu.Lock()
 	o.users--

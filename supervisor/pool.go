@@ -52,8 +52,9 @@ const (
 
 // Request is one request as the worker gets it: its frame (wire's
 // RequestEncoder), then either the body bytes, or, for a body spilled to
-// disk, the file whose descriptor travels with the frame. The caller
-// keeps the file open until Do returns.
+// disk or in shared memory (the frame says which), the file whose
+// descriptor travels with the frame. The caller keeps the file open until
+// Do returns.
 type Request struct {
 	Frame, Body []byte
 	BodyFile    *os.File

@@ -184,11 +184,14 @@ func TestPythonVersions(t *testing.T) {
 			}
 			mf := os.NewFile(uintptr(fd), "shared-body")
 			defer mf.Close()
+			if _, err := mf.WriteAt([]byte("a stamp!"), 0); err != nil {
+				t.Fatal(err)
+			}
 			for _, c := range []struct{ file, body string }{
 				{"a shared body, and bytes past it", "a shared body"},
 				{"another", "another"},
 			} {
-				if _, err := mf.WriteAt([]byte(c.file), 0); err != nil {
+				if _, err := mf.WriteAt([]byte(c.file), wire.SharedBodyOffset); err != nil {
 					t.Fatal(err)
 				}
 				e.Reset()
@@ -203,6 +206,35 @@ func TestPythonVersions(t *testing.T) {
 					t.Errorf("shared body: %q, want it to end in %q", body, " "+c.body)
 				}
 				ex.Close()
+			}
+
+			// A shared body's file larger than a worker keeps mapped
+			// (64 MiB; sparse here) is read, not kept.
+			fd, err = unix.MemfdCreate("big-body", unix.MFD_CLOEXEC)
+			if err != nil {
+				t.Fatal(err)
+			}
+			bf := os.NewFile(uintptr(fd), "big-shared-body")
+			defer bf.Close()
+			if err := bf.Truncate(wire.SharedBodyOffset + 65<<20); err != nil {
+				t.Fatal(err)
+			}
+			bf.WriteAt([]byte("stamp..."), 0)
+			bf.WriteAt([]byte("from a big file"), wire.SharedBodyOffset)
+			e.Reset()
+			e.AddString("REQUEST_METHOD", "PUT")
+			e.AddString("PATH_INFO", "/upload")
+			e.AddString("CONTENT_LENGTH", "15")
+			ex, err = p.Do(Request{Frame: e.FinishWithShared(), BodyFile: bf})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if body := readAll(t, ex); !strings.HasSuffix(body, " from a big file") {
+				t.Errorf("shared body from a big file: %q", body)
+			}
+			ex.Close()
+			if maps, _ := os.ReadFile(fmt.Sprintf("/proc/%d/maps", ex.PID)); strings.Contains(string(maps), "memfd:big-body") {
+				t.Error("the worker keeps a mapping of a 65 MiB body file")
 			}
 
 			// A big answer comes through the out ring.

@@ -3,6 +3,7 @@ package supervisor
 import (
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"net"
 	"os"
@@ -696,14 +697,16 @@ func readHead(proc *process, f wire.Frame, ex *Exchange) bool {
 		// The body is in the lane's out ring; the payload ends with
 		// its place and length.
 		b := ex.Head.Body
-		ok := len(b) == 8
-		if ok {
+		err := fmt.Errorf("%w: a shared body's place of %d bytes", wire.ErrBadResponse, len(b))
+		if len(b) == 8 {
 			pos, n := binary.LittleEndian.Uint32(b), binary.LittleEndian.Uint32(b[4:])
-			ex.Head.Body, ok = proc.out.body(ex.lane.index, pos, n)
+			ex.Head.Body, err = proc.out.body(ex.lane.index, pos, n)
 			ex.outEnd = pos + n
 		}
-		if !ok {
-			proc.log.Error("worker broke the protocol (a shared body's place); killing it")
+		if err != nil {
+			if !errors.Is(err, errOutGone) {
+				proc.log.Error("worker broke the protocol; killing it", "err", err)
+			}
 			proc.kill()
 			return false
 		}

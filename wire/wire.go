@@ -110,12 +110,18 @@ const FlagBodyFD uint8 = 2
 
 // FlagBodyShared on a request frame, with FlagBodyFD: the file is shared
 // memory that berth reuses for another request once this one is
-// answered, so the worker reads the body whole before the app starts and
-// closes the descriptor (the app gets the bytes, as for a body in the
-// frame). On a response frame: the body is not in the payload, which ends
+// answered, so the worker reads the body (CONTENT_LENGTH bytes from
+// SharedBodyOffset) whole before the app starts and closes the descriptor
+// (the app gets the bytes, as for a body in the frame). On a response frame: the body is not in the payload, which ends
 // after the head with its place in the thread's ring of the worker's out
 // file and its length (two uint32s; see OutRegionOffset).
 const FlagBodyShared uint8 = 4
+
+// SharedBodyOffset is where a shared request body starts in its file
+// (FlagBodyShared): before it, the file's stamp, 8 random bytes of its
+// own, by which a worker that keeps mappings of these files knows one
+// from another whose inode number it was given again.
+const SharedBodyOffset = 4096
 
 // The worker's out file (fd 6 + THREADS): for each thread a word (uint32
 // at 4 × its number) in which berth says up to where it is done with the

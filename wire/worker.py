@@ -66,6 +66,7 @@ LOG_FD = 4
 F_MORE = 1
 F_BODY_FD = 2
 F_BODY_SHARED = 4
+SHARED_OFFSET = 4096  # where a shared request body starts in its file
 # The out file (fd 6 + THREADS): per thread a word where berth says up to
 # where it is done with the thread's ring, and the ring, where a response
 # body may wait for berth instead of crossing the socket (F_BODY_SHARED on
@@ -73,6 +74,7 @@ F_BODY_SHARED = 4
 OUT_OFFSET = 4096
 OUT_SIZE = 2 << 20
 PLACE = struct.Struct("<II")
+DONE = struct.Struct("=I")  # berth stores it in the machine's byte order
 # Bodies from this size go there, up to half a ring.
 OUT_FROM = 32 * 1024
 RANGE = struct.Struct("<QQ")
@@ -249,29 +251,60 @@ class SharedBodies:
     """Shared bodies' files (see F_BODY_SHARED), mapped once and kept: berth
     reuses a few for all uploads, and copying a body out of a mapping costs
     less than reading it from the file (a 1 MiB upload's worker CPU: 181 ->
-    146 us). Bounded by KEEP, least recently used first out, since a file
-    berth has let go lives on while mapped here."""
+    146 us). At most KEEP of them and KEEP_BYTES in all, least recently
+    used first out, since a file berth has let go lives on while mapped
+    here. Kept by inode, and checked by the stamp at the file's start: an
+    inode number can come round again."""
 
     KEEP = 16
+    KEEP_BYTES = 64 << 20
 
     def __init__(self):
         self.maps = collections.OrderedDict()  # inode -> mmap
+        self.size = 0
         self.lock = threading.Lock()
 
     def read(self, fd, n):
-        """The n bytes at the start of fd's file; closes fd."""
+        """The body of n bytes in fd's file; closes fd."""
         try:
-            ino = os.fstat(fd).st_ino
+            st = os.fstat(fd)
+            if st.st_size < SHARED_OFFSET + n:
+                raise OSError("shared request body file of %d bytes for a body of %d" % (st.st_size, n))
             with self.lock:
-                m = self.maps.pop(ino, None)
-                if m is None or len(m) < n:
-                    m = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
-                self.maps[ino] = m
-                while len(self.maps) > self.KEEP:
-                    self.maps.popitem(last=False)[1].close()
-                return m[:n]
+                m = self.maps.pop(st.st_ino, None)
+                if m is not None:
+                    self.size -= len(m)
+                    if len(m) != st.st_size or m[:8] != os.pread(fd, 8, 0):
+                        m.close()
+                        m = None
+                if m is None:
+                    try:
+                        m = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
+                    except (OSError, ValueError):
+                        m = None  # out of address space or mappings: read it
+                if m is None or len(m) > self.KEEP_BYTES:
+                    if m is not None:
+                        m.close()
+                    return self.pread(fd, n)
+                self.maps[st.st_ino] = m
+                self.size += len(m)
+                while len(self.maps) > self.KEEP or self.size > self.KEEP_BYTES:
+                    old = self.maps.popitem(last=False)[1]
+                    self.size -= len(old)
+                    old.close()
+                return m[SHARED_OFFSET : SHARED_OFFSET + n]
         finally:
             os.close(fd)
+
+    @staticmethod
+    def pread(fd, n):
+        data = os.pread(fd, n, SHARED_OFFSET)
+        while len(data) < n:
+            more = os.pread(fd, n - len(data), SHARED_OFFSET + len(data))
+            if not more:
+                raise OSError("shared request body shorter than its CONTENT_LENGTH")
+            data += more
+        return data
 
 
 shared_bodies = SharedBodies()
@@ -390,7 +423,7 @@ class Exchange:
                 pos = w.out_pos
                 off = pos % OUT_SIZE
                 skip = OUT_SIZE - off if off + n > OUT_SIZE else 0
-                if ((pos - U32.unpack_from(out, w.done_at)[0]) & 0xFFFFFFFF) + skip + n <= OUT_SIZE:
+                if ((pos - DONE.unpack_from(out, w.done_at)[0]) & 0xFFFFFFFF) + skip + n <= OUT_SIZE:
                     # Room where berth is done: the body waits there, not
                     # in the socket.
                     pos = (pos + skip) & 0xFFFFFFFF
@@ -473,9 +506,14 @@ class Worker:
         it = iter(str(view[4 : 4 + n], "latin-1").split("\0"))
         env = dict(zip(it, it))
         env.update(self.base)
+        fault = None  # a shared body that could not be read: the app gets a 500
         if flags & F_BODY_SHARED:
             body = None
-            env["wsgi.input"] = io.BytesIO(shared_bodies.read(self.fds.popleft(), int(env.get("CONTENT_LENGTH") or 0)))
+            try:
+                data = shared_bodies.read(self.fds.popleft(), int(env.get("CONTENT_LENGTH") or 0))
+            except Exception as e:
+                data, fault = b"", e
+            env["wsgi.input"] = io.BytesIO(data)
         elif flags & F_BODY_FD:
             fd = self.fds.popleft()
             os.lseek(fd, 0, os.SEEK_SET)
@@ -489,6 +527,8 @@ class Worker:
         ex = Exchange(self.wire, self)
         result = None
         try:
+            if fault is not None:
+                raise fault
             result = self.app(env, ex.start_response)
             if type(result) is list or type(result) is tuple:
                 ex.send(b"".join(result), False)
@@ -641,7 +681,10 @@ def main():
     marks = mmap.mmap(marks_fd, 4 * threads)
     os.close(marks_fd)
     out_fd = 6 + threads
-    out = mmap.mmap(out_fd, OUT_OFFSET + threads * OUT_SIZE)
+    try:
+        out = mmap.mmap(out_fd, OUT_OFFSET + threads * OUT_SIZE)
+    except (OSError, ValueError):
+        out = None  # out of address space: every body through the socket
     os.close(out_fd)
     threading.Thread(target=flush_when_asked, args=(wire, 5 + threads), name="berth-flush", daemon=True).start()
     if threads == 1:

@@ -216,6 +216,30 @@ func TestSharedBodies(t *testing.T) {
 		}
 	})
 
+	// One client, one buffer, many uploads: more bytes in all than the
+	// worker keeps mapped, all through the one mapping it keeps.
+	t.Run("one after another", func(t *testing.T) {
+		up := body(1<<20, 9)
+		before := map[int]int{}
+		for _, pid := range childPIDs(b.cmd.Process.Pid) {
+			before[pid] = sharedMaps(pid)
+		}
+		for i := range 80 {
+			got, err := post("/echo", up)
+			if err != nil {
+				t.Fatalf("upload %d: %v", i+1, err)
+			}
+			if got["sha256"] != sum(up) {
+				t.Fatalf("upload %d: sha256 %v, want %s", i+1, got["sha256"], sum(up))
+			}
+		}
+		for _, pid := range childPIDs(b.cmd.Process.Pid) {
+			if n := sharedMaps(pid); n > before[pid]+1 {
+				t.Errorf("worker %d has %d shared body buffers mapped after uploads through one (%d before)", pid, n, before[pid])
+			}
+		}
+	})
+
 	// More clients than the worker keeps mappings of berth's buffers.
 	const clients = 24
 	t.Run("many at once", func(t *testing.T) {
