@@ -2,6 +2,7 @@ package supervisor
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/berthd/berth/journal"
+	"github.com/berthd/berth/wire"
 )
 
 // patternOf is what the test app's /pattern sends for "n,seed".
@@ -86,5 +88,38 @@ func TestOutRing(t *testing.T) {
 		case <-time.After(20 * time.Second):
 			t.Fatalf("answer %d did not come", i+2)
 		}
+	}
+}
+
+// TestOutRegionLifetime: the out memory stays mapped while an exchange
+// reads from it, also after the worker is gone, and no body is handed out
+// once it is gone; places must lie within a lane's ring.
+func TestOutRegionLifetime(t *testing.T) {
+	o, err := newOutRegion(2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.file.Close()
+	if _, err := o.body(1, wire.OutRegionSize-10, 11); !errors.Is(err, wire.ErrBadResponse) {
+		t.Errorf("a body past its ring's end: %v, want ErrBadResponse", err)
+	}
+	b, err := o.body(1, 3*wire.OutRegionSize+5, 100) // positions wrap the ring
+	if err != nil {
+		t.Fatal(err)
+	}
+	copy(b, "still mapped")
+	o.close() // the worker is reaped while the body is on its way
+	if _, err := o.body(0, 0, 10); !errors.Is(err, errOutGone) {
+		t.Errorf("a body after the worker is gone: %v, want errOutGone", err)
+	}
+	if string(b[:12]) != "still mapped" {
+		t.Errorf("the body in use reads %q", b[:12])
+	}
+	if got := o.mem[wire.OutRegionOffset+wire.OutRegionSize+5]; got != 's' {
+		t.Errorf("the body is not at its lane's ring, 5 bytes in: %q", got)
+	}
+	o.done(1, 3*wire.OutRegionSize+105) // the last user: unmapped now
+	if o.users != 0 {
+		t.Errorf("%d users after done", o.users)
 	}
 }
