@@ -244,31 +244,18 @@ func TestSharedBodies(t *testing.T) {
 	const clients = 24
 	t.Run("many at once", func(t *testing.T) {
 		sizes := []int{32<<10 - 1, 32 << 10, 100 << 10, 1 << 20, 300 << 10, 1<<20 - 7, 65 << 10, 700 << 10}
-		var wg sync.WaitGroup
-		errs := make(chan error, clients*len(sizes))
-		for c := range clients {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for i := range sizes {
-					size := sizes[(i+c)%len(sizes)]
-					up := body(size, c*1000+i)
-					got, err := post("/echo", up)
-					if err != nil {
-						errs <- fmt.Errorf("%d bytes: %v", size, err)
-						continue
-					}
-					if got["sha256"] != sum(up) || got["length"] != float64(size) {
-						errs <- fmt.Errorf("%d bytes: the app read %v bytes, sha256 %v; want %s", size, got["length"], got["sha256"], sum(up))
-					}
-				}
-			}()
-		}
-		wg.Wait()
-		close(errs)
-		for err := range errs {
-			t.Error(err)
-		}
+		concurrently(t, clients, len(sizes), func(c, i int) error {
+			size := sizes[(i+c)%len(sizes)]
+			up := body(size, c*1000+i)
+			got, err := post("/echo", up)
+			if err != nil {
+				return fmt.Errorf("%d bytes: %v", size, err)
+			}
+			if got["sha256"] != sum(up) || got["length"] != float64(size) {
+				return fmt.Errorf("%d bytes: the app read %v bytes, sha256 %v; want %s", size, got["length"], got["sha256"], sum(up))
+			}
+			return nil
+		})
 		// What stays mapped is bounded: berth keeps at most 64 idle
 		// buffers, the worker maps at most 16.
 		berth := sharedMaps(b.cmd.Process.Pid)
@@ -307,47 +294,34 @@ func TestSharedResponses(t *testing.T) {
 			client := &http.Client{Timeout: 30 * time.Second}
 			sizes := []int{32<<10 - 1, 32 << 10, 100 << 10, 1 << 20, 300 << 10, 1<<20 + 1, 700 << 10, 256 << 10}
 			const clients = 12
-			var wg sync.WaitGroup
-			errs := make(chan error, clients*len(sizes))
-			for c := range clients {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					for i := range 3 * len(sizes) {
-						size, seed := sizes[(i+c)%len(sizes)], c*100+i
-						url := b.url(fmt.Sprintf("/pattern?n=%d&seed=%d", size, seed))
-						method := "GET"
-						if i%7 == 3 {
-							method = "HEAD"
-						}
-						req, _ := http.NewRequest(method, url, nil)
-						resp, err := client.Do(req)
-						if err != nil {
-							errs <- fmt.Errorf("%s %d bytes: %v", method, size, err)
-							continue
-						}
-						got, err := io.ReadAll(resp.Body)
-						resp.Body.Close()
-						want := make([]byte, size)
-						(&pattern{off: seed}).Read(want)
-						switch {
-						case err != nil || resp.StatusCode != 200:
-							errs <- fmt.Errorf("%s %d bytes: status %d, %v", method, size, resp.StatusCode, err)
-						case resp.ContentLength != int64(size):
-							errs <- fmt.Errorf("%s %d bytes: Content-Length %d", method, size, resp.ContentLength)
-						case method == "HEAD" && len(got) != 0:
-							errs <- fmt.Errorf("HEAD %d bytes: a body of %d bytes", size, len(got))
-						case method == "GET" && !bytes.Equal(got, want):
-							errs <- fmt.Errorf("GET %d bytes (seed %d): %d bytes came, not the ones sent", size, seed, len(got))
-						}
-					}
-				}()
-			}
-			wg.Wait()
-			close(errs)
-			for err := range errs {
-				t.Error(err)
-			}
+			concurrently(t, clients, 3*len(sizes), func(c, i int) error {
+				size, seed := sizes[(i+c)%len(sizes)], c*100+i
+				url := b.url(fmt.Sprintf("/pattern?n=%d&seed=%d", size, seed))
+				method := "GET"
+				if i%7 == 3 {
+					method = "HEAD"
+				}
+				req, _ := http.NewRequest(method, url, nil)
+				resp, err := client.Do(req)
+				if err != nil {
+					return fmt.Errorf("%s %d bytes: %v", method, size, err)
+				}
+				got, err := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				want := make([]byte, size)
+				(&pattern{off: seed}).Read(want)
+				switch {
+				case err != nil || resp.StatusCode != 200:
+					return fmt.Errorf("%s %d bytes: status %d, %v", method, size, resp.StatusCode, err)
+				case resp.ContentLength != int64(size):
+					return fmt.Errorf("%s %d bytes: Content-Length %d", method, size, resp.ContentLength)
+				case method == "HEAD" && len(got) != 0:
+					return fmt.Errorf("HEAD %d bytes: a body of %d bytes", size, len(got))
+				case method == "GET" && !bytes.Equal(got, want):
+					return fmt.Errorf("GET %d bytes (seed %d): %d bytes came, not the ones sent", size, seed, len(got))
+				}
+				return nil
+			})
 
 			// A body short of its Content-Length goes out as a stream
 			// (from the ring), and the connection is closed after it.
@@ -381,17 +355,8 @@ func TestSharedResponses(t *testing.T) {
 // inode, from /proc/PID/maps) must be disjoint.
 func TestSharedBodiesPerApp(t *testing.T) {
 	py := systemPython(t)
-	wd, _ := os.Getwd()
 	app := func(name, mount string) string {
-		return fmt.Sprintf(`
-app %q {
-  module  = "probe:app"
-  python  = %q
-  chdir   = %q
-  workers = 1
-  mount   = %q
-}
-`, name, py, filepath.Join(wd, "testdata"), mount)
+		return probeApp(name, py, fmt.Sprintf("mount = %q", mount))
 	}
 	b := startBerth(t, "listener \"http\" {\n  address = \"127.0.0.1:0\"\n}\n"+app("one", "/")+app("two", "/two"))
 	body := bytes.Repeat([]byte("u"), 100<<10)
@@ -432,5 +397,29 @@ app %q {
 		if two[ino] {
 			t.Errorf("buffer (inode %s) mapped by both apps' workers", ino)
 		}
+	}
+}
+
+// concurrently runs f(c, i) for i from 0 to rounds-1 in each of clients
+// goroutines (c their number) and reports every error.
+func concurrently(t *testing.T, clients, rounds int, f func(c, i int) error) {
+	t.Helper()
+	var wg sync.WaitGroup
+	errs := make(chan error, clients*rounds)
+	for c := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range rounds {
+				if err := f(c, i); err != nil {
+					errs <- err
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
 	}
 }

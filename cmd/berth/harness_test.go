@@ -116,6 +116,21 @@ app "probe" {
 `, listenerExtra, module, python, filepath.Join(wd, "testdata"), extra)
 }
 
+// probeApp is an app block for testdata's probe app with one worker, for
+// configurations of several apps; extra goes inside the block.
+func probeApp(name, python, extra string) string {
+	wd, _ := os.Getwd()
+	return fmt.Sprintf(`
+app %q {
+  module  = "probe:app"
+  python  = %q
+  chdir   = %q
+  workers = 1
+  %s
+}
+`, name, python, filepath.Join(wd, "testdata"), extra)
+}
+
 // startBerth writes config to a file and runs berth on it until it logs
 // "ready"; the test fails if that does not happen within 30 s.
 func startBerth(t *testing.T, config string) *instance {

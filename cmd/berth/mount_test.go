@@ -4,8 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -16,18 +14,8 @@ import (
 // reaches the right one with SCRIPT_NAME and PATH_INFO split at its mount.
 func TestMounting(t *testing.T) {
 	py := systemPython(t)
-	wd, _ := os.Getwd()
 	app := func(name, extra string) string {
-		return fmt.Sprintf(`
-app %q {
-  module  = "probe:app"
-  python  = %q
-  chdir   = %q
-  workers = 1
-  env     = { PROBE_NAME = %q }
-  %s
-}
-`, name, py, filepath.Join(wd, "testdata"), name, extra)
+		return probeApp(name, py, fmt.Sprintf("env = { PROBE_NAME = %q }\n  %s", name, extra))
 	}
 	config := `
 listener "http" {
