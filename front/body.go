@@ -48,11 +48,17 @@ func bigBuffer(n int64) []byte {
 	if p, ok := bigBodies.Get().(*[]byte); ok && int64(cap(*p)) >= n {
 		return (*p)[:n]
 	}
+	return make([]byte, n, bodySize(n))
+}
+
+// bodySize is the size of a new buffer for a body of n bytes: a power of
+// two from keepBody, so that a recycled one fits bodies of about its size.
+func bodySize(n int64) int64 {
 	size := int64(keepBody)
 	for size < n {
 		size *= 2
 	}
-	return make([]byte, n, size)
+	return size
 }
 
 // copyBufs are the buffers bodies are copied through on their way to a

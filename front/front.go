@@ -113,13 +113,14 @@ func (s *Server) SetApps(apps []*supervisor.App) {
 	pools := make(map[string]*sharedPool, len(rs.list))
 	for _, rt := range rs.list {
 		name := rt.app.Name()
-		if pools[name] == nil {
-			pools[name] = s.pools[name]
-			if pools[name] == nil {
-				pools[name] = &sharedPool{}
+		p := pools[name]
+		if p == nil {
+			if p = s.pools[name]; p == nil {
+				p = &sharedPool{}
 			}
+			pools[name] = p
 		}
-		rt.shared = pools[name]
+		rt.shared = p
 	}
 	gone := s.pools
 	s.pools = pools

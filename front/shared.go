@@ -81,27 +81,13 @@ func (p *sharedPool) get(n int64) (*sharedBody, error) {
 	return b, nil
 }
 
-// newShared makes a sharedBody of at least n bytes (rounded up to a power
-// of two from keepBody, so that one serves bodies of about the same size).
+// newShared makes a sharedBody of at least n bytes (bodySize: one serves
+// bodies of about the same size).
 func newShared(p *sharedPool, n int64) (*sharedBody, error) {
-	size := int64(keepBody)
-	for size < n {
-		size *= 2
-	}
-	fd, err := unix.MemfdCreate("berth-body", unix.MFD_CLOEXEC)
+	size := bodySize(n)
+	f, mapping, err := wire.SharedMemory("berth-body", int(wire.SharedBodyOffset+size))
 	if err != nil {
 		return nil, fmt.Errorf("making a shared body buffer: %w", err)
-	}
-	f := os.NewFile(uintptr(fd), "request-body")
-	whole := wire.SharedBodyOffset + size
-	if err := f.Truncate(whole); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("sizing a shared body buffer: %w", err)
-	}
-	mapping, err := unix.Mmap(fd, 0, int(whole), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
-	if err != nil {
-		f.Close()
-		return nil, fmt.Errorf("mapping a shared body buffer: %w", err)
 	}
 	binary.LittleEndian.PutUint64(mapping, rand.Uint64())
 	return &sharedBody{file: f, mapping: mapping, mem: mapping[wire.SharedBodyOffset:], pool: p}, nil

@@ -43,19 +43,9 @@ func outFile(lanes int) int {
 }
 
 func newOutRegion(lanes int) (*outRegion, error) {
-	fd, err := unix.MemfdCreate("berth-out", unix.MFD_CLOEXEC)
+	f, mem, err := wire.SharedMemory("berth-out", outFile(lanes))
 	if err != nil {
-		return nil, fmt.Errorf("creating the worker's response memory: %w", err)
-	}
-	f := os.NewFile(uintptr(fd), "berth-out")
-	if err := f.Truncate(int64(outFile(lanes))); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("sizing the worker's response memory: %w", err)
-	}
-	mem, err := unix.Mmap(fd, 0, outFile(lanes), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
-	if err != nil {
-		f.Close()
-		return nil, fmt.Errorf("mapping the worker's response memory: %w", err)
+		return nil, fmt.Errorf("the worker's response memory: %w", err)
 	}
 	return &outRegion{file: f, mem: mem}, nil
 }

@@ -696,12 +696,13 @@ func readHead(proc *process, f wire.Frame, ex *Exchange) bool {
 	if f.Flags&wire.FlagBodyShared != 0 {
 		// The body is in the lane's out ring; the payload ends with
 		// its place and length.
-		b := ex.Head.Body
-		err := fmt.Errorf("%w: a shared body's place of %d bytes", wire.ErrBadResponse, len(b))
-		if len(b) == 8 {
+		var err error
+		if b := ex.Head.Body; len(b) == 8 {
 			pos, n := binary.LittleEndian.Uint32(b), binary.LittleEndian.Uint32(b[4:])
 			ex.Head.Body, err = proc.out.body(ex.lane.index, pos, n)
 			ex.outEnd = pos + n
+		} else {
+			err = fmt.Errorf("%w: a shared body's place of %d bytes", wire.ErrBadResponse, len(b))
 		}
 		if err != nil {
 			if !errors.Is(err, errOutGone) {

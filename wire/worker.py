@@ -278,14 +278,12 @@ class SharedBodies:
                         m.close()
                         m = None
                 if m is None:
+                    if st.st_size > self.KEEP_BYTES:
+                        return self.pread(fd, n)  # too big to keep mapped
                     try:
                         m = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
                     except (OSError, ValueError):
-                        m = None  # out of address space or mappings: read it
-                if m is None or len(m) > self.KEEP_BYTES:
-                    if m is not None:
-                        m.close()
-                    return self.pread(fd, n)
+                        return self.pread(fd, n)  # out of address space or mappings
                 self.maps[st.st_ino] = m
                 self.size += len(m)
                 while len(self.maps) > self.KEEP or self.size > self.KEEP_BYTES:
