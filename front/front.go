@@ -324,7 +324,16 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 				"content_length", contentLength, journal.KeyPID, ex.PID)
 			b = b[:contentLength]
 		}
-		ctx.Response.SetBody(b)
+		if held := ex.Hold(); held != nil {
+			// The body is in the worker's out ring: written to the
+			// client from there, its place held until fasthttp closes
+			// the request's user values, after the write (or when the
+			// connection ends).
+			ctx.Response.SetBodyRaw(b)
+			ctx.SetUserValue(heldBodyKey{}, held)
+		} else {
+			ctx.Response.SetBody(b)
+		}
 		ex.Close()
 		s.access(ctx, rt.log, start, int64(len(b)))
 		return
@@ -351,6 +360,10 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	ctx.Response.ImmediateHeaderFlush = true
 	ctx.Response.SetBodyStream(st, int(st.limit))
 }
+
+// heldBodyKey is the user value under which a request keeps the out-ring
+// place of its response's body (supervisor.Exchange.Hold).
+type heldBodyKey struct{}
 
 // copyBody is the largest one-frame response body copied out of the
 // worker's frame (freeing the worker before the client has it); a larger

@@ -6,6 +6,7 @@ import (
 	"io"
 	"math"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/berthd/berth/wire"
@@ -106,6 +107,35 @@ func (e *Exchange) Next() (Part, error) {
 		}
 	}
 	return Part{}, io.EOF
+}
+
+// Hold keeps a head's body that is in the worker's out ring valid past
+// Close, until the returned closer is closed: the caller can then release
+// the worker at once and have the body written to its client straight
+// from the ring, without copying it first. Only while the body is held do
+// the ring's later places stay taken, so the caller closes it as soon as
+// the body is written. It returns nil when the body is not in the ring.
+func (e *Exchange) Hold() io.Closer {
+	if !e.outBody {
+		return nil
+	}
+	e.outBody = false
+	return &heldBody{out: e.proc.out, index: e.lane.index, end: e.outEnd}
+}
+
+// heldBody is a body of the out ring held past its exchange (Hold).
+type heldBody struct {
+	out   *outRegion
+	index int
+	end   uint32
+	once  sync.Once
+}
+
+// Close gives the body's place back to the worker; later calls do
+// nothing.
+func (h *heldBody) Close() error {
+	h.once.Do(func() { h.out.done(h.index, h.end) })
+	return nil
 }
 
 // Close releases the worker. When the body was not read to its end (the

@@ -25,16 +25,27 @@ import (
 // index) in which berth says how far it is done with the ring: positions
 // count bytes ever placed, wrapping at 2^32. The worker puts each body
 // whole after the last (skipping the ring's end when it does not fit
-// there), and only where berth is done; berth closes a lane's exchanges in
-// order, each moving the word to its body's end. A worker never waits for
-// room: when there is none, the body goes through the socket.
+// there), and only where berth is done. berth may be done with a lane's
+// bodies out of order (one is held until its client's write, see
+// Exchange.Hold, while later exchanges of the lane close): the word moves
+// to the end of the last body before which all are done. A worker never
+// waits for room: when there is none, the body goes through the socket.
 type outRegion struct {
 	file *os.File // for the worker, until it has it
 	mem  []byte
 
 	mu    sync.Mutex
-	users int  // exchanges whose head's body is in mem
+	users int  // bodies in mem not yet done with
 	gone  bool // the worker has been reaped: unmap once users is 0
+	// placed holds, per lane, the ends of its bodies berth is not yet
+	// done with or that follow one it is not, in ring order.
+	placed [][]outPlace
+}
+
+// outPlace is a body in a lane's ring, by where it ends.
+type outPlace struct {
+	end  uint32
+	done bool
 }
 
 // outFile is how long the out file is for lanes lanes.
@@ -47,7 +58,7 @@ func newOutRegion(lanes int) (*outRegion, error) {
 	if err != nil {
 		return nil, fmt.Errorf("the worker's response memory: %w", err)
 	}
-	return &outRegion{file: f, mem: mem}, nil
+	return &outRegion{file: f, mem: mem, placed: make([][]outPlace, lanes)}, nil
 }
 
 // errOutGone: an answer read after its worker was reaped points into
@@ -68,18 +79,35 @@ func (o *outRegion) body(index int, pos, n uint32) ([]byte, error) {
 		return nil, errOutGone
 	}
 	o.users++
+	o.placed[index] = append(o.placed[index], outPlace{end: pos + n})
 	start := wire.OutRegionOffset + index*wire.OutRegionSize + int(off)
 	return o.mem[start : start+int(n) : start+int(n)], nil
 }
 
-// done tells the worker berth is done with lane index's ring up to
-// position end.
+// done tells the worker berth is done with the body of lane index that
+// ends at position end, and with those before it that it was done with
+// already.
 func (o *outRegion) done(index int, end uint32) {
-	// A store with release order: berth's reads of the body come before
-	// the worker can see its place free and write the next one there.
-	// In the machine's byte order, as the worker reads it.
-	atomic.StoreUint32((*uint32)(unsafe.Pointer(&o.mem[4*index])), end)
 	o.mu.Lock()
+	placed := o.placed[index]
+	for i := range placed {
+		if placed[i].end == end && !placed[i].done {
+			placed[i].done = true
+			break
+		}
+	}
+	n := 0
+	for n < len(placed) && placed[n].done {
+		n++
+	}
+	if n > 0 && !o.gone {
+		// A store with release order: berth's reads of the bodies come
+		// before the worker can see their places free and write the
+		// next ones there. In the machine's byte order, as the worker
+		// reads it.
+		atomic.StoreUint32((*uint32)(unsafe.Pointer(&o.mem[4*index])), placed[n-1].end)
+	}
+	o.placed[index] = append(placed[:0], placed[n:]...)
 	o.users--
 	unmap := o.gone && o.users == 0
 	o.mu.Unlock()

@@ -2,6 +2,7 @@ package supervisor
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -88,6 +89,100 @@ func TestOutRing(t *testing.T) {
 		case <-time.After(20 * time.Second):
 			t.Fatalf("answer %d did not come", i+2)
 		}
+	}
+}
+
+// TestOutRingHeld: a body held past its exchange (Exchange.Hold, as the
+// front does to write it from the ring) keeps its place while the lane
+// goes on to other requests, whose bodies come through the ring's other
+// places or the socket; once it is let go, the ring serves again.
+func TestOutRingHeld(t *testing.T) {
+	py := pythonOrSkip(t)
+	p := startPool(t, func(*testing.T) *Pool {
+		return NewPool(testApp(py, 1), 1, journal.New(io.Discard, slog.LevelInfo))
+	})
+	waitIdle(t, p)
+	const n = 700000 // three fit the 2 MiB ring
+	ex, err := p.Do(Request{Frame: request("GET", "/pattern", fmt.Sprintf("%d,0", n)), Body: []byte("the body")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	held := ex.Hold()
+	if held == nil {
+		ex.Close()
+		t.Fatal("a 700 kB answer did not come through the out ring")
+	}
+	body := ex.Head.Body
+	ex.Close() // the worker is free, the body is not
+	defer held.Close()
+	want := patternOf(n, 0)
+	for i := 1; i <= 6; i++ {
+		r := <-asyncDo(p, "/pattern", fmt.Sprintf("%d,%d", n, i))
+		if r.err != nil || r.body != string(patternOf(n, i)) {
+			t.Fatalf("answer %d while the first is held: %v, %d bytes, not what the app sent", i+1, r.err, len(r.body))
+		}
+		if !bytes.Equal(body, want) {
+			t.Fatalf("the held answer changed when answer %d was made: its place in the ring was reused", i+1)
+		}
+	}
+	held.Close()
+	held.Close() // a second close does nothing
+	for i := 7; i <= 9; i++ {
+		ex, err := p.Do(Request{Frame: request("GET", "/pattern", fmt.Sprintf("%d,%d", n, i)), Body: []byte("the body")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		inRing := ex.outBody
+		got, err := bodyOf(ex)
+		ex.Close()
+		if err != nil || got != string(patternOf(n, i)) {
+			t.Fatalf("answer %d after the held one was let go: %v, not what the app sent", i+1, err)
+		}
+		if !inRing {
+			t.Errorf("answer %d came through the socket with the ring free again", i+1)
+		}
+	}
+}
+
+// TestOutRegionOrder: the worker learns a place is free only when every
+// body before it is done with, whatever order berth is done in.
+func TestOutRegionOrder(t *testing.T) {
+	o, err := newOutRegion(2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.file.Close()
+	defer o.close()
+	word := func() uint32 { return binary.NativeEndian.Uint32(o.mem[4:]) }
+	for _, pos := range []uint32{0, 100, 300} {
+		if _, err := o.body(1, pos, 100); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, step := range []struct {
+		end, want uint32
+		place     bool // a body at 400 comes first
+	}{
+		{end: 200, want: 0},                // the second: the first is still in use
+		{end: 100, want: 200},              // the first: up to the second is done
+		{end: 450, want: 200, place: true}, // the fourth: the third is in use
+		{end: 400, want: 450},              // the third: all done
+	} {
+		if step.place {
+			if _, err := o.body(1, 400, 50); err != nil {
+				t.Fatal(err)
+			}
+		}
+		o.done(1, step.end)
+		if got := word(); got != step.want {
+			t.Errorf("done with the body ending at %d: the worker may write up to %d, want %d", step.end, got, step.want)
+		}
+	}
+	if len(o.placed[1]) != 0 || o.users != 0 {
+		t.Errorf("all done, and still %d places and %d users", len(o.placed[1]), o.users)
+	}
+	if got := binary.NativeEndian.Uint32(o.mem); got != 0 {
+		t.Errorf("lane 0's word moved to %d", got)
 	}
 }
 

@@ -1,17 +1,20 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -345,6 +348,69 @@ func TestSharedResponses(t *testing.T) {
 				t.Errorf("worker shared memory resident %d KiB; bodies of up to 1 MiB went through the out ring, so want at least 1 MiB", shmem>>10)
 			}
 		})
+	}
+}
+
+// TestSlowClientRingBody: a response body written to its client from the
+// worker's out ring keeps its place there until it is sent, however slow
+// the client, while the worker thread (the only one) goes on answering
+// others; the slow client gets its bytes unchanged.
+func TestSlowClientRingBody(t *testing.T) {
+	b := startBerth(t, appConfig(systemPython(t), "probe:app", "workers = 1", ""))
+	d := net.Dialer{Control: func(_, _ string, c syscall.RawConn) error {
+		// A small window from the start, so the body waits in berth's
+		// write for the client.
+		return c.Control(func(fd uintptr) {
+			syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 32<<10)
+		})
+	}}
+	slow, err := d.Dial("tcp", b.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer slow.Close()
+	// Six at once: the first answers fill the kernel's buffers (up to
+	// 4 MiB on loopback), the next wait in berth's write.
+	const n, pipelined = 1000000, 6
+	var reqs strings.Builder
+	for i := range pipelined {
+		fmt.Fprintf(&reqs, "GET /pattern?n=%d&seed=%d HTTP/1.1\r\nHost: x\r\n\r\n", n, i+1)
+	}
+	if _, err := io.WriteString(slow, reqs.String()); err != nil {
+		t.Fatal(err)
+	}
+	// The slow client reads nothing while others are answered; their
+	// bodies take the ring's other places, or the socket.
+	time.Sleep(300 * time.Millisecond)
+	client := &http.Client{Timeout: 30 * time.Second}
+	concurrently(t, 3, 4, func(c, i int) error {
+		size, seed := 700000, 10*c+i+20
+		resp, err := client.Get(b.url(fmt.Sprintf("/pattern?n=%d&seed=%d", size, seed)))
+		if err != nil {
+			return err
+		}
+		got, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		want := make([]byte, size)
+		(&pattern{off: seed}).Read(want)
+		if err != nil || !bytes.Equal(got, want) {
+			return fmt.Errorf("seed %d while a client is slow: %d bytes, %v, not the ones sent", seed, len(got), err)
+		}
+		return nil
+	})
+	slow.SetReadDeadline(time.Now().Add(20 * time.Second))
+	br := bufio.NewReader(slow)
+	for i := range pipelined {
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := io.ReadAll(resp.Body)
+		want := make([]byte, n)
+		(&pattern{off: i + 1}).Read(want)
+		if err != nil || !bytes.Equal(got, want) {
+			t.Errorf("the slow client's answer %d: %d bytes, %v; not the ones sent (its ring place was reused while berth wrote it)", i+1, len(got), err)
+		}
 	}
 }
 

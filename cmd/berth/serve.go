@@ -67,6 +67,13 @@ func cmdServe(args []string, stderr io.Writer) int {
 			defer stop()
 		}
 	}
+	if prof := os.Getenv("BERTH_MEMPROFILE"); prof != "" {
+		// For bench/: where the run's allocations came from (every one
+		// sampled), written at exit; each is work for the GC, whose
+		// cycles show in the latency tail.
+		runtime.MemProfileRate = 1
+		defer writeMemProfile(prof, stderr)
+	}
 	cfg, ok := loadConfig(path, stderr)
 	if !ok {
 		return 1
@@ -293,6 +300,20 @@ func printResult(w io.Writer, command string, raw json.RawMessage) error {
 }
 
 // startProfile writes a CPU profile to path until the returned stop.
+// writeMemProfile writes the allocations profile to path.
+func writeMemProfile(path string, stderr io.Writer) {
+	f, err := os.Create(path)
+	if err == nil {
+		err = pprof.Lookup("allocs").WriteTo(f, 0)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "berth: BERTH_MEMPROFILE: %v\n", err)
+	}
+}
+
 func startProfile(path string) (func(), error) {
 	f, err := os.Create(path)
 	if err != nil {
