@@ -102,7 +102,7 @@ func TestOutRingHeld(t *testing.T) {
 		return NewPool(testApp(py, 1), 1, journal.New(io.Discard, slog.LevelInfo))
 	})
 	waitIdle(t, p)
-	const n = 700000 // three fit the 2 MiB ring
+	const n = 1000000 // four fit a ring (wire.OutRegionSize)
 	ex, err := p.Do(Request{Frame: request("GET", "/pattern", fmt.Sprintf("%d,0", n)), Body: []byte("the body")})
 	if err != nil {
 		t.Fatal(err)
@@ -110,7 +110,7 @@ func TestOutRingHeld(t *testing.T) {
 	held := ex.Hold()
 	if held == nil {
 		ex.Close()
-		t.Fatal("a 700 kB answer did not come through the out ring")
+		t.Fatal("a 1 MB answer did not come through the out ring")
 	}
 	body := ex.Head.Body
 	ex.Close() // the worker is free, the body is not

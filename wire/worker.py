@@ -72,11 +72,12 @@ SHARED_OFFSET = 4096  # where a shared request body starts in its file
 # body may wait for berth instead of crossing the socket (F_BODY_SHARED on
 # a response frame). Places count bytes ever placed, modulo 2**32.
 OUT_OFFSET = 4096
-OUT_SIZE = 2 << 20
+OUT_SIZE = 4 << 20
 PLACE = struct.Struct("<II")
 DONE = struct.Struct("=I")  # berth stores it in the machine's byte order
-# Bodies from this size go there, up to half a ring.
+# Bodies from this size go there, up to OUT_MAX (berth's whole-body limit).
 OUT_FROM = 32 * 1024
+OUT_MAX = 1 << 20
 RANGE = struct.Struct("<QQ")
 TO_EOF = 1 << 63
 ANC_SIZE = socket.CMSG_SPACE(16 * 4)
@@ -414,7 +415,7 @@ class Exchange:
         head = self.head()
         self.sent = True
         n = len(data)
-        if not more and OUT_FROM <= n <= OUT_SIZE // 2:
+        if not more and OUT_FROM <= n <= OUT_MAX:
             w = self.worker
             out = w.out_file
             if out is not None:
