@@ -28,9 +28,11 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/valyala/fasthttp"
+	"golang.org/x/sys/unix"
 
 	"github.com/berthd/berth/journal"
 	"github.com/berthd/berth/supervisor"
@@ -313,8 +315,10 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	}
 	whole := !ex.More() && first.File == nil && len(first.Data) == 0
 	if whole && contentLength <= len(ex.Head.Body) && len(ex.Head.Body) <= copyBody {
-		// The usual case: the whole body in one frame, copied so the
-		// worker is free at once, whatever the client's pace. One
+		// The usual case: the whole body in one frame (or in the
+		// worker's out ring), copied so the worker is free at once,
+		// whatever the client's pace; a body in the ring that the
+		// socket takes at once is written from there instead. One
 		// shorter than its Content-Length goes the streamed way below,
 		// which sends that length and closes the connection after the
 		// bytes there are, so the client sees the body is short.
@@ -324,7 +328,11 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 				"content_length", contentLength, journal.KeyPID, ex.PID)
 			b = b[:contentLength]
 		}
-		if held := ex.Hold(); held != nil {
+		var held io.Closer
+		if ex.InRing() && sendsAtOnce(ctx.Conn(), len(b)) {
+			held = ex.Hold()
+		}
+		if held != nil {
 			// The body is in the worker's out ring: written to the
 			// client from there, its place held until fasthttp closes
 			// the request's user values, after the write (or when the
@@ -361,14 +369,45 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	ctx.Response.SetBodyStream(st, int(st.limit))
 }
 
+// sendsAtOnce reports whether n more bytes fit in c's send buffer now, so
+// that writing them will not wait for the client. Only then is a body
+// written from the out ring: a held place keeps the lane's later ones
+// taken, and a client that does not read would hold it for up to
+// write_timeout, sending the lane's bodies through the socket meanwhile.
+// Half the free space, since the buffer counts the kernel's overhead too.
+func sendsAtOnce(c net.Conn, n int) bool {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return false
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return false
+	}
+	fits := false
+	rc.Control(func(fd uintptr) {
+		size, err := unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUF)
+		if err != nil {
+			return
+		}
+		queued, err := unix.IoctlGetInt(int(fd), unix.SIOCOUTQ)
+		if err != nil {
+			return
+		}
+		fits = n <= (size-queued)/2
+	})
+	return fits
+}
+
 // heldBodyKey is the user value under which a request keeps the out-ring
 // place of its response's body (supervisor.Exchange.Hold).
 type heldBodyKey struct{}
 
 // copyBody is the largest one-frame response body copied out of the
-// worker's frame (freeing the worker before the client has it); a larger
-// one is written from the frame, holding the worker meanwhile, so that
-// memory does not grow with the size of an app's list.
+// worker's frame or out ring (freeing the worker before the client has
+// it); a larger one is written from the frame, holding the worker
+// meanwhile, so that memory does not grow with the size of an app's list.
+// The worker puts no body larger than this in its ring (OUT_MAX).
 const copyBody = 1 << 20
 
 // fileLength is how many bytes a file part sends.

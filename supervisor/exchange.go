@@ -14,7 +14,7 @@ import (
 
 // Exchange is a worker's answer to one request. Head is valid until Close:
 // its Body may be in memory the worker writes the next answers into once
-// the exchange is closed (the out ring).
+// the exchange is closed (the out ring), unless Hold keeps it.
 // When the response is longer than one frame, Next returns the rest of the
 // body.
 type Exchange struct {
@@ -108,6 +108,10 @@ func (e *Exchange) Next() (Part, error) {
 	}
 	return Part{}, io.EOF
 }
+
+// InRing reports whether Head.Body is in the worker's out ring (and so may
+// be held past Close, see Hold).
+func (e *Exchange) InRing() bool { return e.outBody }
 
 // Hold keeps a head's body that is in the worker's out ring valid past
 // Close, until the returned closer is closed: the caller can then release

@@ -134,7 +134,9 @@ const SharedBodyOffset = 4096
 // once, and with 2 MiB most of a batch of 256 KiB answers found no room
 // and went through the socket (bench/ab.sh mixed /big 50, wrk -t1: 2 MiB
 // 8.9-9.5k req/s, 4 MiB 9.8-10.1k, 8 MiB 9.5-10.4k). Only the pages a
-// ring's bodies touch are memory; bodies larger than 1 MiB never go there.
+// ring's bodies touch are memory, but a ring in steady use touches all of
+// it: 4 MiB of shared memory a thread, in the worker's RSS (and berth's).
+// Bodies larger than 1 MiB (front's copyBody) never go there.
 const (
 	OutRegionOffset = 4096
 	OutRegionSize   = 4 << 20

@@ -299,9 +299,11 @@ func printResult(w io.Writer, command string, raw json.RawMessage) error {
 	return nil
 }
 
-// startProfile writes a CPU profile to path until the returned stop.
-// writeMemProfile writes the allocations profile to path.
+// writeMemProfile writes the allocations profile to path, after a
+// collection so that it is current (the profile is as of the last one).
+// It misses what was allocated before BERTH_MEMPROFILE took effect.
 func writeMemProfile(path string, stderr io.Writer) {
+	runtime.GC()
 	f, err := os.Create(path)
 	if err == nil {
 		err = pprof.Lookup("allocs").WriteTo(f, 0)
@@ -314,6 +316,7 @@ func writeMemProfile(path string, stderr io.Writer) {
 	}
 }
 
+// startProfile writes a CPU profile to path until the returned stop.
 func startProfile(path string) (func(), error) {
 	f, err := os.Create(path)
 	if err != nil {
