@@ -37,6 +37,7 @@ import (
 	"github.com/berthd/berth/journal"
 	"github.com/berthd/berth/supervisor"
 	"github.com/berthd/berth/units"
+	"github.com/berthd/berth/wire"
 )
 
 // Server serves one listener: it routes each request to one of the apps
@@ -407,8 +408,8 @@ type heldBodyKey struct{}
 // worker's frame or out ring (freeing the worker before the client has
 // it); a larger one is written from the frame, holding the worker
 // meanwhile, so that memory does not grow with the size of an app's list.
-// The worker puts no body larger than this in its ring (OUT_MAX).
-const copyBody = 1 << 20
+// The worker puts no body larger than this in its ring.
+const copyBody = wire.OutBodyMax
 
 // fileLength is how many bytes a file part sends.
 func fileLength(p supervisor.Part) (int64, bool) {

@@ -140,6 +140,9 @@ const SharedBodyOffset = 4096
 const (
 	OutRegionOffset = 4096
 	OutRegionSize   = 4 << 20
+	// OutBodyMax is the largest body a worker leaves in its ring: the
+	// largest the front sends whole after freeing the worker.
+	OutBodyMax = 1 << 20
 )
 
 // ToEOF is the count of a file frame that sends the file to its end.

@@ -6,6 +6,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"io"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -229,4 +231,41 @@ func FuzzDecodeRequest(f *testing.F) {
 		}
 		_ = env
 	})
+}
+
+// TestWorkerConstants: the worker's copies of the protocol's numbers are
+// berth's. A ring size or offset that differed would have the worker
+// write where berth does not read.
+func TestWorkerConstants(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		want int
+	}{
+		{"VERSION", Version},
+		{"F_MORE", int(FlagMore)},
+		{"F_BODY_FD", int(FlagBodyFD)},
+		{"F_BODY_SHARED", int(FlagBodyShared)},
+		{"SHARED_OFFSET", SharedBodyOffset},
+		{"OUT_OFFSET", OutRegionOffset},
+		{"OUT_SIZE", OutRegionSize},
+		{"OUT_MAX", OutBodyMax},
+	} {
+		m := regexp.MustCompile(`(?m)^` + c.name + ` = (\d+)(?: (<<|\*) (\d+))?(?:  #.*)?$`).FindStringSubmatch(WorkerSource)
+		if m == nil {
+			t.Errorf("worker.py has no line %s = N (or N << M, N * M)", c.name)
+			continue
+		}
+		got, _ := strconv.Atoi(m[1])
+		if m[2] != "" {
+			k, _ := strconv.Atoi(m[3])
+			if m[2] == "<<" {
+				got <<= k
+			} else {
+				got *= k
+			}
+		}
+		if got != c.want {
+			t.Errorf("worker.py %s = %d, berth's is %d", c.name, got, c.want)
+		}
+	}
 }
