@@ -30,6 +30,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"github.com/valyala/fasthttp"
 	"golang.org/x/sys/unix"
@@ -375,7 +376,8 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 // written from the out ring: a held place keeps the lane's later ones
 // taken, and a client that does not read would hold it for up to
 // write_timeout, sending the lane's bodies through the socket meanwhile.
-// Half the free space, since the buffer counts the kernel's overhead too.
+// The kernel's own count (SO_MEMINFO: the buffer's size, and what its
+// queue takes, overhead included), with half the room to spare.
 func sendsAtOnce(c net.Conn, n int) bool {
 	sc, ok := c.(syscall.Conn)
 	if !ok {
@@ -387,18 +389,27 @@ func sendsAtOnce(c net.Conn, n int) bool {
 	}
 	fits := false
 	rc.Control(func(fd uintptr) {
-		size, err := unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUF)
-		if err != nil {
+		var m [skMeminfoVars]uint32
+		size := uint32(unsafe.Sizeof(m))
+		if _, _, e := unix.Syscall6(unix.SYS_GETSOCKOPT, fd, unix.SOL_SOCKET, unix.SO_MEMINFO,
+			uintptr(unsafe.Pointer(&m[0])), uintptr(unsafe.Pointer(&size)), 0); e != 0 {
 			return
 		}
-		queued, err := unix.IoctlGetInt(int(fd), unix.SIOCOUTQ)
-		if err != nil {
-			return
-		}
-		fits = n <= (size-queued)/2
+		// TCP counts its queue in WMEM_QUEUED, a Unix socket in
+		// WMEM_ALLOC.
+		used := max(m[skMeminfoWmemQueued], m[skMeminfoWmemAlloc])
+		fits = used < m[skMeminfoSndbuf] && uint64(n) <= uint64(m[skMeminfoSndbuf]-used)/2
 	})
 	return fits
 }
+
+// SO_MEMINFO's fields (linux/sock_diag.h).
+const (
+	skMeminfoWmemAlloc  = 2
+	skMeminfoSndbuf     = 3
+	skMeminfoWmemQueued = 5
+	skMeminfoVars       = 9
+)
 
 // heldBodyKey is the user value under which a request keeps the out-ring
 // place of its response's body (supervisor.Exchange.Hold).
