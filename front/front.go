@@ -28,12 +28,9 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
-	"unsafe"
 
 	"github.com/valyala/fasthttp"
-	"golang.org/x/sys/unix"
 
 	"github.com/berthd/berth/journal"
 	"github.com/berthd/berth/supervisor"
@@ -330,17 +327,13 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 				"content_length", contentLength, journal.KeyPID, ex.PID)
 			b = b[:contentLength]
 		}
-		var held io.Closer
 		if ex.InRing() && sendsAtOnce(ctx.Conn(), len(b)) {
-			held = ex.Hold()
-		}
-		if held != nil {
 			// The body is in the worker's out ring: written to the
 			// client from there, its place held until fasthttp closes
 			// the request's user values, after the write (or when the
 			// connection ends).
 			ctx.Response.SetBodyRaw(b)
-			ctx.SetUserValue(heldBodyKey{}, held)
+			ctx.SetUserValue(heldBodyKey{}, ex.Hold())
 		} else {
 			ctx.Response.SetBody(b)
 		}
@@ -370,46 +363,6 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	ctx.Response.ImmediateHeaderFlush = true
 	ctx.Response.SetBodyStream(st, int(st.limit))
 }
-
-// sendsAtOnce reports whether n more bytes fit in c's send buffer now, so
-// that writing them will not wait for the client. Only then is a body
-// written from the out ring: a held place keeps the lane's later ones
-// taken, and a client that does not read would hold it for up to
-// write_timeout, sending the lane's bodies through the socket meanwhile.
-// The kernel's own count (SO_MEMINFO: the buffer's size, and what its
-// queue takes, overhead included), with half the room to spare.
-func sendsAtOnce(c net.Conn, n int) bool {
-	sc, ok := c.(syscall.Conn)
-	if !ok {
-		return false
-	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		return false
-	}
-	fits := false
-	rc.Control(func(fd uintptr) {
-		var m [skMeminfoVars]uint32
-		size := uint32(unsafe.Sizeof(m))
-		if _, _, e := unix.Syscall6(unix.SYS_GETSOCKOPT, fd, unix.SOL_SOCKET, unix.SO_MEMINFO,
-			uintptr(unsafe.Pointer(&m[0])), uintptr(unsafe.Pointer(&size)), 0); e != 0 {
-			return
-		}
-		// TCP counts its queue in WMEM_QUEUED, a Unix socket in
-		// WMEM_ALLOC.
-		used := max(m[skMeminfoWmemQueued], m[skMeminfoWmemAlloc])
-		fits = used < m[skMeminfoSndbuf] && uint64(n) <= uint64(m[skMeminfoSndbuf]-used)/2
-	})
-	return fits
-}
-
-// SO_MEMINFO's fields (linux/sock_diag.h).
-const (
-	skMeminfoWmemAlloc  = 2
-	skMeminfoSndbuf     = 3
-	skMeminfoWmemQueued = 5
-	skMeminfoVars       = 9
-)
 
 // heldBodyKey is the user value under which a request keeps the out-ring
 // place of its response's body (supervisor.Exchange.Hold).

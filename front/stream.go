@@ -8,11 +8,9 @@ import (
 	"net"
 	"strconv"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/valyala/fasthttp"
-	"golang.org/x/sys/unix"
 
 	"github.com/berthd/berth/journal"
 	"github.com/berthd/berth/supervisor"
@@ -224,28 +222,6 @@ func (st *stream) raw(b []byte) error {
 		b = b[n:]
 		return int64(n), err
 	})
-}
-
-// clientGone reports whether c's peer has closed the connection (or
-// reset it), by peeking at the socket without taking anything from it:
-// bytes of a pipelined request leave it open.
-func clientGone(c net.Conn) bool {
-	sc, ok := c.(syscall.Conn)
-	if !ok {
-		return false
-	}
-	raw, err := sc.SyscallConn()
-	if err != nil {
-		return false
-	}
-	gone := false
-	_ = raw.Read(func(fd uintptr) bool {
-		var b [1]byte
-		n, _, err := unix.Recvfrom(int(fd), b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
-		gone = (n == 0 && err == nil) || err == unix.ECONNRESET
-		return true
-	})
-	return gone
 }
 
 // deadline gives the next write write_timeout: a client that stops

@@ -118,7 +118,8 @@ func (e *Exchange) InRing() bool { return e.outBody }
 // the worker at once and have the body written to its client straight
 // from the ring, without copying it first. Only while the body is held do
 // the ring's later places stay taken, so the caller closes it as soon as
-// the body is written. It returns nil when the body is not in the ring.
+// the body is written. It returns nil when the body is not in the ring
+// (InRing).
 func (e *Exchange) Hold() io.Closer {
 	if !e.outBody {
 		return nil

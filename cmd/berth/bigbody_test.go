@@ -351,10 +351,12 @@ func TestSharedResponses(t *testing.T) {
 	}
 }
 
-// TestSlowClientRingBody: a response body written to its client from the
-// worker's out ring keeps its place there until it is sent, however slow
-// the client, while the worker thread (the only one) goes on answering
-// others; the slow client gets its bytes unchanged.
+// TestSlowClientRingBody: answers whose bodies were in the worker's out
+// ring reach a client slow to read unchanged — written from the ring while
+// its socket takes them at once (their places held until then), copied out
+// once it does not (front's sendsAtOnce) — while the worker thread (the
+// only one) goes on answering others through the ring. That a held body
+// outlives its write is front's TestHeldBodyOutlivesWrite.
 func TestSlowClientRingBody(t *testing.T) {
 	b := startBerth(t, appConfig(systemPython(t), "probe:app", "workers = 1", ""))
 	d := net.Dialer{Control: func(_, _ string, c syscall.RawConn) error {

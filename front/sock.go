@@ -1,0 +1,77 @@
+package front
+
+import (
+	"net"
+	"syscall"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// rawConn is c's socket, for the questions berth asks the kernel about a
+// client's connection; nil when c has none.
+func rawConn(c net.Conn) syscall.RawConn {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return nil
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return nil
+	}
+	return raw
+}
+
+// clientGone reports whether c's peer has closed the connection (or
+// reset it), by peeking at the socket without taking anything from it:
+// bytes of a pipelined request leave it open.
+func clientGone(c net.Conn) bool {
+	raw := rawConn(c)
+	if raw == nil {
+		return false
+	}
+	gone := false
+	_ = raw.Read(func(fd uintptr) bool {
+		var b [1]byte
+		n, _, err := unix.Recvfrom(int(fd), b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
+		gone = (n == 0 && err == nil) || err == unix.ECONNRESET
+		return true
+	})
+	return gone
+}
+
+// sendsAtOnce reports whether n more bytes fit in c's send buffer now, so
+// that writing them will not wait for the client. Only then is a body
+// written from the out ring: a held place keeps the lane's later ones
+// taken, and a client that does not read would hold it for up to
+// write_timeout, sending the lane's bodies through the socket meanwhile.
+// The kernel's own count (SO_MEMINFO: the buffer's size, and what its
+// queue takes, overhead included), with half the room to spare.
+func sendsAtOnce(c net.Conn, n int) bool {
+	raw := rawConn(c)
+	if raw == nil {
+		return false
+	}
+	fits := false
+	_ = raw.Control(func(fd uintptr) {
+		var m [skMeminfoVars]uint32
+		size := uint32(unsafe.Sizeof(m))
+		if _, _, e := unix.Syscall6(unix.SYS_GETSOCKOPT, fd, unix.SOL_SOCKET, unix.SO_MEMINFO,
+			uintptr(unsafe.Pointer(&m[0])), uintptr(unsafe.Pointer(&size)), 0); e != 0 {
+			return
+		}
+		// TCP counts its queue in WMEM_QUEUED, a Unix socket in
+		// WMEM_ALLOC.
+		used := max(m[skMeminfoWmemQueued], m[skMeminfoWmemAlloc])
+		fits = used < m[skMeminfoSndbuf] && uint64(n) <= uint64(m[skMeminfoSndbuf]-used)/2
+	})
+	return fits
+}
+
+// SO_MEMINFO's fields (linux/sock_diag.h).
+const (
+	skMeminfoWmemAlloc  = 2
+	skMeminfoSndbuf     = 3
+	skMeminfoWmemQueued = 5
+	skMeminfoVars       = 9
+)
