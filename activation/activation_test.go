@@ -7,6 +7,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 )
 
 func TestListen(t *testing.T) {
@@ -52,6 +53,9 @@ func TestListen(t *testing.T) {
 			t.Errorf("%s: dial %s: %v", s.Name, s.Addr(), err)
 			continue
 		}
+		// A first byte, as an HTTP client sends: a TCP socket hands over
+		// connections only once they have spoken (TestDeferAccept).
+		c.Write([]byte("x"))
 		a, err := dup.Accept()
 		if err != nil {
 			t.Errorf("%s: accept on the duplicate: %v", s.Name, err)
@@ -94,5 +98,91 @@ func TestListenErrors(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("Listen(%v) = %v, want error containing %q", tc.spec, err, tc.want)
 		}
+	}
+}
+
+// TestDeferAccept: a TCP socket berth binds hands over a connection only
+// once its first bytes are in, and then with them; a Unix socket, which
+// has no such option, accepts at once.
+func TestDeferAccept(t *testing.T) {
+	dir := t.TempDir()
+	socks, err := Listen([]Spec{
+		{Name: "tcp", Network: "tcp", Address: "127.0.0.1:0"},
+		{Name: "unix", Network: "unix", Address: filepath.Join(dir, "a.sock")},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range socks {
+		defer s.Close()
+	}
+	tcp, unix := socks[0], socks[1]
+	v, err := syscall.GetsockoptInt(int(tcp.files[0].Fd()), syscall.IPPROTO_TCP, syscall.TCP_DEFER_ACCEPT)
+	if err != nil || v <= 0 {
+		t.Errorf("TCP_DEFER_ACCEPT on the bound socket = %d, %v; want > 0", v, err)
+	}
+
+	accepted := func(s *Socket) (<-chan net.Conn, net.Listener) {
+		ln, err := s.Listener()
+		if err != nil {
+			t.Fatal(err)
+		}
+		ch := make(chan net.Conn, 1)
+		go func() {
+			c, err := ln.Accept()
+			if err == nil {
+				ch <- c
+			}
+			close(ch)
+		}()
+		return ch, ln
+	}
+
+	ch, ln := accepted(tcp)
+	defer ln.Close()
+	c, err := net.Dial("tcp", tcp.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	select {
+	case a := <-ch:
+		a.Close()
+		t.Fatal("a silent TCP connection was accepted; want it held until its first bytes")
+	case <-time.After(500 * time.Millisecond):
+	}
+	if _, err := c.Write([]byte("GET")); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case a, ok := <-ch:
+		if !ok {
+			t.Fatal("accept failed")
+		}
+		defer a.Close()
+		a.SetReadDeadline(time.Now().Add(time.Second))
+		buf := make([]byte, 3)
+		if n, err := a.Read(buf); err != nil || string(buf[:n]) != "GET" {
+			t.Errorf("accepted connection read %q, %v; want the bytes sent", buf[:n], err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the connection was not accepted after its first bytes came")
+	}
+
+	uch, uln := accepted(unix)
+	defer uln.Close()
+	u, err := net.Dial("unix", unix.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer u.Close()
+	select {
+	case a, ok := <-uch:
+		if !ok {
+			t.Fatal("accept on the Unix socket failed")
+		}
+		a.Close()
+	case <-time.After(5 * time.Second):
+		t.Fatal("a silent Unix connection was not accepted")
 	}
 }

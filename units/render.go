@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/berthd/berth/activation"
 )
 
 // UnitOptions say how the rendered units run berth.
@@ -51,6 +53,8 @@ func (c *Config) Units(opt UnitOptions) ([]UnitFile, error) {
 		fmt.Fprintf(&b, "[Socket]\nListenStream=%s\nFileDescriptorName=%s\nService=%s.service\n", listen, l.Name, opt.Name)
 		if l.Network == "unix" {
 			b.WriteString("SocketMode=0660\nRemoveOnStop=yes\n")
+		} else {
+			b.WriteString(deferAcceptSec)
 		}
 		b.WriteString("\n[Install]\nWantedBy=sockets.target\n")
 		files = append(files, UnitFile{Name: name, Content: b.String()})
@@ -163,8 +167,16 @@ func (c *Config) InstanceDropIn(name string) (UnitFile, error) {
 		return UnitFile{}, err
 	}
 	content := fmt.Sprintf("# Rendered by `berth units --instance %s`: listen where listener \"http\" of %s says.\n[Socket]\nListenStream=\nListenStream=%s\n", name, c.File, listen)
+	if l.Network != "unix" {
+		content += deferAcceptSec
+	}
 	return UnitFile{Name: "berth@" + name + ".socket.d/listen.conf", Content: content}, nil
 }
+
+// deferAcceptSec has systemd set on a TCP socket it binds for berth what
+// berth sets on one it binds itself (activation.DeferAccept: accept a
+// connection once its request has come).
+var deferAcceptSec = "DeferAcceptSec=" + seconds(activation.DeferAccept) + "\n"
 
 // listenStream is a listener's address as ListenStream= takes it.
 func listenStream(l Listener) (string, error) {

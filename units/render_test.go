@@ -35,6 +35,11 @@ func TestUnits(t *testing.T) {
 	if got != string(want) {
 		t.Errorf("units differ from %s:\n%s", golden, got)
 	}
+	// The TCP socket (http) defers accepting to the request's first
+	// bytes, as a socket berth binds does; the Unix one (admin) cannot.
+	if n := strings.Count(got, "DeferAcceptSec=5s\n"); n != 1 {
+		t.Errorf("units say DeferAcceptSec=5s %d times, want once (the TCP listener only)", n)
+	}
 	for _, w := range []string{"FileDescriptorName=http\n", "FileDescriptorName=admin\n", "Type=notify\n", "ExecReload=/usr/bin/berth reload /etc/berth/shop.hcl\n", "TimeoutStopSec=45s\n"} {
 		if !strings.Contains(got, w) {
 			t.Errorf("units lack %q", w)
@@ -49,5 +54,33 @@ func TestUnitsRefusePortZero(t *testing.T) {
 	}
 	if _, err := cfg.Units(UnitOptions{Name: "x"}); err == nil || !strings.Contains(err.Error(), "port 0") {
 		t.Errorf("Units with port 0 = %v", err)
+	}
+}
+
+// TestInstanceDropIn: the drop-in moving the template's Unix socket to a
+// TCP address also defers accepting, and one to another Unix socket not.
+func TestInstanceDropIn(t *testing.T) {
+	for _, tc := range []struct {
+		address, listen string
+		deferred        bool
+	}{
+		{"127.0.0.1:8080", "ListenStream=127.0.0.1:8080\n", true},
+		{":8080", "ListenStream=8080\n", true},
+		{"unix:/run/site.sock", "ListenStream=/run/site.sock\n", false},
+	} {
+		cfg, err := Parse("x.hcl", []byte("listener \"http\" {\n address = \""+tc.address+"\"\n}\napp \"a\" {\n module = \"a\"\n}\n"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		f, err := cfg.InstanceDropIn("site")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(f.Content, "ListenStream=\n"+tc.listen) {
+			t.Errorf("%s: drop-in %q lacks %q", tc.address, f.Content, tc.listen)
+		}
+		if got := strings.Contains(f.Content, "DeferAcceptSec=5s\n"); got != tc.deferred {
+			t.Errorf("%s: DeferAcceptSec in the drop-in is %v, want %v:\n%s", tc.address, got, tc.deferred, f.Content)
+		}
 	}
 }

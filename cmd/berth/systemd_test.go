@@ -281,6 +281,11 @@ func TestSystemd(t *testing.T) {
 
 	t.Run("socket activation: listening first, the first connection starts berth", func(t *testing.T) {
 		s := c.install("act", "", "")
+		// The rendered socket defers accepting to the first bytes, as a
+		// socket berth binds does (activation.DeferAccept).
+		if v := c.prop("act.socket", "DeferAcceptUSec"); v != "5s" {
+			t.Errorf("act.socket DeferAcceptUSec = %q, want 5s", v)
+		}
 		if st := c.prop("act.service", "ActiveState"); st != "inactive" {
 			t.Fatalf("act.service is %s before any connection, want inactive", st)
 		}
