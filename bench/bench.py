@@ -9,7 +9,8 @@ each server in turn — rounds interleaved, so drift hits all alike — with
 wrk on loopback, and prints one table per workload: median req/s, p50/p99
 latency, errors, peak RSS of the server's processes, ratio to uWSGI with 2
 processes. Every server gets 2 Python processes (the machine's cores).
-A last table (fair-50) counts how many of 50 keep-alive connections each
+wrk runs with one thread throughout (see wrk()). A last table (fair-50)
+counts how many of 50 keep-alive connections each
 server answers at all: uWSGI's processes each keep to one connection.
 Needs Debian's wrk gunicorn uwsgi uwsgi-plugin-python3 python3-waitress
 python3-flask.
@@ -124,7 +125,12 @@ def go_rss(pid):
 
 
 def wrk(path, secs, conns, extra):
-    cmd = ["wrk", "-t2" if conns > 100 else "-t1", "-c%d" % conns, "-d%ds" % secs, "--latency"] + extra + ["http://%s%s" % (ADDR, path)]
+    # One wrk thread for every workload, 1,000 connections too: it drives
+    # them all (berth c1000: 73k req/s with -t1, 61k with -t2, whose second
+    # thread takes CPU from the server). With two, uWSGI's figure hung on
+    # which wrk thread each of the 2 connections it serves sat on (fair-50):
+    # 48k to 146k req/s between runs of the same build.
+    cmd = ["wrk", "-t1", "-c%d" % conns, "-d%ds" % secs, "--latency"] + extra + ["http://%s%s" % (ADDR, path)]
     out = subprocess.run(cmd, capture_output=True, text=True).stdout
     m = re.search(r"Requests/sec:\s+([\d.]+)", out)
     rps = float(m.group(1)) if m else 0.0
