@@ -10,8 +10,8 @@ wrk on loopback, and prints one table per workload: median req/s, p50/p99
 latency, errors, peak RSS of the server's processes, ratio to uWSGI with 2
 processes. Every server gets 2 Python processes (the machine's cores).
 wrk runs with one thread throughout (see wrk()). A last table (fair-50)
-counts how many of 50 keep-alive connections each
-server answers at all: uWSGI's processes each keep to one connection.
+counts how many of 50 keep-alive connections each server answers at all:
+uWSGI's processes each keep to one connection.
 Needs Debian's wrk gunicorn uwsgi uwsgi-plugin-python3 python3-waitress
 python3-flask.
 """
