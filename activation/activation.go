@@ -189,10 +189,7 @@ func bind(sp Spec) (net.Listener, error) {
 		if err != nil {
 			return nil, fmt.Errorf("binding %s: %w", sp.Address, err)
 		}
-		if err := deferAccept(ln.(*net.TCPListener)); err != nil {
-			ln.Close()
-			return nil, fmt.Errorf("binding %s: %w", sp.Address, err)
-		}
+		deferAccept(ln.(*net.TCPListener))
 		return ln, nil
 	case "unix":
 		if err := removeStale(sp.Address); err != nil {
@@ -212,30 +209,25 @@ func bind(sp Spec) (net.Listener, error) {
 // sooner (TCP_DEFER_ACCEPT; rendered socket units say DeferAcceptSec= for
 // the same). An HTTP client speaks first, so berth then accepts a
 // connection with its request already there, and reads it without a read
-// that finds nothing, a wait on the poller and a wake-up: a new
-// connection per request (bench/ab.sh with "Connection: close", 3
-// interleaved rounds) went from 22.5-24.6k to 27.2-28.0k req/s, berth's
-// CPU from 28-30 to 25-26 us a request; keep-alive is unchanged. A
-// client that connects and stays silent is accepted when the time is up
-// (rounded up to the kernel's SYN-ACK retries: 7 s), and header_timeout
-// runs from then on.
+// that finds nothing, a wait on the poller and a wake-up per connection
+// (a new connection per request: 12-20% more req/s, bench/RESULTS.md;
+// keep-alive unchanged). A client that connects and stays silent is
+// accepted when the time is up, rounded up to the kernel's SYN-ACK
+// retries (7 s), and header_timeout runs from then on. Whole seconds: the
+// kernel and DeferAcceptSec= take seconds.
 const DeferAccept = 5 * time.Second
 
-func deferAccept(ln *net.TCPListener) error {
+// deferAccept sets TCP_DEFER_ACCEPT on ln, best effort: it only saves
+// work, berth serves the same without it, and a sandbox that refuses the
+// option must not keep berth from serving.
+func deferAccept(ln *net.TCPListener) {
 	rc, err := ln.SyscallConn()
 	if err != nil {
-		return fmt.Errorf("setting TCP_DEFER_ACCEPT: %w", err)
+		return
 	}
-	var serr error
-	if err := rc.Control(func(fd uintptr) {
-		serr = syscall.SetsockoptInt(int(fd), syscall.IPPROTO_TCP, syscall.TCP_DEFER_ACCEPT, int(DeferAccept/time.Second))
-	}); err != nil {
-		return fmt.Errorf("setting TCP_DEFER_ACCEPT: %w", err)
-	}
-	if serr != nil {
-		return fmt.Errorf("setting TCP_DEFER_ACCEPT: %w", serr)
-	}
-	return nil
+	_ = rc.Control(func(fd uintptr) {
+		_ = syscall.SetsockoptInt(int(fd), syscall.IPPROTO_TCP, syscall.TCP_DEFER_ACCEPT, int(DeferAccept/time.Second))
+	})
 }
 
 // removeStale deletes a Unix socket file left behind by a server that is

@@ -55,7 +55,9 @@ func TestListen(t *testing.T) {
 		}
 		// A first byte, as an HTTP client sends: a TCP socket hands over
 		// connections only once they have spoken (TestDeferAccept).
-		c.Write([]byte("x"))
+		if _, err := c.Write([]byte("x")); err != nil {
+			t.Errorf("%s: write: %v", s.Name, err)
+		}
 		a, err := dup.Accept()
 		if err != nil {
 			t.Errorf("%s: accept on the duplicate: %v", s.Name, err)
@@ -117,7 +119,16 @@ func TestDeferAccept(t *testing.T) {
 		defer s.Close()
 	}
 	tcp, unix := socks[0], socks[1]
-	v, err := syscall.GetsockoptInt(int(tcp.files[0].Fd()), syscall.IPPROTO_TCP, syscall.TCP_DEFER_ACCEPT)
+	// Through the listener's RawConn: File.Fd would set the shared
+	// socket blocking.
+	v := -1
+	rc, err := tcp.ln.(*net.TCPListener).SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc.Control(func(fd uintptr) {
+		v, err = syscall.GetsockoptInt(int(fd), syscall.IPPROTO_TCP, syscall.TCP_DEFER_ACCEPT)
+	})
 	if err != nil || v <= 0 {
 		t.Errorf("TCP_DEFER_ACCEPT on the bound socket = %d, %v; want > 0", v, err)
 	}
@@ -146,7 +157,10 @@ func TestDeferAccept(t *testing.T) {
 	}
 	defer c.Close()
 	select {
-	case a := <-ch:
+	case a, ok := <-ch:
+		if !ok {
+			t.Fatal("accept failed")
+		}
 		a.Close()
 		t.Fatal("a silent TCP connection was accepted; want it held until its first bytes")
 	case <-time.After(500 * time.Millisecond):

@@ -10,7 +10,7 @@
 # line gives req/s, p50 and p99 from wrk, and the CPU berth's own process
 # and its workers spent per request (from /proc over the run), which
 # varies less than req/s. MODULE is an app in bench/apps (mixed, flaskapp);
-# WRK_THREADS (default 2) and WRK_ARGS (e.g. "-s bench/post1m.lua") pass
+# WRK_THREADS (default 1, as bench.py) and WRK_ARGS (e.g. "-s bench/post1m.lua") pass
 # on to wrk. Needs wrk and /usr/bin/python3 with the apps' packages.
 set -eu
 if [ $# -lt 5 ]; then
@@ -42,9 +42,9 @@ for _ in $(seq "$rounds"); do
 			echo "$(basename "$bin"): did not start (is something else on $addr?)" >&2
 			continue
 		fi
-		wrk -t"${WRK_THREADS:-2}" -c"$conns" -d1s ${WRK_ARGS:-} "http://$addr$path" >/dev/null
+		wrk -t"${WRK_THREADS:-1}" -c"$conns" -d1s ${WRK_ARGS:-} "http://$addr$path" >/dev/null
 		g0=$(ticks $pid) w0=$(worker_ticks $pid)
-		out=$(wrk -t"${WRK_THREADS:-2}" -c"$conns" -d4s --latency ${WRK_ARGS:-} "http://$addr$path")
+		out=$(wrk -t"${WRK_THREADS:-1}" -c"$conns" -d4s --latency ${WRK_ARGS:-} "http://$addr$path")
 		g1=$(ticks $pid) w1=$(worker_ticks $pid)
 		kill $pid
 		wait $pid 2>/dev/null || true
