@@ -133,11 +133,14 @@ func TestDeferAccept(t *testing.T) {
 		t.Errorf("TCP_DEFER_ACCEPT on the bound socket = %d, %v; want > 0", v, err)
 	}
 
-	accepted := func(s *Socket) (<-chan net.Conn, net.Listener) {
+	// accepting accepts one connection on s in the background; the
+	// function it returns waits up to d for it (nil if none came).
+	accepting := func(s *Socket) func(d time.Duration) net.Conn {
 		ln, err := s.Listener()
 		if err != nil {
 			t.Fatal(err)
 		}
+		t.Cleanup(func() { ln.Close() })
 		ch := make(chan net.Conn, 1)
 		go func() {
 			c, err := ln.Accept()
@@ -146,57 +149,49 @@ func TestDeferAccept(t *testing.T) {
 			}
 			close(ch)
 		}()
-		return ch, ln
+		return func(d time.Duration) net.Conn {
+			select {
+			case a, ok := <-ch:
+				if !ok {
+					t.Fatalf("%s: accept failed", s.Name)
+				}
+				t.Cleanup(func() { a.Close() })
+				return a
+			case <-time.After(d):
+				return nil
+			}
+		}
 	}
 
-	ch, ln := accepted(tcp)
-	defer ln.Close()
+	wait := accepting(tcp)
 	c, err := net.Dial("tcp", tcp.Addr())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	select {
-	case a, ok := <-ch:
-		if !ok {
-			t.Fatal("accept failed")
-		}
-		a.Close()
+	if wait(500*time.Millisecond) != nil {
 		t.Fatal("a silent TCP connection was accepted; want it held until its first bytes")
-	case <-time.After(500 * time.Millisecond):
 	}
 	if _, err := c.Write([]byte("GET")); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case a, ok := <-ch:
-		if !ok {
-			t.Fatal("accept failed")
-		}
-		defer a.Close()
-		a.SetReadDeadline(time.Now().Add(time.Second))
-		buf := make([]byte, 3)
-		if n, err := a.Read(buf); err != nil || string(buf[:n]) != "GET" {
-			t.Errorf("accepted connection read %q, %v; want the bytes sent", buf[:n], err)
-		}
-	case <-time.After(5 * time.Second):
+	a := wait(5 * time.Second)
+	if a == nil {
 		t.Fatal("the connection was not accepted after its first bytes came")
 	}
+	a.SetReadDeadline(time.Now().Add(time.Second))
+	buf := make([]byte, 3)
+	if n, err := a.Read(buf); err != nil || string(buf[:n]) != "GET" {
+		t.Errorf("accepted connection read %q, %v; want the bytes sent", buf[:n], err)
+	}
 
-	uch, uln := accepted(unix)
-	defer uln.Close()
+	uwait := accepting(unix)
 	u, err := net.Dial("unix", unix.Addr())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer u.Close()
-	select {
-	case a, ok := <-uch:
-		if !ok {
-			t.Fatal("accept on the Unix socket failed")
-		}
-		a.Close()
-	case <-time.After(5 * time.Second):
+	if uwait(5*time.Second) == nil {
 		t.Fatal("a silent Unix connection was not accepted")
 	}
 }
