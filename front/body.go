@@ -19,6 +19,7 @@ type reqBody struct {
 	mem    []byte
 	file   *os.File
 	shared *sharedBody // file is its file
+	sock   *clientConn // mem is the body's start, the rest is in sock
 	n      int64
 	reuse  bool // the worker has read the shared body: it may serve another
 }
@@ -98,9 +99,18 @@ func readBody(ctx *fasthttp.RequestCtx, rt *route, buf []byte) (reqBody, int, st
 		}
 		return body, 0, ""
 	}
+	var head []byte // the body's start, read already
+	if cc, ok := ctx.Conn().(*clientConn); ok && cl >= socketFrom {
+		body, status, msg := socketBody(cc, r, cl, buf)
+		if status != 0 || body.n == cl {
+			return body, status, msg
+		}
+		head, buf = body.mem, body.mem
+	}
 	if cl >= sharedFrom && rt.shared != nil {
 		if sb, err := rt.shared.get(cl); err == nil {
-			if _, err := io.ReadFull(r, sb.mem[:cl]); err != nil {
+			copy(sb.mem, head)
+			if _, err := io.ReadFull(r, sb.mem[len(head):cl]); err != nil {
 				sb.put() // no worker has seen it
 				status, msg := readError(err)
 				return reqBody{}, status, msg
@@ -112,10 +122,12 @@ func readBody(ctx *fasthttp.RequestCtx, rt *route, buf []byte) (reqBody, int, st
 	}
 	if cl > 0 {
 		if int64(cap(buf)) < cl {
-			buf = bigBuffer(cl)
+			big := bigBuffer(cl)
+			copy(big, head)
+			buf = big
 		}
 		buf = buf[:cl]
-		if _, err := io.ReadFull(r, buf); err != nil {
+		if _, err := io.ReadFull(r, buf[len(head):]); err != nil {
 			status, msg := readError(err)
 			return reqBody{}, status, msg
 		}
@@ -153,6 +165,38 @@ func readBody(ctx *fasthttp.RequestCtx, rt *route, buf []byte) (reqBody, int, st
 		return reqBody{}, status, msg
 	}
 	return body, 0, ""
+}
+
+// socketFrom is the smallest request body left in the client's socket
+// for the worker to read itself (wire.FlagBodySocket) rather than copied
+// into shared memory and out again. Below it the second copy costs less
+// than passing the socket.
+const socketFrom = 128 << 10
+
+// socketBody takes what fasthttp holds of a body of cl bytes and waits
+// for the rest to be queued in cc's socket. Once it all is, the body is
+// the returned start and the socket (sock set); when it cannot be (the
+// kernel's receive buffer will not hold it), n says how much is in mem,
+// and the caller reads the rest as any other body.
+func socketBody(cc *clientConn, r io.Reader, cl int64, buf []byte) (reqBody, int, string) {
+	head, _, err := cc.buffered(r, buf[:0])
+	if err != nil {
+		status, msg := readError(err)
+		return reqBody{}, status, msg
+	}
+	n := int64(len(head))
+	if n >= cl {
+		return reqBody{mem: head, n: n}, 0, ""
+	}
+	all, err := cc.queued(cl - n)
+	if err != nil {
+		status, msg := readError(err)
+		return reqBody{}, status, msg
+	}
+	if !all {
+		return reqBody{mem: head, n: n}, 0, ""
+	}
+	return reqBody{mem: head, sock: cc, n: cl}, 0, ""
 }
 
 // spill writes head, then r to its end (want bytes, or any number when

@@ -1,7 +1,9 @@
-// Package front is berth's HTTP/1.1 side: it reads each request whole —
+// Package front is berth's HTTP/1.1 side: it receives each request whole —
 // header block and body — from the client, hands it to the app's worker
 // pool as one frame, and writes the worker's answer back. Python never
 // parses HTTP and never waits on a slow client; this package does both.
+// (A large body over TCP is received whole in the kernel's queue, not
+// read, and the worker reads it from there: see socketBody.)
 //
 // The HTTP library is github.com/valyala/fasthttp rather than net/http,
 // chosen by measurement: a hello handler pinned to one core with wrk on the
@@ -152,7 +154,7 @@ const keepBody = 64 << 10
 
 // Serve accepts connections on ln until Shutdown.
 func (s *Server) Serve(ln net.Listener) error {
-	return s.srv.Serve(ln)
+	return s.srv.Serve(clientListener{ln})
 }
 
 // Shutdown stops accepting, lets in-flight requests finish (their
@@ -257,6 +259,9 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	}
 	req := supervisor.Request{Body: body.mem, BodyFile: body.file}
 	switch {
+	case body.sock != nil:
+		req.Frame = env.enc.FinishWithSocket(len(body.mem))
+		req.BodySocket = body.sock.TCPConn
 	case body.shared != nil:
 		req.Frame = env.enc.FinishWithShared()
 	case body.file != nil:
@@ -265,9 +270,14 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		req.Frame = env.enc.Finish(len(body.mem))
 	}
 	ex, err := rt.app.Do(req)
-	// An answer means the worker got past reading a shared body (it
-	// does so before the app starts).
+	// An answer means the worker got past reading a shared body, or one
+	// in the socket (it does so before the app starts).
 	body.reuse = err == nil
+	if body.sock != nil && (err != nil || body.sock.skipped(ctx.RequestBodyStream(), body.n-int64(len(body.mem))) != nil) {
+		// Whether a worker took the body from the socket is unknown: the
+		// connection is out of step, and ends with this answer.
+		defer ctx.SetConnectionClose()
+	}
 	if err != nil {
 		s.poolError(ctx, err)
 		s.access(ctx, rt.log, start, 0)

@@ -19,6 +19,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/berthd/berth/journal"
@@ -53,11 +54,24 @@ const (
 // Request is one request as the worker gets it: its frame (wire's
 // RequestEncoder), then either the body bytes, or, for a body spilled to
 // disk or in shared memory (the frame says which), the file whose
-// descriptor travels with the frame. The caller keeps the file open until
-// Do returns.
+// descriptor travels with the frame, or, for a body waiting in the
+// client's socket (wire.FlagBodySocket), its first bytes and that socket.
+// The caller keeps the file or socket open until Do returns.
 type Request struct {
 	Frame, Body []byte
 	BodyFile    *os.File
+	BodySocket  syscall.Conn
+}
+
+// fd is the descriptor that travels with the request's frame, or nil.
+func (r *Request) fd() syscall.Conn {
+	switch {
+	case r.BodyFile != nil:
+		return r.BodyFile
+	case r.BodySocket != nil:
+		return r.BodySocket
+	}
+	return nil
 }
 
 // job is one request on its way through the queue to a worker.

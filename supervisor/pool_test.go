@@ -1,6 +1,7 @@
 package supervisor
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -236,6 +237,54 @@ func TestPythonVersions(t *testing.T) {
 			if maps, _ := os.ReadFile(fmt.Sprintf("/proc/%d/maps", ex.PID)); strings.Contains(string(maps), "memfd:big-body") {
 				t.Error("the worker keeps a mapping of a 65 MiB body file")
 			}
+
+			// A body in the client's socket: its start in the frame, the
+			// rest read from the socket, CONTENT_LENGTH bytes and no more
+			// (a pipelined request after it stays for berth). One cut
+			// short answers 500 with Connection: close.
+			pair, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			conn, client := os.NewFile(uintptr(pair[0]), "conn"), os.NewFile(uintptr(pair[1]), "client")
+			defer conn.Close()
+			defer client.Close()
+			start, rest := []byte("the start;"), bytes.Repeat([]byte("0123456789"), 10000)
+			if _, err := client.Write(append(rest, "GET /next"...)); err != nil {
+				t.Fatal(err)
+			}
+			e.Reset()
+			e.AddString("REQUEST_METHOD", "PUT")
+			e.AddString("PATH_INFO", "/upload")
+			e.AddString("CONTENT_LENGTH", fmt.Sprint(len(start)+len(rest)))
+			ex, err = p.Do(Request{Frame: e.FinishWithSocket(len(start)), Body: start, BodySocket: conn})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if body := readAll(t, ex); !strings.HasSuffix(body, " "+string(start)+string(rest)) {
+				t.Errorf("a body in the socket: %d bytes, want the %d of its start and rest", len(body), len(start)+len(rest))
+			}
+			ex.Close()
+			next := make([]byte, 64)
+			n, _ := conn.Read(next)
+			if string(next[:n]) != "GET /next" {
+				t.Errorf("the socket after its body holds %q, want the next request", next[:n])
+			}
+			client.Write([]byte("short"))
+			client.Close()
+			e.Reset()
+			e.AddString("REQUEST_METHOD", "PUT")
+			e.AddString("PATH_INFO", "/upload")
+			e.AddString("CONTENT_LENGTH", fmt.Sprint(len(start)+100))
+			ex, err = p.Do(Request{Frame: e.FinishWithSocket(len(start)), Body: start, BodySocket: conn})
+			if err != nil {
+				t.Fatal(err)
+			}
+			readAll(t, ex)
+			if ex.Head.Status != 500 || !strings.Contains(fmt.Sprint(headerMap(ex.Head)), "Connection:close") {
+				t.Errorf("a body cut short in the socket: %d %v, want 500 with Connection: close", ex.Head.Status, headerMap(ex.Head))
+			}
+			ex.Close()
 
 			// A big answer comes through the out ring.
 			ex, err = p.Do(Request{Frame: request("GET", "/pattern", "100000,5"), Body: []byte("the body")})

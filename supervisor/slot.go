@@ -630,7 +630,7 @@ func fitBatch(jobs []*job) int {
 func (s *slot) send(ln *lane, jobs []*job) (int64, error) {
 	withFile := false
 	for _, j := range jobs {
-		withFile = withFile || j.BodyFile != nil
+		withFile = withFile || j.fd() != nil
 	}
 	if !withFile {
 		var bufs net.Buffers
@@ -649,10 +649,16 @@ func (s *slot) send(ln *lane, jobs []*job) (int64, error) {
 	for _, j := range jobs {
 		var n int64
 		var err error
-		if j.BodyFile != nil {
+		if fd := j.fd(); fd != nil {
 			var m int
-			m, err = wire.WriteWithFile(ln.conn.UnixConn, j.Frame, j.BodyFile)
+			m, err = wire.WriteWithFile(ln.conn.UnixConn, j.Frame, fd)
 			n = int64(m)
+			if err == nil && len(j.Body) > 0 {
+				// A socket's body starts in the frame; the descriptor
+				// went with the frame's first byte.
+				m, err = ln.conn.UnixConn.Write(j.Body)
+				n += int64(m)
+			}
 		} else {
 			bufs := net.Buffers{j.Frame, j.Body}
 			n, err = bufs.WriteTo(ln.conn.UnixConn)

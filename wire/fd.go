@@ -111,8 +111,21 @@ func (c *FDConn) Close() error {
 }
 
 // WriteWithFile writes b with f's descriptor attached to its first byte.
-func WriteWithFile(c *net.UnixConn, b []byte, f *os.File) (int, error) {
-	n, _, err := c.WriteMsgUnix(b, syscall.UnixRights(int(f.Fd())), nil)
+// f is an *os.File or a connection; its descriptor is reached through
+// SyscallConn, not os.File.Fd, which would make a non-blocking socket
+// blocking for its every user.
+func WriteWithFile(c *net.UnixConn, b []byte, f syscall.Conn) (int, error) {
+	raw, err := f.SyscallConn()
+	if err != nil {
+		return 0, fmt.Errorf("descriptor to send: %w", err)
+	}
+	var n int
+	cerr := raw.Control(func(fd uintptr) {
+		n, _, err = c.WriteMsgUnix(b, syscall.UnixRights(int(fd)), nil)
+	})
+	if cerr != nil {
+		return 0, fmt.Errorf("descriptor to send: %w", cerr)
+	}
 	if err != nil || n == len(b) {
 		return n, err
 	}

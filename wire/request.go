@@ -71,6 +71,14 @@ func (e *RequestEncoder) FinishWithShared() []byte {
 	return e.finish(FlagBodyFD|FlagBodyShared, 0)
 }
 
+// FinishWithSocket completes the frame for a body whose first bytes
+// (prefix bytes, sent right after the frame as Finish's) are in the frame
+// and whose rest waits in the client's socket, whose descriptor is sent
+// with the frame (FlagBodySocket).
+func (e *RequestEncoder) FinishWithSocket(prefix int) []byte {
+	return e.finish(FlagBodySocket, prefix)
+}
+
 func (e *RequestEncoder) finish(flags uint8, bodyLen int) []byte {
 	meta := len(e.buf) - requestPrefix
 	PutHeader(e.buf, TypeRequest, flags, 4+meta+bodyLen)

@@ -15,9 +15,11 @@
 // headers as "200 OK\0Name\0value\0...", then the body (or its start, when
 // FlagMore says body frames follow).
 //
-// Two kinds of frame carry a file descriptor (SCM_RIGHTS, attached to the
+// Frames that carry a file descriptor (SCM_RIGHTS, attached to the
 // frame's first byte): a request whose body berth spilled to an unlinked
-// temp file (FlagBodyFD; the payload then has no body bytes), and a file
+// temp file (FlagBodyFD; the payload then has no body bytes) or put in
+// shared memory (FlagBodyShared), one whose body waits in the client's
+// socket (FlagBodySocket), and a file
 // frame, by which the worker hands berth an open file for wsgi.file_wrapper
 // so that berth sends it with sendfile. Large bodies thus never cross the
 // socket and never sit whole in memory on either side.
@@ -116,6 +118,18 @@ const FlagBodyFD uint8 = 2
 // after the head with its place in the thread's ring of the worker's out
 // file and its length (two uint32s; see OutRegionOffset).
 const FlagBodyShared uint8 = 4
+
+// FlagBodySocket on a request frame: the body's first bytes are in the
+// payload, as for a body in the frame, and the rest, CONTENT_LENGTH less
+// those, is waiting in the receive queue of the client's own socket, whose
+// descriptor rides with the frame. The worker reads it from there before
+// the app starts (so that berth may read the connection's next request
+// once the answer's head is in) and closes the descriptor: one copy, from
+// the kernel into the app's bytes, where shared memory costs two. berth
+// sends it only once the whole body is queued, so the read never waits
+// for the client. A worker that cannot read it all answers with
+// Connection: close, since the connection is then out of step.
+const FlagBodySocket uint8 = 8
 
 // SharedBodyOffset is where a shared request body starts in its file
 // (FlagBodyShared): before it, the file's stamp, 8 random bytes of its

@@ -245,6 +245,7 @@ func TestWorkerConstants(t *testing.T) {
 		{"F_MORE", int(FlagMore)},
 		{"F_BODY_FD", int(FlagBodyFD)},
 		{"F_BODY_SHARED", int(FlagBodyShared)},
+		{"F_BODY_SOCKET", int(FlagBodySocket)},
 		{"SHARED_OFFSET", SharedBodyOffset},
 		{"OUT_OFFSET", OutRegionOffset},
 		{"OUT_SIZE", OutRegionSize},

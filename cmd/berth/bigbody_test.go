@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -490,4 +491,166 @@ func concurrently(t *testing.T, clients, rounds int, f func(c, i int) error) {
 	for err := range errs {
 		t.Error(err)
 	}
+}
+
+// TestSocketBodies sends bodies that berth, over TCP, leaves in the
+// client's socket for the worker to read itself (128 KiB up to
+// buffer_body_bytes, on a connection whose window has grown to take them:
+// each connection here uploads first): pipelined with other requests on
+// one connection, which serves on after them; slowly, with the one worker
+// free for others meanwhile; cut off, answered 408; read by a worker that
+// then dies (the connection, out of step, is closed after the 502); and
+// one past what the kernel lets wait in a socket, which goes through
+// shared memory instead. That the worker read them from the socket, its
+// read count says (/proc/PID/io: a copy from shared memory is no read).
+func TestSocketBodies(t *testing.T) {
+	b := startBerth(t, appConfig(systemPython(t), "probe:app",
+		"workers = 1\n  buffer_body_bytes = \"64MiB\"\n  max_body_bytes = \"128MiB\"", `body_timeout = "2s"`))
+	body := func(size, seed int) []byte {
+		buf := make([]byte, size)
+		(&pattern{off: seed}).Read(buf)
+		return buf
+	}
+	sum := func(b []byte) string { h := sha256.Sum256(b); return hex.EncodeToString(h[:]) }
+	post := func(path string, b []byte) string {
+		return fmt.Sprintf("POST %s HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s", path, len(b), b)
+	}
+	echoed := func(t *testing.T, br *bufio.Reader, want []byte) {
+		t.Helper()
+		resp, got := readResponse(t, br, "POST")
+		var v struct {
+			Length int
+			SHA256 string
+		}
+		json.Unmarshal([]byte(got), &v)
+		if resp.StatusCode != 200 || v.Length != len(want) || v.SHA256 != sum(want) {
+			t.Errorf("echo of %d bytes: %d, the app read %d bytes, sha256 %s; want %s", len(want), resp.StatusCode, v.Length, v.SHA256, sum(want))
+		}
+	}
+	warm := body(1<<20, 0)
+	dial := func(t *testing.T) (net.Conn, *bufio.Reader) {
+		c, err := net.Dial("tcp", b.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		c.SetDeadline(time.Now().Add(20 * time.Second))
+		br := bufio.NewReader(c)
+		for range 2 {
+			go io.WriteString(c, post("/echo", warm))
+			echoed(t, br, warm)
+		}
+		return c, br
+	}
+	served := func(t *testing.T) {
+		t.Helper()
+		if code, _ := b.get("/pid"); code != 200 {
+			t.Errorf("GET /pid = %d", code)
+		}
+	}
+	// socketReads is what the one worker has read with read(2) and its
+	// kin (rchar).
+	socketReads := func(t *testing.T) int64 {
+		t.Helper()
+		pids := childPIDs(b.cmd.Process.Pid)
+		if len(pids) != 1 {
+			t.Fatalf("berth has %d workers, want 1", len(pids))
+		}
+		raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/io", pids[0]))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var n int64
+		fmt.Sscan(regexpFind(string(raw), `rchar: (\d+)`), &n)
+		return n
+	}
+	// bySocket checks that the worker read at least n bytes since from.
+	bySocket := func(t *testing.T, from, n int64) {
+		t.Helper()
+		if got := socketReads(t) - from; got < n {
+			t.Errorf("the worker read %d bytes with read(2) and its kin, want at least %d: the bodies did not come by socket", got, n)
+		}
+	}
+
+	t.Run("pipelined", func(t *testing.T) {
+		c, br := dial(t)
+		from := socketReads(t)
+		big, mid := body(1<<20, 1), body(300<<10, 2)
+		go io.WriteString(c, post("/echo", big)+"GET /status HTTP/1.1\r\nHost: x\r\n\r\n"+post("/echo", mid)+post("/echo", []byte("abc")))
+		echoed(t, br, big)
+		if resp, _ := readResponse(t, br, "GET"); resp.StatusCode != 418 {
+			t.Errorf("the request after a socket body: %d, want 418", resp.StatusCode)
+		}
+		echoed(t, br, mid)
+		echoed(t, br, []byte("abc"))
+		go io.WriteString(c, post("/echo", big))
+		echoed(t, br, big)
+		// Less what fasthttp read with each head (at most its buffer,
+		// max_header_bytes: 16 KiB).
+		bySocket(t, from, int64(2*len(big)+len(mid)-3*(16<<10)))
+	})
+
+	t.Run("slow", func(t *testing.T) {
+		c, br := dial(t)
+		from := socketReads(t)
+		up := body(512<<10, 3)
+		io.WriteString(c, post("/echo", up)[:300<<10])
+		time.Sleep(300 * time.Millisecond)
+		served(t) // the one worker is not waiting for the upload
+		time.Sleep(700 * time.Millisecond)
+		io.WriteString(c, post("/echo", up)[300<<10:])
+		echoed(t, br, up)
+		bySocket(t, from, int64(len(up)-300<<10))
+	})
+
+	t.Run("cut off", func(t *testing.T) {
+		c, _ := dial(t)
+		io.WriteString(c, post("/echo", body(512<<10, 4))[:300<<10])
+		served(t)
+		got, err := io.ReadAll(c)
+		if err != nil {
+			t.Fatalf("reading: %v (berth did not end the stalled upload)", err)
+		}
+		if code := statusOf(string(got)); code != 408 {
+			t.Errorf("an upload stalled past body_timeout: %q, want 408", got)
+		}
+		served(t)
+	})
+
+	t.Run("worker dies after reading", func(t *testing.T) {
+		c, br := dial(t)
+		up := body(256<<10, 5)
+		go io.WriteString(c, post("/exit-after-read", up)+"GET /status HTTP/1.1\r\nHost: x\r\n\r\n")
+		resp, _ := readResponse(t, br, "POST")
+		if resp.StatusCode != 502 || !resp.Close {
+			t.Errorf("a worker that died having read the body: %d, close %v; want 502 and the connection closed", resp.StatusCode, resp.Close)
+		}
+		// Closed with the pipelined request unread, the connection may
+		// end in a reset rather than an end of file.
+		if rest, err := io.ReadAll(br); (err != nil && !errors.Is(err, syscall.ECONNRESET)) || len(rest) > 0 {
+			t.Errorf("after the 502: %q, %v; want the connection closed", rest, err)
+		}
+		served(t)
+	})
+
+	t.Run("past the kernel's limit", func(t *testing.T) {
+		raw, err := os.ReadFile("/proc/sys/net/ipv4/tcp_rmem")
+		f := strings.Fields(string(raw))
+		var most int
+		if err == nil && len(f) == 3 {
+			fmt.Sscan(f[2], &most)
+		}
+		size := most/2 + 1<<20
+		if most == 0 || size > 64<<20 {
+			t.Skipf("tcp_rmem %q: a body past half its largest buffer would not fit buffer_body_bytes (64 MiB)", raw)
+		}
+		c, br := dial(t)
+		from := socketReads(t)
+		up := body(size, 6)
+		go io.WriteString(c, post("/echo", up))
+		echoed(t, br, up)
+		if got := socketReads(t) - from; got >= int64(size)/2 {
+			t.Errorf("a %d-byte body past the socket's limit: the worker read %d bytes from a socket, want it through shared memory", size, got)
+		}
+	})
 }

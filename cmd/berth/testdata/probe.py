@@ -37,6 +37,10 @@ def app(environ, start_response):
             "content_length": environ.get("CONTENT_LENGTH"),
             "head": body[:64].decode("latin-1"),
         })
+    if path == "/exit-after-read":
+        # Reads the body, then the worker dies without answering.
+        environ["wsgi.input"].read()
+        os._exit(3)
     if path == "/keep-input":
         # Keeps wsgi.input, unread, past the end of the request.
         kept[:] = [environ["wsgi.input"]]
