@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"slices"
 	"sync"
 
 	"github.com/valyala/fasthttp"
@@ -20,6 +21,7 @@ type reqBody struct {
 	file   *os.File
 	shared *sharedBody // file is its file
 	sock   *clientConn // mem is the body's start, the rest is in sock
+	taken  int64       // sock's consumed count before a worker saw it
 	n      int64
 	reuse  bool // the worker has read the shared body: it may serve another
 }
@@ -67,9 +69,10 @@ func bodySize(n int64) int64 {
 var copyBufs = sync.Pool{New: func() any { b := make([]byte, 256<<10); return &b }}
 
 // readBody reads the request body: Content-Length bodies up to
-// rt.bufferBody into the app's shared memory from sharedFrom bytes, into
-// buf (grown as needed) below that, longer or chunked ones past that into
-// a temp file. Bodies over rt.maxBody are refused with 413
+// rt.bufferBody into the app's shared memory from sharedFrom bytes (or,
+// over TCP from socketFrom, leaves them in the client's socket for the
+// worker: socketBody), into buf (grown as needed) below that, longer or
+// chunked ones past that into a temp file. Bodies over rt.maxBody are refused with 413
 // before (Content-Length) or as soon as (chunked) they cross the limit. A
 // non-zero status means the request is refused.
 func readBody(ctx *fasthttp.RequestCtx, rt *route, buf []byte) (reqBody, int, string) {
@@ -175,28 +178,63 @@ const socketFrom = 128 << 10
 
 // socketBody takes what fasthttp holds of a body of cl bytes and waits
 // for the rest to be queued in cc's socket. Once it all is, the body is
-// the returned start and the socket (sock set); when it cannot be (the
-// kernel's receive buffer will not hold it), n says how much is in mem,
-// and the caller reads the rest as any other body.
+// the returned start and the socket (sock set). When the kernel wakes
+// berth early, the bytes there are read and join the start (a few times
+// at most: on a connection's first upload, its window grows so). When the
+// body cannot wait in the socket, n says how much is in mem, and the
+// caller reads the rest as any other body.
 func socketBody(cc *clientConn, r io.Reader, cl int64, buf []byte) (reqBody, int, string) {
-	head, _, err := cc.buffered(r, buf[:0])
+	head, err := cc.buffered(r, buf[:0])
+	for tries := 0; err == nil && int64(len(head)) < cl; tries++ {
+		var state queue
+		var q int
+		state, q, err = cc.queued(cl - int64(len(head)))
+		switch {
+		case err != nil:
+		case state == queueAll:
+			var taken int64
+			if taken, err = cc.consumed(); err != nil {
+				err = nil
+				return reqBody{mem: head, n: int64(len(head))}, 0, ""
+			}
+			return reqBody{mem: head, sock: cc, taken: taken, n: cl}, 0, ""
+		case state == queueEarly && tries < 4:
+			m := len(head)
+			head = slices.Grow(head, q)[:m+q]
+			_, err = io.ReadFull(r, head[m:])
+			continue
+		default:
+			return reqBody{mem: head, n: int64(len(head))}, 0, ""
+		}
+	}
 	if err != nil {
 		status, msg := readError(err)
 		return reqBody{}, status, msg
 	}
-	n := int64(len(head))
-	if n >= cl {
-		return reqBody{mem: head, n: n}, 0, ""
+	return reqBody{mem: head, n: int64(len(head))}, 0, ""
+}
+
+// settle puts fasthttp's reading of the connection back in step once the
+// exchange for a body in the socket is over, and reports whether it could.
+// The kernel's count of what was taken from the socket says whether a
+// worker read the body: all of the rest, and the stream moves past it;
+// none (the request was refused before a worker saw it, or the worker
+// failed first), and the body is read through the stream and dropped, as
+// it would have been read; anything else, and the connection cannot go on
+// (what is queued of the body is dropped, so that it closes in order).
+func (b *reqBody) settle(r io.Reader) bool {
+	rest := b.n - int64(len(b.mem))
+	now, err := b.sock.consumed()
+	switch {
+	case err != nil:
+	case now-b.taken == rest:
+		return b.sock.skipped(r, rest) == nil
+	case now == b.taken:
+		_, err := io.CopyN(io.Discard, r, rest)
+		return err == nil
 	}
-	all, err := cc.queued(cl - n)
-	if err != nil {
-		status, msg := readError(err)
-		return reqBody{}, status, msg
-	}
-	if !all {
-		return reqBody{mem: head, n: n}, 0, ""
-	}
-	return reqBody{mem: head, sock: cc, n: cl}, 0, ""
+	b.sock.drain(rest)
+	return false
 }
 
 // spill writes head, then r to its end (want bytes, or any number when

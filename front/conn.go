@@ -1,9 +1,12 @@
 package front
 
 import (
+	"errors"
 	"io"
 	"net"
+	"os"
 	"sync"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -23,10 +26,13 @@ func (l clientListener) Accept() (net.Conn, error) {
 // ways for berth to leave a large request body in the kernel for the
 // worker to read itself (see socketBody) while fasthttp's reading of the
 // connection stays in step. Embedding keeps every method of the
-// connection, writev and sendfile included; only Read is berth's.
+// connection, sendfile and net.Buffers' writev included; only reading and
+// its deadline are berth's. (fasthttp itself writes a response larger than
+// its write buffer with one writev only to a *net.TCPConn; see
+// writeBufferSize.)
 //
-// Both fields belong to the goroutine serving the connection, which is
-// the one reading it.
+// The fields belong to the goroutine serving the connection, the one
+// reading it.
 type clientConn struct {
 	*net.TCPConn
 	// peek makes Read report nothing rather than read the socket: the
@@ -35,6 +41,9 @@ type clientConn struct {
 	// skip counts bytes a worker took from the socket: Read reports them
 	// read without reading (or writing p), and fasthttp moves past them.
 	skip int64
+	// deadline is the read deadline fasthttp set last (body_timeout for a
+	// body), which a wait in slices (queued) puts back.
+	deadline time.Time
 }
 
 func (c *clientConn) Read(p []byte) (int, error) {
@@ -49,11 +58,20 @@ func (c *clientConn) Read(p []byte) (int, error) {
 	return c.TCPConn.Read(p)
 }
 
+func (c *clientConn) SetReadDeadline(t time.Time) error {
+	c.deadline = t
+	return c.TCPConn.SetReadDeadline(t)
+}
+
+func (c *clientConn) SetDeadline(t time.Time) error {
+	c.deadline = t
+	return c.TCPConn.SetDeadline(t)
+}
+
 // buffered reads from r, a request's body stream, what fasthttp already
 // holds of the body (read from the socket with the head), appending it
-// to buf. It never reads the socket. eof is set when that was the whole
-// body.
-func (c *clientConn) buffered(r io.Reader, buf []byte) (b []byte, eof bool, err error) {
+// to buf. It never reads the socket.
+func (c *clientConn) buffered(r io.Reader, buf []byte) ([]byte, error) {
 	c.peek = true
 	defer func() { c.peek = false }()
 	for {
@@ -64,85 +82,211 @@ func (c *clientConn) buffered(r io.Reader, buf []byte) (b []byte, eof bool, err 
 		buf = buf[:len(buf)+n]
 		switch {
 		case err == io.EOF:
-			return buf, true, nil
+			return buf, nil
 		case err != nil:
-			return buf, false, err
+			return buf, err
 		case n == 0:
-			return buf, false, nil
+			return buf, nil
 		}
 	}
 }
 
-// queued waits until n bytes are in the socket's receive queue, and
-// reports whether they are. The wait is one wake-up, not one per segment:
-// the socket's SO_RCVLOWAT is n meanwhile (for which the kernel grows the
-// receive buffer, here with room for its overhead besides). It reports
-// false when the kernel woke berth before they all were: it does so when
-// the client's window is about to close, as on a connection whose window
-// has not grown yet, and a window that waits on berth to read stays
-// closed. The caller then reads the body as ever, which opens it. The
-// wait ends with the connection's read deadline (body_timeout), with the
-// deadline's error.
-func (c *clientConn) queued(n int64) (bool, error) {
+// consumed is how many bytes have ever been taken from the socket, by
+// berth or a worker: the kernel's count of bytes received, less those
+// still queued. Around an exchange it says whether the worker read the
+// body from the socket, whatever the worker says. The two counts come
+// from two calls; a count taken while bytes arrived between them (the
+// received count moved) is taken again.
+func (c *clientConn) consumed() (int64, error) {
 	raw, err := c.SyscallConn()
 	if err != nil {
-		return false, err
+		return 0, err
 	}
-	all, lowat := false, false
-	err = raw.Read(func(fd uintptr) bool {
-		q, err := unix.IoctlGetInt(int(fd), unix.SIOCINQ)
-		switch {
-		case err != nil:
-			return true
-		case int64(q) >= n:
-			all = true
-			return true
-		case lowat:
-			return true // woken early
-		}
-		// The kernel sizes the buffer for the mark by the payload it has
-		// seen per byte of buffer; bodies' segments then need a few per
-		// cent more (a 1 MiB body filled it 7 KiB short of its end).
-		// Marked higher first, the buffer grows that much, and the
-		// second mark does not shrink it.
-		if unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVLOWAT, int(n+n/8)) != nil ||
-			unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVLOWAT, int(n)) != nil {
-			return true
-		}
-		lowat = true
-		// The kernel holds the mark to half its largest receive buffer
-		// (tcp_rmem, or SO_RCVBUF when set): a body past that cannot
-		// wait whole in the socket.
-		got, err := unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVLOWAT)
-		return err != nil || int64(got) < n
-	})
-	_ = raw.Control(func(fd uintptr) {
-		if lowat {
-			_ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVLOWAT, 1)
-		}
-		if err != nil {
-			// Out of time (408): what came of the body is dropped, as
-			// a read of it would have, so that closing the connection
-			// with it unread does not reset it before the client has
-			// the answer.
-			bp := skipBufs.Get().(*[]byte)
-			for left := n; left > 0; {
-				k, rerr := unix.Read(int(fd), (*bp)[:min(int64(len(*bp)), left)])
-				if k <= 0 || rerr != nil {
-					break
-				}
-				left -= int64(k)
+	n := int64(-1)
+	cerr := raw.Control(func(fd uintptr) {
+		for range 8 {
+			var before, after *unix.TCPInfo
+			var q int
+			if before, err = unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO); err != nil {
+				return
 			}
-			skipBufs.Put(bp)
+			if q, err = unix.IoctlGetInt(int(fd), unix.SIOCINQ); err != nil {
+				return
+			}
+			if after, err = unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO); err != nil {
+				return
+			}
+			if before.Bytes_received == after.Bytes_received {
+				n = int64(after.Bytes_received) - int64(q)
+				return
+			}
 		}
 	})
-	return all, err
+	if err = errors.Join(cerr, err); err == nil && n < 0 {
+		err = errors.New("the client's bytes kept arriving while berth counted them")
+	}
+	return n, err
+}
+
+// queueSlice is the longest a wait for a body in the socket goes on with
+// no new byte of it (see queued).
+const queueSlice = 100 * time.Millisecond
+
+// queue says how a wait for a body in the socket ended (queued).
+type queue int
+
+const (
+	queueAll   queue = iota // it is all there
+	queueEarly              // the kernel woke berth before it was; a read of what is there opens the window
+	queueNo                 // it cannot wait whole in the socket: read it as ever
+)
+
+// queued waits until n bytes are in the socket's receive queue. The
+// socket's SO_RCVLOWAT is n meanwhile, so that the kernel wakes berth
+// once, not per segment, and grows the receive buffer to hold them (here
+// with room to spare: see setLowat).
+//
+// The kernel also wakes the reader early: when the window it offers the
+// client is about to close, as on a connection whose window has not grown
+// yet (its first upload), and when the buffer is nearly full. A closing
+// window opens again once the bytes there are read, which the caller does
+// (queueEarly, with how many are there); a full buffer means reading the
+// body. And whatever a kernel does or fails to do, a wait that sees no new
+// byte for queueSlice ends too (queueNo): berth never waits on a client
+// that cannot send, and one that pauses has its body read as it comes.
+// The whole wait ends with the read deadline (body_timeout), with its
+// error, after dropping what came (408).
+func (c *clientConn) queued(n int64) (queue, int, error) {
+	raw, err := c.SyscallConn()
+	if err != nil {
+		return queueNo, 0, err
+	}
+	deadline := c.deadline
+	state, lowat, done := queueNo, false, false
+	seen := -1 // bytes queued at the last look
+	for !done {
+		from := seen
+		slice := time.Now().Add(queueSlice)
+		if !deadline.IsZero() && deadline.Before(slice) {
+			slice = deadline
+		}
+		if err = c.TCPConn.SetReadDeadline(slice); err != nil {
+			break
+		}
+		woken := false // the first call is before any wait
+		err = raw.Read(func(fd uintptr) bool {
+			q, err := unix.IoctlGetInt(int(fd), unix.SIOCINQ)
+			if err != nil {
+				done = true
+				return true
+			}
+			seen = max(seen, q)
+			switch {
+			case int64(q) >= n:
+				state, done = queueAll, true
+			case !lowat:
+				lowat = setLowat(int(fd), n)
+				done = !lowat
+			case !woken:
+			case nearlyFull(int(fd)):
+				done = true
+			default:
+				state, done = queueEarly, true
+			}
+			woken = true
+			return done
+		})
+		if !errors.Is(err, os.ErrDeadlineExceeded) || !deadline.IsZero() && !time.Now().Before(deadline) {
+			break // done, or a failure, or out of time
+		}
+		// The end of a slice: on while bytes come.
+		err = nil
+		_ = raw.Control(func(fd uintptr) {
+			if q, err := unix.IoctlGetInt(int(fd), unix.SIOCINQ); err == nil {
+				seen = max(seen, q)
+			}
+		})
+		done = seen <= from
+	}
+	_ = c.TCPConn.SetReadDeadline(deadline)
+	if lowat {
+		_ = raw.Control(func(fd uintptr) {
+			_ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVLOWAT, 1)
+		})
+	}
+	if err != nil {
+		// Out of time (408): what came of the body is dropped, as a read
+		// of it would have, so that closing the connection with it
+		// unread does not reset it before the client has the answer.
+		c.drain(n)
+		return queueNo, 0, err
+	}
+	return state, max(seen, 0), nil
+}
+
+// setLowat sets the socket's SO_RCVLOWAT to n and reports whether the
+// kernel took it whole. The kernel sizes the receive buffer for a mark by
+// the payload it has seen per byte of buffer; bodies' segments then need
+// a few per cent more (a 1 MiB body filled it 7 KiB short of its end),
+// and the kernel calls a buffer within an eighth of full pressed (a wake,
+// and see nearlyFull). Marked half as high again first, the buffer grows
+// that much (a limit, not memory taken), and the second mark does not
+// shrink it. The kernel holds a mark to half its largest receive
+// buffer (tcp_rmem, or SO_RCVBUF when set): a body past that cannot wait
+// whole in the socket, and the mark is then not left set.
+func setLowat(fd int, n int64) bool {
+	if unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVLOWAT, int(n+n/2)) != nil {
+		return false
+	}
+	if unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVLOWAT, int(n)) == nil {
+		if got, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVLOWAT); err == nil && int64(got) >= n {
+			return true
+		}
+	}
+	_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVLOWAT, 1)
+	return false
+}
+
+// nearlyFull reports whether the socket's receive buffer is within an
+// eighth of full (the kernel's own test of memory pressure): no window
+// update lets more in then.
+func nearlyFull(fd int) bool {
+	m, ok := meminfo(uintptr(fd))
+	if !ok {
+		return true
+	}
+	return m[skMeminfoRmemAlloc] >= m[skMeminfoRcvbuf]-m[skMeminfoRcvbuf]/8
+}
+
+// drain drops up to n bytes queued on the socket, without waiting: a
+// connection about to close with a body unread (408, or out of step after
+// a worker failed) then ends in an orderly close, not a reset that may
+// reach the client before its answer.
+func (c *clientConn) drain(n int64) {
+	raw, err := c.SyscallConn()
+	if err != nil {
+		return
+	}
+	bp := skipBufs.Get().(*[]byte)
+	defer skipBufs.Put(bp)
+	_ = raw.Control(func(fd uintptr) {
+		for n > 0 {
+			k, err := unix.Read(int(fd), (*bp)[:min(int64(len(*bp)), n)])
+			if k <= 0 || err != nil {
+				return
+			}
+			n -= int64(k)
+		}
+	})
 }
 
 // skipBufs are what fasthttp "reads" a skipped body into (see
 // clientConn.skip): large enough that its reader passes them to Read
-// rather than filling its own buffer, and never written.
+// rather than filling its own buffer. Only drain writes into them.
 var skipBufs = sync.Pool{New: func() any { b := make([]byte, 256<<10); return &b }}
+
+// errOutOfStep: the body stream ended before the bytes a worker took.
+var errOutOfStep = errors.New("the request body stream ended before the bytes the worker read")
 
 // skipped moves r, a request's body stream, past the n bytes a worker
 // read from the socket itself, without reading them again.
@@ -152,11 +296,16 @@ func (c *clientConn) skipped(r io.Reader, n int64) error {
 	c.skip = n
 	defer func() { c.skip = 0 }()
 	for c.skip > 0 {
-		if _, err := r.Read(*bp); err != nil && err != io.EOF {
-			return err
-		} else if err == io.EOF {
+		_, err := r.Read(*bp)
+		if err == io.EOF {
 			break
 		}
+		if err != nil {
+			return err
+		}
+	}
+	if c.skip > 0 {
+		return errOutOfStep
 	}
 	return nil
 }

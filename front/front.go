@@ -273,10 +273,10 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	// An answer means the worker got past reading a shared body, or one
 	// in the socket (it does so before the app starts).
 	body.reuse = err == nil
-	if body.sock != nil && (err != nil || body.sock.skipped(ctx.RequestBodyStream(), body.n-int64(len(body.mem))) != nil) {
-		// Whether a worker took the body from the socket is unknown: the
-		// connection is out of step, and ends with this answer.
-		defer ctx.SetConnectionClose()
+	if body.sock != nil {
+		if inStep := body.settle(ctx.RequestBodyStream()); !inStep {
+			defer ctx.SetConnectionClose() // after any answer below
+		}
 	}
 	if err != nil {
 		s.poolError(ctx, err)

@@ -54,10 +54,8 @@ func sendsAtOnce(c net.Conn, n int) bool {
 	}
 	fits := false
 	_ = raw.Control(func(fd uintptr) {
-		var m [skMeminfoVars]uint32
-		size := uint32(unsafe.Sizeof(m))
-		if _, _, e := unix.Syscall6(unix.SYS_GETSOCKOPT, fd, unix.SOL_SOCKET, unix.SO_MEMINFO,
-			uintptr(unsafe.Pointer(&m[0])), uintptr(unsafe.Pointer(&size)), 0); e != 0 {
+		m, ok := meminfo(fd)
+		if !ok {
 			return
 		}
 		// TCP counts its queue in WMEM_QUEUED, a Unix socket in
@@ -68,8 +66,20 @@ func sendsAtOnce(c net.Conn, n int) bool {
 	return fits
 }
 
+// meminfo is the socket's SO_MEMINFO: the kernel's own count of its
+// buffers' sizes and use.
+func meminfo(fd uintptr) ([skMeminfoVars]uint32, bool) {
+	var m [skMeminfoVars]uint32
+	size := uint32(unsafe.Sizeof(m))
+	_, _, e := unix.Syscall6(unix.SYS_GETSOCKOPT, fd, unix.SOL_SOCKET, unix.SO_MEMINFO,
+		uintptr(unsafe.Pointer(&m[0])), uintptr(unsafe.Pointer(&size)), 0)
+	return m, e == 0
+}
+
 // SO_MEMINFO's fields (linux/sock_diag.h).
 const (
+	skMeminfoRmemAlloc  = 0
+	skMeminfoRcvbuf     = 1
 	skMeminfoWmemAlloc  = 2
 	skMeminfoSndbuf     = 3
 	skMeminfoWmemQueued = 5

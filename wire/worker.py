@@ -316,13 +316,16 @@ class BodyLost(OSError):
     be read: the connection is out of step, and the 500 says to close it."""
 
 
-def socket_body(fd, start, n):
-    """The body of n bytes whose start berth sent and whose rest waits in
-    the client's socket (F_BODY_SOCKET); closes fd. Read into a BytesIO's
+def socket_body(fd, start, length):
+    """The body of length (CONTENT_LENGTH) bytes whose start berth sent and
+    whose rest waits in the client's socket (F_BODY_SOCKET); closes fd. Read into a BytesIO's
     own buffer, so the bytes the app gets are those the kernel copied
     into (getvalue() hands over a buffer of exactly their size): one copy,
     where shared memory costs two (a 1 MiB upload: see bench/RESULTS.md)."""
     try:
+        n = int(length or 0)
+        if n < len(start):
+            raise BodyLost("CONTENT_LENGTH %d is less than the body's start" % n)
         buf = io.BytesIO(bytes(n))
         with buf.getbuffer() as view:
             got = len(start)
@@ -341,10 +344,6 @@ def socket_body(fd, start, n):
                     raise BodyLost("the client's connection ended within the request body")
                 got += k
         return buf.getvalue()
-    except BodyLost:
-        raise
-    except OSError as e:
-        raise BodyLost("reading the request body from the client's socket: %s" % e)
     finally:
         os.close(fd)
 
@@ -512,7 +511,13 @@ class Worker:
             grown = bytearray(2 * len(buf))
             grown[: self.end] = buf
             self.buf = buf = grown
-        n, anc, _, _ = self.wire.sock.recvmsg_into([memoryview(buf)[self.end :]], ANC_SIZE, flags | RECV_FLAGS)
+        n, anc, msg_flags, _ = self.wire.sock.recvmsg_into([memoryview(buf)[self.end :]], ANC_SIZE, flags | RECV_FLAGS)
+        if msg_flags & socket.MSG_CTRUNC:
+            # Descriptors were dropped (out of them, EMFILE): frames would
+            # take the wrong ones, a client's socket among them. Better a
+            # new worker than a body read from another request.
+            LOG.send("ERROR", "berth.worker", "file descriptors from berth were lost (control message truncated); exiting")
+            os._exit(1)
         for level, typ, data in anc:
             if level == socket.SOL_SOCKET and typ == socket.SCM_RIGHTS:
                 fds = array.array("i")
@@ -556,9 +561,14 @@ class Worker:
         elif flags & F_BODY_SOCKET:
             body = None
             try:
-                data = socket_body(self.fds.popleft(), view[4 + n :], int(env.get("CONTENT_LENGTH") or 0))
-            except Exception as e:
-                data, fault = b"", e
+                fd = self.fds.popleft()
+            except IndexError:
+                data, fault = b"", BodyLost("the client's socket did not come with the request")
+            else:
+                try:
+                    data = socket_body(fd, view[4 + n :], env.get("CONTENT_LENGTH"))
+                except Exception as e:
+                    data, fault = b"", e if isinstance(e, BodyLost) else BodyLost("reading the request body: %r" % e)
             env["wsgi.input"] = io.BytesIO(data)
         elif flags & F_BODY_FD:
             fd = self.fds.popleft()
