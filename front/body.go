@@ -17,16 +17,22 @@ import (
 // that in an unlinked temp file whose descriptor the worker reads from
 // (so a 1 GiB upload costs no 1 GiB of memory anywhere).
 type reqBody struct {
-	mem    []byte
-	file   *os.File
-	shared *sharedBody // file is its file
-	sock   *clientConn // mem is the body's start, the rest is in sock
-	taken  int64       // sock's consumed count before a worker saw it
-	n      int64
-	reuse  bool // the worker has read the shared body: it may serve another
+	mem     []byte
+	file    *os.File
+	shared  *sharedBody // file is its file
+	sock    *clientConn // mem is the body's start, the rest is in sock
+	taken   int64       // sock's consumed count before a worker saw it
+	settled bool        // settle ran: fasthttp's reading is in step or the connection ends
+	n       int64
+	reuse   bool // the worker has read the shared body: it may serve another
 }
 
 func (b *reqBody) close() {
+	if b.sock != nil && !b.settled {
+		// Refused before it went to a worker (a bad header): the
+		// connection closes with the body unread.
+		b.sock.drain()
+	}
 	switch {
 	case b.shared != nil && b.reuse:
 		b.shared.put()
@@ -192,16 +198,19 @@ func socketBody(cc *clientConn, r io.Reader, cl int64, buf []byte) (reqBody, int
 		switch {
 		case err != nil:
 		case state == queueAll:
-			var taken int64
-			if taken, err = cc.consumed(); err != nil {
-				err = nil
+			taken, cerr := cc.consumed()
+			if cerr != nil {
 				return reqBody{mem: head, n: int64(len(head))}, 0, ""
 			}
 			return reqBody{mem: head, sock: cc, taken: taken, n: cl}, 0, ""
 		case state == queueEarly && tries < 4:
 			m := len(head)
 			head = slices.Grow(head, q)[:m+q]
-			_, err = io.ReadFull(r, head[m:])
+			if _, err = io.ReadFull(r, head[m:]); err == nil {
+				// fasthttp's reader may have read more than asked
+				// into its buffer: that is the body's too.
+				head, err = cc.buffered(r, head)
+			}
 			continue
 		default:
 			return reqBody{mem: head, n: int64(len(head))}, 0, ""
@@ -223,6 +232,7 @@ func socketBody(cc *clientConn, r io.Reader, cl int64, buf []byte) (reqBody, int
 // it would have been read; anything else, and the connection cannot go on
 // (what is queued of the body is dropped, so that it closes in order).
 func (b *reqBody) settle(r io.Reader) bool {
+	b.settled = true
 	rest := b.n - int64(len(b.mem))
 	now, err := b.sock.consumed()
 	switch {
@@ -233,7 +243,7 @@ func (b *reqBody) settle(r io.Reader) bool {
 		_, err := io.CopyN(io.Discard, r, rest)
 		return err == nil
 	}
-	b.sock.drain(rest)
+	b.sock.drain()
 	return false
 }
 

@@ -163,7 +163,12 @@ func (c *clientConn) queued(n int64) (queue, int, error) {
 	}
 	deadline := c.deadline
 	state, lowat, done := queueNo, false, false
-	seen := -1 // bytes queued at the last look
+	seen := 0 // bytes queued at the last look
+	_ = raw.Control(func(fd uintptr) {
+		if q, err := unix.IoctlGetInt(int(fd), unix.SIOCINQ); err == nil {
+			seen = q
+		}
+	})
 	for !done {
 		from := seen
 		slice := time.Now().Add(queueSlice)
@@ -218,7 +223,7 @@ func (c *clientConn) queued(n int64) (queue, int, error) {
 		// Out of time (408): what came of the body is dropped, as a read
 		// of it would have, so that closing the connection with it
 		// unread does not reset it before the client has the answer.
-		c.drain(n)
+		c.drain()
 		return queueNo, 0, err
 	}
 	return state, max(seen, 0), nil
@@ -235,6 +240,13 @@ func (c *clientConn) queued(n int64) (queue, int, error) {
 // buffer (tcp_rmem, or SO_RCVBUF when set): a body past that cannot wait
 // whole in the socket, and the mark is then not left set.
 func setLowat(fd int, n int64) bool {
+	// Urgent data kept in line, so that the kernel's queued count
+	// (SIOCINQ), which otherwise stops at an urgent byte, counts what is
+	// there for the worker, and consumed stays true (HTTP has no use
+	// for urgent data).
+	if unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_OOBINLINE, 1) != nil {
+		return false
+	}
 	if unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVLOWAT, int(n+n/2)) != nil {
 		return false
 	}
@@ -258,11 +270,11 @@ func nearlyFull(fd int) bool {
 	return m[skMeminfoRmemAlloc] >= m[skMeminfoRcvbuf]-m[skMeminfoRcvbuf]/8
 }
 
-// drain drops up to n bytes queued on the socket, without waiting: a
-// connection about to close with a body unread (408, or out of step after
-// a worker failed) then ends in an orderly close, not a reset that may
-// reach the client before its answer.
-func (c *clientConn) drain(n int64) {
+// drain drops what is queued on the socket now, without waiting: a
+// connection about to close with a body unread (408, a refusal, or out of
+// step after a worker failed) then ends in an orderly close, not a reset
+// that may reach the client before its answer.
+func (c *clientConn) drain() {
 	raw, err := c.SyscallConn()
 	if err != nil {
 		return
@@ -270,19 +282,22 @@ func (c *clientConn) drain(n int64) {
 	bp := skipBufs.Get().(*[]byte)
 	defer skipBufs.Put(bp)
 	_ = raw.Control(func(fd uintptr) {
-		for n > 0 {
-			k, err := unix.Read(int(fd), (*bp)[:min(int64(len(*bp)), n)])
-			if k <= 0 || err != nil {
+		n, err := unix.IoctlGetInt(int(fd), unix.SIOCINQ)
+		for err == nil && n > 0 {
+			var k int
+			k, err = unix.Read(int(fd), (*bp)[:min(len(*bp), n)])
+			if k <= 0 {
 				return
 			}
-			n -= int64(k)
+			n -= k
 		}
 	})
 }
 
 // skipBufs are what fasthttp "reads" a skipped body into (see
 // clientConn.skip): large enough that its reader passes them to Read
-// rather than filling its own buffer. Only drain writes into them.
+// rather than filling its own buffer. What lands in them (drain's bytes,
+// or the stale ones of a reader's buffer) is never looked at.
 var skipBufs = sync.Pool{New: func() any { b := make([]byte, 256<<10); return &b }}
 
 // errOutOfStep: the body stream ended before the bytes a worker took.

@@ -156,7 +156,9 @@ func (s *Server) putEnv(env *environ) {
 // the default 4 KiB that made a 16 KiB response cost 2-3 us more (bench/
 // RESULTS.md); at 64 KiB, most pages are one write again, and a larger
 // body is big enough that a second write is noise. With ReduceMemoryUsage
-// a connection holds a writer only while it writes.
+// a connection holds a writer only while it writes a response; a streamed
+// one holds it while it streams, and so does the worker thread it comes
+// from, which bounds how many are held.
 const writeBufferSize = 64 << 10
 
 // keepBody is the largest request body buffer a pooled environ keeps.

@@ -495,17 +495,19 @@ func concurrently(t *testing.T, clients, rounds int, f func(c, i int) error) {
 // TestSocketBodies sends bodies that berth, over TCP, leaves in the
 // client's socket for the worker to read itself (128 KiB up to
 // buffer_body_bytes): pipelined with other requests on a new connection,
-// which serves on after them; trickled in pieces (on a connection that
+// which serves on after them (also with a reader buffer as large as a
+// body's start); trickled in pieces (on a connection that
 // uploaded before); slowly, with pauses
 // (read by berth then), the one worker free for others meanwhile; cut
 // off, answered 408; read by a worker that then dies (a 502, and the
-// connection, in step, serves on); and one past what the kernel lets wait
+// connection, in step, serves on); refused before a worker saw it (a 503,
+// and on), or by berth itself (its 400 comes); and one past what the kernel lets wait
 // in a socket, which goes through shared memory instead. That the worker
 // read them from the socket, its read count says (/proc/PID/io: a copy
 // from shared memory is no read).
 func TestSocketBodies(t *testing.T) {
 	b := startBerth(t, appConfig(systemPython(t), "probe:app",
-		"workers = 1\n  buffer_body_bytes = \"64MiB\"\n  max_body_bytes = \"128MiB\"", `body_timeout = "2s"`))
+		"workers = 1\n  queue_timeout = \"500ms\"\n  buffer_body_bytes = \"64MiB\"\n  max_body_bytes = \"128MiB\"", `body_timeout = "2s"`))
 	body := func(size, seed int) []byte {
 		buf := make([]byte, size)
 		(&pattern{off: seed}).Read(buf)
@@ -642,6 +644,57 @@ func TestSocketBodies(t *testing.T) {
 		}
 		teapot(t, br)
 		served(t)
+	})
+
+	t.Run("refused before a worker saw it", func(t *testing.T) {
+		busy := make(chan int)
+		go func() { code, _ := b.get("/sleep?1.2"); busy <- code }()
+		time.Sleep(300 * time.Millisecond) // the one worker is asleep
+		c, br := dial(t)
+		go io.WriteString(c, post("/echo", body(256<<10, 8)))
+		if resp, _ := readResponse(t, br, "POST"); resp.StatusCode != 503 || resp.Close {
+			t.Errorf("an upload that waited past queue_timeout: %d, close %v; want 503 on a connection still in step", resp.StatusCode, resp.Close)
+		}
+		if code := <-busy; code != 200 {
+			t.Errorf("GET /sleep = %d", code)
+		}
+		io.WriteString(c, status)
+		teapot(t, br)
+	})
+
+	t.Run("refused by berth", func(t *testing.T) {
+		c, br := dial(t)
+		up := strings.Replace(post("/echo", body(256<<10, 9)), "Host: x", "Host: x\r\nX-Bad: a\x00b", 1)
+		go io.WriteString(c, up)
+		resp, err := http.ReadResponse(br, &http.Request{Method: "POST"})
+		if err != nil {
+			t.Fatalf("a request refused with its body unread: %v (want its 400, not a reset)", err)
+		}
+		if resp.StatusCode != 400 {
+			t.Errorf("a NUL in a header: %d, want 400", resp.StatusCode)
+		}
+	})
+
+	t.Run("pipelined, large header buffer", func(t *testing.T) {
+		// fasthttp's reader, as large as max_header_bytes, takes more
+		// of a body on each read berth makes while the window grows.
+		// On a new connection, whose window grows meanwhile, with a
+		// second upload right behind the first.
+		b := startBerth(t, appConfig(systemPython(t), "probe:app", "workers = 1", `max_header_bytes = "256KiB"`))
+		first, second := body(1<<20, 10), body(1<<20, 11)
+		for range 3 {
+			c, err := net.Dial("tcp", b.addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c.SetDeadline(time.Now().Add(20 * time.Second))
+			br := bufio.NewReader(c)
+			go io.WriteString(c, post("/echo", first)+post("/echo", second)+status)
+			echoed(t, br, first)
+			echoed(t, br, second)
+			teapot(t, br)
+			c.Close()
+		}
 	})
 
 	t.Run("past the kernel's limit", func(t *testing.T) {
