@@ -78,9 +78,9 @@ var copyBufs = sync.Pool{New: func() any { b := make([]byte, 256<<10); return &b
 // rt.bufferBody into the app's shared memory from sharedFrom bytes (or,
 // over TCP from socketFrom, leaves them in the client's socket for the
 // worker: socketBody), into buf (grown as needed) below that, longer or
-// chunked ones past that into a temp file. Bodies over rt.maxBody are refused with 413
-// before (Content-Length) or as soon as (chunked) they cross the limit. A
-// non-zero status means the request is refused.
+// chunked ones past that into a temp file. Bodies over rt.maxBody are
+// refused with 413 before (Content-Length) or as soon as (chunked) they
+// cross the limit. A non-zero status means the request is refused.
 func readBody(ctx *fasthttp.RequestCtx, rt *route, buf []byte) (reqBody, int, string) {
 	cl := int64(ctx.Request.Header.ContentLength())
 	if cl == 0 {

@@ -153,9 +153,10 @@ func (s *Server) putEnv(env *environ) {
 // writeBufferSize is fasthttp's buffer for writing a response whole. A
 // response larger than it goes out in two writes: fasthttp writes one with
 // a single writev only to a *net.TCPConn, and berth's are clientConns. At
-// the default 4 KiB that made a 16 KiB response cost 2-3 us more (bench/
-// RESULTS.md); at 64 KiB, most pages are one write again, and a larger
-// body is big enough that a second write is noise. With ReduceMemoryUsage
+// the default 4 KiB that made a 16 KiB response cost berth 2-3 us more
+// (bench/RESULTS.md); at 64 KiB, most pages are one write again, with a
+// copy into the buffer (1 us at 16 KiB) where writev took none, and a
+// larger body is big enough that a second write is noise. With ReduceMemoryUsage
 // a connection holds a writer only while it writes a response; a streamed
 // one holds it while it streams, and so does the worker thread it comes
 // from, which bounds how many are held.
