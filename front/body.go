@@ -144,15 +144,9 @@ func readBody(ctx *fasthttp.RequestCtx, rt *route, buf []byte) (reqBody, int, st
 	}
 	// Chunked: in memory while it fits, then on to a file.
 	buf = buf[:0]
-	for {
-		if len(buf) == cap(buf) {
-			if int64(len(buf)) > rt.bufferBody {
-				break
-			}
-			buf = append(buf, 0)[:len(buf)]
-		}
-		n, err := r.Read(buf[len(buf):cap(buf)])
-		buf = buf[:len(buf)+n]
+	for len(buf) < cap(buf) || int64(len(buf)) <= rt.bufferBody {
+		var err error
+		buf, err = readMore(r, buf)
 		if int64(len(buf)) > rt.maxBody {
 			return reqBody{}, fasthttp.StatusRequestEntityTooLarge, "request body too large"
 		}
@@ -174,6 +168,16 @@ func readBody(ctx *fasthttp.RequestCtx, rt *route, buf []byte) (reqBody, int, st
 		return reqBody{}, status, msg
 	}
 	return body, 0, ""
+}
+
+// readMore appends one Read of r to buf, growing buf first when it is
+// full: the step of every loop that reads a body of unknown length.
+func readMore(r io.Reader, buf []byte) ([]byte, error) {
+	if len(buf) == cap(buf) {
+		buf = append(buf, 0)[:len(buf)]
+	}
+	n, err := r.Read(buf[len(buf):cap(buf)])
+	return buf[:len(buf)+n], err
 }
 
 // socketFrom is the smallest request body left in the client's socket

@@ -75,17 +75,15 @@ func (c *clientConn) buffered(r io.Reader, buf []byte) ([]byte, error) {
 	c.peek = true
 	defer func() { c.peek = false }()
 	for {
-		if len(buf) == cap(buf) {
-			buf = append(buf, 0)[:len(buf)]
-		}
-		n, err := r.Read(buf[len(buf):cap(buf)])
-		buf = buf[:len(buf)+n]
+		before := len(buf)
+		var err error
+		buf, err = readMore(r, buf)
 		switch {
 		case err == io.EOF:
 			return buf, nil
 		case err != nil:
 			return buf, err
-		case n == 0:
+		case len(buf) == before:
 			return buf, nil
 		}
 	}

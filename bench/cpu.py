@@ -1,0 +1,145 @@
+#!/usr/bin/env python3
+"""Where a request's CPU goes, server by server, for the ratio targets.
+
+    bench/cpu.py --workloads flask,big-256k --servers uwsgi-p2,berth,go-ceiling
+
+Runs each server as bench.py does (same commands, same wrk, rounds
+interleaved) and measures, over the wrk run, the CPU time of wrk, of the
+server's processes (berth split into its Go process and its workers) and
+the machine's idle time, each divided by the requests served. On a machine
+whose every core is shared by wrk and the server, req/s is the cores over
+the sum of these, so the table says what a target ratio leaves a server:
+a ratio R to uWSGI needs the whole request, wrk and idle time included, in
+1/R of uWSGI's. bench/RESULTS.md ("What bounds") reads these figures.
+"""
+import argparse
+import os
+import re
+import resource
+import signal
+import statistics
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bench  # noqa: E402  (bench.py beside this file: its servers and workloads)
+
+HZ = os.sysconf("SC_CLK_TCK")
+
+
+def ticks(pid):
+    """utime + stime of one process, in clock ticks (0 once it is gone)."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+def tree(pid):
+    """pid and its descendants."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        try:
+            for task in os.listdir("/proc/%d/task" % p):
+                with open("/proc/%d/task/%s/children" % (p, task)) as f:
+                    todo.extend(int(c) for c in f.read().split())
+        except OSError:
+            pass
+    return out
+
+
+def idle_ticks():
+    with open("/proc/stat") as f:
+        cpu = f.readline().split()
+    return int(cpu[4]) + int(cpu[5])  # idle + iowait, all cores
+
+
+def measure(name, cmd, workload, secs):
+    module, path, conns, extra, slow = bench.WORKLOADS[workload]
+    if slow:
+        raise SystemExit("%s: slow clients are not measured here" % workload)
+    p = subprocess.Popen(cmd, cwd=bench.APPS, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        if not bench.wait_port():
+            print("  %s did not start" % name, file=sys.stderr)
+            return None
+        bench.wrk(path, 1, conns, extra)  # warm-up
+        procs = tree(p.pid)
+        before = {q: ticks(q) for q in procs}
+        idle0 = idle_ticks()
+        ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        t0 = time.monotonic()
+        wrk = ["wrk", "-t1", "-c%d" % conns, "-d%ds" % secs] + extra + ["http://%s%s" % (bench.ADDR, path)]
+        out = subprocess.run(wrk, capture_output=True, text=True).stdout
+        wall = time.monotonic() - t0
+        ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        idle1 = idle_ticks()
+        after = {q: ticks(q) for q in procs}
+        m = re.search(r"(\d+) requests in", out)
+        n = int(m.group(1)) if m else 0
+        if n == 0:
+            print("  %s served nothing" % name, file=sys.stderr)
+            return None
+        us = 1e6 / n
+        own = (after[p.pid] - before[p.pid]) / HZ * us
+        rest = sum(after[q] - before[q] for q in procs if q != p.pid) / HZ * us
+        wrk_cpu = (ru1.ru_utime - ru0.ru_utime + ru1.ru_stime - ru0.ru_stime) * us
+        return {
+            "rps": n / wall,
+            "wrk": wrk_cpu,
+            "main": own,
+            "workers": rest,
+            "idle": (idle1 - idle0) / HZ * us,
+        }
+    finally:
+        os.killpg(p.pid, signal.SIGKILL)
+        p.wait()
+        time.sleep(0.5)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--workloads", default="hello,flask,big-256k")
+    ap.add_argument("--servers", default="uwsgi-p2,berth,go-ceiling")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--secs", type=int, default=5)
+    a = ap.parse_args()
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    subprocess.run(["go", "build", "-o", os.path.join(bench.HERE, ".berth"), "./cmd/berth"], cwd=bench.ROOT, check=True)
+    subprocess.run(["go", "build", "-o", os.path.join(bench.HERE, ".ceiling"), "./bench/ceiling"], cwd=bench.ROOT, check=True)
+    print("machine: %d cores, %s; berth %s" % (os.cpu_count(), os.uname().release,
+          subprocess.run(["git", "describe", "--always", "--dirty"], cwd=bench.ROOT, capture_output=True, text=True).stdout.strip()))
+    names = a.servers.split(",")
+    for workload in a.workloads.split(","):
+        table = bench.servers(bench.WORKLOADS[workload][0])
+        res = {n: [] for n in names}
+        for _ in range(a.rounds):
+            for n in names:
+                r = measure(n, table[n], workload, a.secs)
+                if r:
+                    res[n].append(r)
+        print("\n## %s: CPU per request in us (medians of %d rounds of %d s)" % (workload, a.rounds, a.secs))
+        print("%-12s %9s %7s %7s %8s %7s %7s %6s" % ("server", "req/s", "wrk", "main", "workers", "idle", "sum", "ratio"))
+        base = None
+        for n in names:
+            if not res[n]:
+                print("%-12s did not run" % n)
+                continue
+            med = {k: statistics.median(r[k] for r in res[n]) for k in res[n][0]}
+            if n == "uwsgi-p2":
+                base = med["rps"]
+            total = med["wrk"] + med["main"] + med["workers"] + med["idle"]
+            print("%-12s %9.0f %7.1f %7.1f %8.1f %7.1f %7.1f %6s" % (
+                n, med["rps"], med["wrk"], med["main"], med["workers"], med["idle"], total,
+                "%.2f" % (med["rps"] / base) if base else "-"))
+        sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
