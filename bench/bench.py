@@ -243,6 +243,26 @@ def run_one(name, cmd, workload, secs):
         time.sleep(0.5)
 
 
+def build():
+    """Build berth and the ceiling server beside this file, and say what runs."""
+    subprocess.run(["go", "build", "-o", os.path.join(HERE, ".berth"), "./cmd/berth"], cwd=ROOT, check=True)
+    subprocess.run(["go", "build", "-o", os.path.join(HERE, ".ceiling"), "./bench/ceiling"], cwd=ROOT, check=True)
+    print("machine: %d cores, %s; berth %s" % (os.cpu_count(), os.uname().release,
+          subprocess.run(["git", "describe", "--always", "--dirty"], cwd=ROOT, capture_output=True, text=True).stdout.strip()))
+
+
+def interleaved(run, names, table, workload, rounds, secs):
+    """run(name, cmd, workload, secs) for each server in turn, rounds times,
+    so that a shared machine's drift hits all alike; the results by name."""
+    res = {n: [] for n in names}
+    for _ in range(rounds):
+        for n in names:
+            r = run(n, table[n], workload, secs)
+            if r:
+                res[n].append(r)
+    return res
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--workloads", default=",".join(list(WORKLOADS) + [FAIR]))
@@ -256,10 +276,7 @@ def main():
         return
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    subprocess.run(["go", "build", "-o", os.path.join(HERE, ".berth"), "./cmd/berth"], cwd=ROOT, check=True)
-    subprocess.run(["go", "build", "-o", os.path.join(HERE, ".ceiling"), "./bench/ceiling"], cwd=ROOT, check=True)
-    print("machine: %d cores, %s; berth %s" % (os.cpu_count(), os.uname().release,
-          subprocess.run(["git", "describe", "--always", "--dirty"], cwd=ROOT, capture_output=True, text=True).stdout.strip()))
+    build()
     for workload in a.workloads.split(","):
         if workload == FAIR:
             table = servers("mixed")
@@ -268,12 +285,7 @@ def main():
         module = WORKLOADS[workload][0]
         table = servers(module)
         names = [n for n in table if not a.servers or n in a.servers.split(",")]
-        res = {n: [] for n in names}
-        for _ in range(a.rounds):
-            for n in names:
-                r = run_one(n, table[n], workload, a.secs)
-                if r:
-                    res[n].append(r)
+        res = interleaved(run_one, names, table, workload, a.rounds, a.secs)
         _, path, conns, extra, slow = WORKLOADS[workload]
         print("\n## %s: %s, %d connections%s%s, %d round(s) of %d s" % (
             workload, path, conns, " " + " ".join(extra) if extra and "-s" not in extra else "",

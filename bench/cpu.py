@@ -111,19 +111,11 @@ def main():
     a = ap.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    subprocess.run(["go", "build", "-o", os.path.join(bench.HERE, ".berth"), "./cmd/berth"], cwd=bench.ROOT, check=True)
-    subprocess.run(["go", "build", "-o", os.path.join(bench.HERE, ".ceiling"), "./bench/ceiling"], cwd=bench.ROOT, check=True)
-    print("machine: %d cores, %s; berth %s" % (os.cpu_count(), os.uname().release,
-          subprocess.run(["git", "describe", "--always", "--dirty"], cwd=bench.ROOT, capture_output=True, text=True).stdout.strip()))
+    bench.build()
     names = a.servers.split(",")
     for workload in a.workloads.split(","):
         table = bench.servers(bench.WORKLOADS[workload][0])
-        res = {n: [] for n in names}
-        for _ in range(a.rounds):
-            for n in names:
-                r = measure(n, table[n], workload, a.secs)
-                if r:
-                    res[n].append(r)
+        res = bench.interleaved(measure, names, table, workload, a.rounds, a.secs)
         print("\n## %s: CPU per request in us (medians of %d rounds of %d s)" % (workload, a.rounds, a.secs))
         print("%-12s %9s %7s %7s %8s %7s %7s %6s" % ("server", "req/s", "wrk", "main", "workers", "idle", "sum", "ratio"))
         base = None
