@@ -95,22 +95,24 @@ def wait_port(timeout=20):
     return False
 
 
-def tree_rss(pid):
-    """Resident memory of pid and its descendants, in bytes."""
-    total, todo = 0, [pid]
+def tree(pid):
+    """pid and its descendants."""
+    out, todo = [], [pid]
     while todo:
         p = todo.pop()
+        out.append(p)
         try:
-            with open("/proc/%d/status" % p) as f:
-                for line in f:
-                    if line.startswith("VmRSS:"):
-                        total += int(line.split()[1]) * 1024
             for task in os.listdir("/proc/%d/task" % p):
                 with open("/proc/%d/task/%s/children" % (p, task)) as f:
                     todo.extend(int(c) for c in f.read().split())
         except (OSError, ValueError):
             pass
-    return total
+    return out
+
+
+def tree_rss(pid):
+    """Resident memory of pid and its descendants, in bytes."""
+    return sum(go_rss(p) for p in tree(pid))
 
 
 def go_rss(pid):

@@ -38,21 +38,6 @@ def ticks(pid):
         return 0
 
 
-def tree(pid):
-    """pid and its descendants."""
-    out, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        out.append(p)
-        try:
-            for task in os.listdir("/proc/%d/task" % p):
-                with open("/proc/%d/task/%s/children" % (p, task)) as f:
-                    todo.extend(int(c) for c in f.read().split())
-        except OSError:
-            pass
-    return out
-
-
 def idle_ticks():
     with open("/proc/stat") as f:
         cpu = f.readline().split()
@@ -69,7 +54,7 @@ def measure(name, cmd, workload, secs):
             print("  %s did not start" % name, file=sys.stderr)
             return None
         bench.wrk(path, 1, conns, extra)  # warm-up
-        procs = tree(p.pid)
+        procs = bench.tree(p.pid)
         before = {q: ticks(q) for q in procs}
         idle0 = idle_ticks()
         ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
