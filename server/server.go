@@ -318,7 +318,7 @@ func (s *Server) reload(ctx context.Context) ReloadResult {
 		switch {
 		case !ok:
 			s.serve(l, apps)
-		case old != l:
+		case !old.Equal(l):
 			// New limits or timeouts: a new front takes over the same
 			// socket; the old one finishes its connections.
 			s.retireFrontOnly(f)

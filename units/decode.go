@@ -24,7 +24,16 @@ var fileSchema = &hcl.BodySchema{
 		{Type: "listener", LabelNames: []string{"name"}},
 		{Type: "app", LabelNames: []string{"name"}},
 		{Type: "log"},
+		{Type: "admin"},
 	},
+}
+
+type rawAdmin struct {
+	Address     string         `hcl:"address"`
+	DrainDelay  hcl.Expression `hcl:"drain_delay,optional"`
+	SocketMode  hcl.Expression `hcl:"socket_mode,optional"`
+	SocketUser  hcl.Expression `hcl:"socket_user,optional"`
+	SocketGroup hcl.Expression `hcl:"socket_group,optional"`
 }
 
 type rawLog struct {
@@ -44,6 +53,11 @@ type rawListener struct {
 	IdleTimeout    hcl.Expression `hcl:"idle_timeout,optional"`
 	MaxHeaderBytes hcl.Expression `hcl:"max_header_bytes,optional"`
 	MaxURIBytes    hcl.Expression `hcl:"max_uri_bytes,optional"`
+	SocketMode     hcl.Expression `hcl:"socket_mode,optional"`
+	SocketUser     hcl.Expression `hcl:"socket_user,optional"`
+	SocketGroup    hcl.Expression `hcl:"socket_group,optional"`
+	TrustedProxies hcl.Expression `hcl:"trusted_proxies,optional"`
+	ProxyProtocol  hcl.Expression `hcl:"proxy_protocol,optional"`
 }
 
 // rawWorkers is the `workers { min, max }` block of a scaling pool.
@@ -128,7 +142,7 @@ func (d *decoder) decode() *Config {
 		return nil
 	}
 	cfg := &Config{Log: Log{Format: "auto", Level: "info", Access: true}}
-	seen := map[string]map[string]*hcl.Block{"listener": {}, "app": {}, "log": {}}
+	seen := map[string]map[string]*hcl.Block{"listener": {}, "app": {}, "log": {}, "admin": {}}
 	var appBlocks []*hcl.Block
 	var appRaws []*rawApp
 	for _, b := range content.Blocks {
@@ -139,6 +153,15 @@ func (d *decoder) decode() *Config {
 			}
 			seen["log"][""] = b
 			d.logBlock(&cfg.Log, b)
+			continue
+		}
+		if b.Type == "admin" {
+			if len(seen["admin"]) > 0 {
+				d.errorf(&b.DefRange, "Duplicate admin block", "A configuration has at most one admin block.")
+				continue
+			}
+			seen["admin"][""] = b
+			cfg.Admin = d.admin(b)
 			continue
 		}
 		name := b.Labels[0]
@@ -304,42 +327,120 @@ func (d *decoder) listener(name string, b *hcl.Block) (Listener, bool) {
 		MaxHeaderBytes: int(d.size(raw.MaxHeaderBytes, DefaultMaxHeaderBytes, 1<<10, 1<<20)),
 		MaxURIBytes:    int(d.size(raw.MaxURIBytes, DefaultMaxURIBytes, 256, 1<<20)),
 	}
-	attrs, _ := b.Body.JustAttributes()
-	addrRange := b.DefRange
-	if a, ok := attrs["address"]; ok {
-		addrRange = a.Expr.Range()
+	var ok bool
+	if l.Network, l.Address, ok = d.address(raw.Address, b); !ok {
+		return l, false
 	}
-	switch {
-	case strings.HasPrefix(raw.Address, "unix:") || strings.HasPrefix(raw.Address, "/") || strings.HasPrefix(raw.Address, "./"):
-		p := strings.TrimPrefix(raw.Address, "unix:")
-		if p == "" {
-			d.errorf(&addrRange, "Invalid address", "A Unix socket address needs a path, for example \"unix:/run/berth/app.sock\".")
-			return l, false
+	l.Socket = d.socketOwner(l.Network, raw.SocketMode, raw.SocketUser, raw.SocketGroup)
+	l.Trusted = d.trust(raw.TrustedProxies)
+	if v, ok := d.value(raw.ProxyProtocol); ok {
+		d.diags = append(d.diags, gohcl.DecodeExpression(raw.ProxyProtocol, nil, &l.ProxyProtocol)...)
+		if v.True() && l.Trusted.Empty() {
+			rng := raw.ProxyProtocol.Range()
+			d.errorf(&rng, "No trusted proxies", "proxy_protocol takes its header only from trusted peers, and trusted_proxies is empty: name the load balancers' addresses.")
 		}
-		if !filepath.IsAbs(p) {
-			p = filepath.Join(d.dir, p)
-		}
-		l.Network, l.Address = "unix", p
-	default:
-		host, port, err := net.SplitHostPort(raw.Address)
-		if err != nil {
-			d.errorf(&addrRange, "Invalid address", "Want host:port (TCP) or unix:/path (Unix socket): %v.", err)
-			return l, false
-		}
-		if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
-			d.errorf(&addrRange, "Invalid address", "Port %q is not a number from 0 to 65535.", port)
-			return l, false
-		}
-		if host != "" && net.ParseIP(host) == nil && host != "localhost" {
-			d.errorf(&addrRange, "Invalid address", "Host %q is not an IP address; berth binds addresses, not names (use \"\" or \"[::]\" for all).", host)
-			return l, false
-		}
-		l.Network, l.Address = "tcp", raw.Address
 	}
 	if l.MaxURIBytes > l.MaxHeaderBytes {
 		l.MaxURIBytes = l.MaxHeaderBytes
 	}
 	return l, true
+}
+
+// address parses a listener's (or the admin block's) address: host:port
+// for TCP, unix:/path for a Unix socket, relative to the config's
+// directory.
+func (d *decoder) address(addr string, b *hcl.Block) (network, address string, ok bool) {
+	attrs, _ := b.Body.JustAttributes()
+	addrRange := b.DefRange
+	if a, ok := attrs["address"]; ok {
+		addrRange = a.Expr.Range()
+	}
+	if strings.HasPrefix(addr, "unix:") || strings.HasPrefix(addr, "/") || strings.HasPrefix(addr, "./") {
+		p := strings.TrimPrefix(addr, "unix:")
+		if p == "" {
+			d.errorf(&addrRange, "Invalid address", "A Unix socket address needs a path, for example \"unix:/run/berth/app.sock\".")
+			return "", "", false
+		}
+		if !filepath.IsAbs(p) {
+			p = filepath.Join(d.dir, p)
+		}
+		return "unix", p, true
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		d.errorf(&addrRange, "Invalid address", "Want host:port (TCP) or unix:/path (Unix socket): %v.", err)
+		return "", "", false
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		d.errorf(&addrRange, "Invalid address", "Port %q is not a number from 0 to 65535.", port)
+		return "", "", false
+	}
+	if host != "" && net.ParseIP(host) == nil && host != "localhost" {
+		d.errorf(&addrRange, "Invalid address", "Host %q is not an IP address; berth binds addresses, not names (use \"\" or \"[::]\" for all).", host)
+		return "", "", false
+	}
+	return "tcp", addr, true
+}
+
+// socketOwner reads socket_mode, socket_user and socket_group, which
+// only a Unix socket has.
+func (d *decoder) socketOwner(network string, mode, user, group hcl.Expression) SocketOwner {
+	o := SocketOwner{Mode: DefaultSocketMode, User: d.str(user, ""), Group: d.str(group, "")}
+	for _, e := range []hcl.Expression{mode, user, group} {
+		if _, set := d.value(e); set && network != "unix" {
+			rng := e.Range()
+			d.errorf(&rng, "Not a Unix socket", "socket_mode, socket_user and socket_group apply to a Unix socket (address = \"unix:/path\"); this address is TCP.")
+			return o
+		}
+	}
+	if s := d.str(mode, ""); s != "" {
+		m, err := strconv.ParseUint(s, 8, 32)
+		if err != nil || m > 0o777 || len(s) < 3 {
+			rng := mode.Range()
+			d.errorf(&rng, "Invalid socket_mode", "Want permission bits in octal as a string, such as \"0660\"; got %q.", s)
+			return o
+		}
+		o.Mode = uint32(m)
+	}
+	return o
+}
+
+// trust reads trusted_proxies: a list of addresses, networks and "unix";
+// unset, loopback and Unix peers; empty, nobody.
+func (d *decoder) trust(expr hcl.Expression) Trust {
+	if _, ok := d.value(expr); !ok {
+		return DefaultTrust()
+	}
+	var list []string
+	rng := expr.Range()
+	if diags := gohcl.DecodeExpression(expr, nil, &list); diags.HasErrors() {
+		d.errorf(&rng, "Invalid trusted_proxies", "Want a list of addresses, networks and \"unix\", such as [\"127.0.0.1\", \"10.0.0.0/8\", \"unix\"], or [] to trust no one.")
+		return Trust{}
+	}
+	var t Trust
+	for _, e := range list {
+		if err := ParseTrustEntry(&t, e); err != nil {
+			d.errorf(&rng, "Invalid trusted_proxies", "%v.", err)
+		}
+	}
+	return t
+}
+
+// admin reads the admin block.
+func (d *decoder) admin(b *hcl.Block) *Admin {
+	var raw rawAdmin
+	diags := gohcl.DecodeBody(b.Body, nil, &raw)
+	d.diags = append(d.diags, diags...)
+	if diags.HasErrors() {
+		return nil
+	}
+	a := &Admin{DrainDelay: d.optDuration(raw.DrainDelay)}
+	var ok bool
+	if a.Network, a.Address, ok = d.address(raw.Address, b); !ok {
+		return nil
+	}
+	a.Socket = d.socketOwner(a.Network, raw.SocketMode, raw.SocketUser, raw.SocketGroup)
+	return a
 }
 
 func (d *decoder) app(name string, b *hcl.Block) (App, *rawApp, bool) {

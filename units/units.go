@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"runtime"
 	"sort"
 	"time"
@@ -22,6 +23,32 @@ type Config struct {
 	Listeners []Listener
 	Apps      []App
 	Log       Log
+	// Admin is the admin listener (health and readiness), or nil.
+	Admin *Admin
+}
+
+// Admin is the admin listener: /healthz and /readyz for load balancers
+// and probes, apart from the apps' listeners so that no app route can
+// shadow them and no client of the site can reach them.
+type Admin struct {
+	// Network is "tcp" or "unix"; Address as for a listener.
+	Network, Address string
+	// Socket is the ownership of a Unix socket berth binds.
+	Socket SocketOwner
+	// DrainDelay is how long berth keeps serving after a stop begins,
+	// with /readyz answering 503, before it stops accepting: the time a
+	// load balancer needs to see the instance leave.
+	DrainDelay time.Duration
+}
+
+// SocketOwner is the mode and ownership of a Unix socket berth binds (and
+// what rendered socket units set): a reverse proxy such as nginx runs as
+// its own user and must be let in, typically through its group.
+type SocketOwner struct {
+	// Mode is the socket file's permission bits.
+	Mode uint32
+	// User and Group own the socket file when set (names or numbers).
+	User, Group string
 }
 
 // Log is how berth logs. A reload does not change it: the process keeps
@@ -62,6 +89,21 @@ type Listener struct {
 	MaxHeaderBytes int
 	// MaxURIBytes bounds the request target (414).
 	MaxURIBytes int
+	// Socket is the ownership of a Unix socket berth binds.
+	Socket SocketOwner
+
+	// Trusted are the peers whose X-Forwarded-*, Forwarded and PROXY
+	// protocol headers say who the client is and how it connected.
+	Trusted Trust
+	// ProxyProtocol: every connection starts with a PROXY protocol (v1
+	// or v2) header from a trusted peer, or is closed.
+	ProxyProtocol bool
+}
+
+// Equal reports whether l and o are the same listener with the same
+// settings.
+func (l Listener) Equal(o Listener) bool {
+	return reflect.DeepEqual(l, o)
 }
 
 // App is one WSGI application and the pool of Python workers that runs it.
@@ -177,6 +219,9 @@ const (
 	DefaultIdleTimeout    = 60 * time.Second
 	DefaultMaxHeaderBytes = 16 << 10
 	DefaultMaxURIBytes    = 8 << 10
+	// DefaultSocketMode lets the socket's group in: a proxy on the host
+	// connects through socket_group.
+	DefaultSocketMode = 0o660
 )
 
 // DefaultWorkers is one worker per core: Python runs one request at a time

@@ -5,8 +5,10 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -39,6 +41,13 @@ func TestDiagnostics(t *testing.T) {
 			"bad_values.hcl:8:20: error: Invalid size",
 		}},
 		{"syntax.hcl", []string{"syntax.hcl:1:17: error: Unclosed configuration block"}},
+		{"bad_proxies.hcl", []string{
+			"bad_proxies.hcl:3:21: error: Invalid trusted_proxies",
+			"bad_proxies.hcl:4:21: error: Not a Unix socket",
+			"bad_proxies.hcl:9:21: error: Invalid socket_mode",
+			"bad_proxies.hcl:11:21: error: No trusted proxies",
+			"bad_proxies.hcl:16:17: error: Invalid duration",
+		}},
 		{"missing.hcl", []string{
 			"missing.hcl:1:17: error: Missing required argument",
 			"missing.hcl:8:1: error: Missing module",
@@ -243,5 +252,66 @@ func TestMounts(t *testing.T) {
 		if (err == nil) != tc.ok {
 			t.Errorf("mount %q: err = %v, want ok %v", tc.mount, err, tc.ok)
 		}
+	}
+}
+
+// TestProxySettings checks what trusted_proxies, proxy_protocol, the
+// socket attributes and the admin block decode to, defaults included.
+func TestProxySettings(t *testing.T) {
+	cases := []struct {
+		name, listener, admin string
+		check                 func(t *testing.T, c *Config)
+	}{
+		{"defaults", `address = "127.0.0.1:0"`, "", func(t *testing.T, c *Config) {
+			l := c.Listeners[0]
+			if !reflect.DeepEqual(l.Trusted, DefaultTrust()) || l.ProxyProtocol || c.Admin != nil {
+				t.Errorf("trusted %v, proxy %v, admin %v", l.Trusted, l.ProxyProtocol, c.Admin)
+			}
+			if !l.Trusted.Contains(netip.MustParseAddr("127.0.0.2")) || !l.Trusted.Contains(netip.MustParseAddr("::ffff:127.0.0.1")) || l.Trusted.Contains(netip.MustParseAddr("10.0.0.1")) {
+				t.Errorf("default trust %v matches wrongly", l.Trusted)
+			}
+		}},
+		{"nobody", `address = "127.0.0.1:0"
+trusted_proxies = []`, "", func(t *testing.T, c *Config) {
+			if l := c.Listeners[0]; !l.Trusted.Empty() || l.Trusted.Contains(netip.MustParseAddr("127.0.0.1")) {
+				t.Errorf("trusted %v, want nobody", l.Trusted)
+			}
+		}},
+		{"lb", `address = "[::]:0"
+trusted_proxies = ["10.1.2.3", "192.168.0.0/16", "fd00::/8"]
+proxy_protocol = true`, "", func(t *testing.T, c *Config) {
+			l := c.Listeners[0]
+			if got := l.Trusted.String(); got != "10.1.2.3, 192.168.0.0/16, fd00::/8" || !l.ProxyProtocol {
+				t.Errorf("trusted %q, proxy %v", got, l.ProxyProtocol)
+			}
+			if !l.Trusted.Contains(netip.MustParseAddr("192.168.9.9")) || l.Trusted.Contains(netip.MustParseAddr("10.1.2.4")) {
+				t.Errorf("trust %v matches wrongly", l.Trusted)
+			}
+		}},
+		{"unix", `address = "unix:/run/x.sock"
+socket_mode = "0666"
+socket_group = "www-data"`, `admin {
+  address = "unix:admin.sock"
+  drain_delay = "3s"
+}`, func(t *testing.T, c *Config) {
+			want := SocketOwner{Mode: 0o666, Group: "www-data"}
+			if l := c.Listeners[0]; l.Socket != want {
+				t.Errorf("socket %+v, want %+v", l.Socket, want)
+			}
+			a := c.Admin
+			if a == nil || a.Network != "unix" || !filepath.IsAbs(a.Address) || a.DrainDelay != 3*time.Second || a.Socket.Mode != DefaultSocketMode {
+				t.Errorf("admin %+v", a)
+			}
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			src := fmt.Sprintf("listener \"http\" {\n%s\n}\n%s\napp \"a\" {\n  module = \"a:app\"\n}\n", tc.listener, tc.admin)
+			c, err := Parse("/etc/berth/x.hcl", []byte(src))
+			if err != nil {
+				t.Fatal(err)
+			}
+			tc.check(t, c)
+		})
 	}
 }
