@@ -217,20 +217,23 @@ app "shop" {
 	})
 }
 
-// TestTemplateUnitsCommitted: packaging/systemd holds exactly what
-// `berth units --template` renders (regenerate with
-// `go run ./cmd/berth units --template --dir packaging/systemd`).
+// TestTemplateUnitsCommitted: packaging/systemd/FORMAT holds exactly what
+// `berth units --template --package FORMAT` renders (regenerate with
+// `go run ./cmd/berth units --template --package deb --dir packaging/systemd/deb`,
+// and the same for rpm).
 func TestTemplateUnitsCommitted(t *testing.T) {
-	dir := t.TempDir()
-	var out, errb strings.Builder
-	if code := run([]string{"units", "--template", "--dir", dir}, &out, &errb); code != 0 {
-		t.Fatalf("berth units --template: %s", errb.String())
-	}
-	for _, name := range []string{"berth@.socket", "berth@.service"} {
-		want, _ := os.ReadFile(filepath.Join(dir, name))
-		got, err := os.ReadFile(filepath.Join("../../packaging/systemd", name))
-		if err != nil || string(got) != string(want) {
-			t.Errorf("packaging/systemd/%s differs from `berth units --template`; regenerate it", name)
+	for _, pkg := range []string{"deb", "rpm"} {
+		dir := t.TempDir()
+		var out, errb strings.Builder
+		if code := run([]string{"units", "--template", "--package", pkg, "--dir", dir}, &out, &errb); code != 0 {
+			t.Fatalf("berth units --template --package %s: %s", pkg, errb.String())
+		}
+		for _, name := range []string{"berth@.socket", "berth@.service"} {
+			want, _ := os.ReadFile(filepath.Join(dir, name))
+			got, err := os.ReadFile(filepath.Join("../../packaging/systemd", pkg, name))
+			if err != nil || string(got) != string(want) {
+				t.Errorf("packaging/systemd/%s/%s differs from `berth units --template --package %s`; regenerate it", pkg, name, pkg)
+			}
 		}
 	}
 }
