@@ -21,10 +21,11 @@ import (
 // let www-data write to it.
 
 // nginxConfig is a whole nginx configuration of the tests' own (never the
-// host's /etc/nginx): workers as www-data, every file under dir, one
-// server on 127.0.0.1:port proxying to the Unix socket sock.
-func nginxConfig(dir, sock string, port int) string {
-	return fmt.Sprintf(`user www-data;
+// host's /etc/nginx): workers as user (www-data on Debian, nginx on RPM
+// distributions), every file under dir, one server on 127.0.0.1:port
+// proxying to the Unix socket sock.
+func nginxConfig(user, dir, sock string, port int) string {
+	return fmt.Sprintf(`user %[4]s;
 worker_processes 1;
 pid %[1]s/nginx.pid;
 error_log %[1]s/error.log;
@@ -46,7 +47,7 @@ http {
     }
   }
 }
-`, dir, port, sock)
+`, dir, port, sock, user)
 }
 
 // needNginxAsWWWData skips unless this test can run nginx with workers
@@ -72,7 +73,7 @@ func needNginxAsWWWData(t *testing.T) int {
 func startNginx(t *testing.T, dir string, port int) {
 	t.Helper()
 	conf := filepath.Join(dir, "nginx.conf")
-	if err := os.WriteFile(conf, []byte(nginxConfig(dir, filepath.Join(dir, "site.sock"), port)), 0o644); err != nil {
+	if err := os.WriteFile(conf, []byte(nginxConfig("www-data", dir, filepath.Join(dir, "site.sock"), port)), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	// -e: the error log before the configuration is read (else
