@@ -7,6 +7,7 @@
 package activation
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -23,6 +24,9 @@ type Spec struct {
 	Name    string
 	Network string // "tcp" or "unix"
 	Address string
+	// Owner is the mode and ownership of a Unix socket berth binds; TCP
+	// sockets and sockets systemd passed ignore it.
+	Owner Owner
 }
 
 // Socket is one listener's listening socket (or sockets: systemd may pass
@@ -192,16 +196,32 @@ func bind(sp Spec) (net.Listener, error) {
 		deferAccept(ln.(*net.TCPListener))
 		return ln, nil
 	case "unix":
-		if err := removeStale(sp.Address); err != nil {
-			return nil, err
-		}
-		ln, err := net.Listen("unix", sp.Address)
-		if err != nil {
-			return nil, fmt.Errorf("binding %s: %w", sp.Address, err)
-		}
-		return ln, nil
+		return bindUnix(sp)
 	}
 	return nil, fmt.Errorf("unknown network %q", sp.Network)
+}
+
+// bindUnix binds a Unix socket with sp.Owner's mode and ownership. A
+// user or group that does not resolve fails before anything is bound or
+// removed.
+func bindUnix(sp Spec) (net.Listener, error) {
+	uid, gid, err := sp.Owner.ids()
+	if err != nil {
+		return nil, err
+	}
+	if err := removeStale(sp.Address); err != nil {
+		return nil, err
+	}
+	lc := net.ListenConfig{Control: restrict(sp.Owner.Mode)}
+	ln, err := lc.Listen(context.Background(), "unix", sp.Address)
+	if err != nil {
+		return nil, fmt.Errorf("binding %s: %w", sp.Address, err)
+	}
+	if err := own(sp.Address, sp.Owner, uid, gid); err != nil {
+		ln.Close() // removes the file
+		return nil, err
+	}
+	return ln, nil
 }
 
 // DeferAccept is how long the kernel holds a new TCP connection on a

@@ -91,12 +91,12 @@ func TestListenErrors(t *testing.T) {
 		spec Spec
 		want string
 	}{
-		{Spec{"a", "unix", notSock}, `listener "a": ` + notSock + " exists and is not a socket"},
-		{Spec{"b", "unix", filepath.Join(dir, "busy.sock")}, "is in use by another server"},
-		{Spec{"c", "tcp", taken.Addr().String()}, "address already in use"},
-		{Spec{"d", "udp", "x"}, `unknown network "udp"`},
+		{Spec{Name: "a", Network: "unix", Address: notSock}, `listener "a": ` + notSock + " exists and is not a socket"},
+		{Spec{Name: "b", Network: "unix", Address: filepath.Join(dir, "busy.sock")}, "is in use by another server"},
+		{Spec{Name: "c", Network: "tcp", Address: taken.Addr().String()}, "address already in use"},
+		{Spec{Name: "d", Network: "udp", Address: "x"}, `unknown network "udp"`},
 	} {
-		_, err := Listen([]Spec{{"ok", "tcp", "127.0.0.1:0"}, tc.spec})
+		_, err := Listen([]Spec{{Name: "ok", Network: "tcp", Address: "127.0.0.1:0"}, tc.spec})
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("Listen(%v) = %v, want error containing %q", tc.spec, err, tc.want)
 		}

@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -144,7 +145,8 @@ func (s *Server) Start(ctx context.Context) error {
 
 // spec is what activation needs of a listener.
 func spec(l units.Listener) activation.Spec {
-	return activation.Spec{Name: l.Name, Network: l.Network, Address: l.Address}
+	o := activation.Owner{Mode: os.FileMode(l.Socket.Mode), User: l.Socket.User, Group: l.Socket.Group}
+	return activation.Spec{Name: l.Name, Network: l.Network, Address: l.Address, Owner: o}
 }
 
 // appsOn are the apps that cfg mounts on listener name.
@@ -241,15 +243,24 @@ func (s *Server) reload(ctx context.Context) ReloadResult {
 		}
 	}
 	renamed := map[string]string{} // new listener name -> old name whose socket it takes
+	// A kept socket whose socket_mode, socket_user or socket_group changed
+	// gets them in place, once every app has booted (applyOwners).
+	owners := map[*activation.Socket]activation.Owner{}
 	for _, l := range cfg.Listeners {
-		if old, ok := s.sockets[l.Name]; ok && old.Spec == spec(l) {
+		if old, ok := s.sockets[l.Name]; ok && sameAddress(old, l) {
+			if old.Spec.Owner != spec(l).Owner {
+				owners[old] = spec(l).Owner
+			}
 			continue
 		}
 		// A listener renamed (same address, a name the new configuration
 		// drops) keeps its socket: binding the address again would fail.
 		for oldName, old := range s.sockets {
-			if _, kept := cfg.Listener(oldName); !kept && !old.Passed && old.Spec.Network == l.Network && old.Spec.Address == l.Address {
+			if _, kept := cfg.Listener(oldName); !kept && !old.Passed && sameAddress(old, l) {
 				renamed[l.Name] = oldName
+				if old.Spec.Owner != spec(l).Owner {
+					owners[old] = spec(l).Owner
+				}
 			}
 		}
 		if _, ok := renamed[l.Name]; ok {
@@ -281,11 +292,16 @@ func (s *Server) reload(ctx context.Context) ReloadResult {
 		}
 		added[a.Name] = app
 	}
+	ownerChanges, err := applyOwners(owners)
+	if err != nil {
+		undo(pools, added)
+		return ReloadResult{Message: err.Error()}
+	}
 
 	// Phase 2: switch. Nothing below can fail.
 	s.state.Lock()
 	defer s.state.Unlock()
-	var changes []string
+	changes := ownerChanges
 	for name, p := range pools {
 		s.apps[name].Commit(p)
 	}
@@ -315,6 +331,7 @@ func (s *Server) reload(ctx context.Context) ReloadResult {
 		apps := s.appsOn(cfg, l.Name)
 		f, ok := s.fronts[l.Name]
 		old, _ := s.cfg.Listener(l.Name)
+		old.Socket = l.Socket // applied to the socket in place; the front is unaffected
 		switch {
 		case !ok:
 			s.serve(l, apps)
@@ -359,6 +376,36 @@ func (s *Server) reload(ctx context.Context) ReloadResult {
 	}
 	msg := "reloaded " + strings.Join(append(gens, changes...), ", ")
 	return ReloadResult{OK: true, Message: msg}
+}
+
+// sameAddress reports whether sock is bound where listener l says: then
+// a reload keeps it, whatever else of l changed.
+func sameAddress(sock *activation.Socket, l units.Listener) bool {
+	return sock.Spec.Network == l.Network && sock.Spec.Address == l.Address
+}
+
+// applyOwners gives kept sockets their new mode and owner. It is all or
+// nothing, like the rest of a reload: on a failure the sockets already
+// changed get their old mode and owner back.
+func applyOwners(owners map[*activation.Socket]activation.Owner) ([]string, error) {
+	var changes []string
+	done := map[*activation.Socket]activation.Owner{}
+	for sock, o := range owners {
+		before := sock.Spec.Owner
+		if err := sock.SetOwner(o); err != nil {
+			for d, prev := range done {
+				_ = d.SetOwner(prev) // best effort: it held these a moment ago
+			}
+			return nil, err
+		}
+		done[sock] = before
+		if sock.Passed {
+			changes = append(changes, "listener "+sock.Name+" keeps the mode and owner of the socket systemd passed (SocketMode=, SocketUser=, SocketGroup=)")
+		} else {
+			changes = append(changes, "new socket mode or owner for listener "+sock.Name)
+		}
+	}
+	return changes, nil
 }
 
 func bootFailure(app string, err error) ReloadResult {

@@ -52,7 +52,7 @@ func (c *Config) Units(opt UnitOptions) ([]UnitFile, error) {
 		fmt.Fprintf(&b, "[Unit]\nDescription=berth %s: listener %s\n\n", opt.Name, l.Name)
 		fmt.Fprintf(&b, "[Socket]\nListenStream=%s\nFileDescriptorName=%s\nService=%s.service\n", listen, l.Name, opt.Name)
 		if l.Network == "unix" {
-			b.WriteString("SocketMode=0660\nRemoveOnStop=yes\n")
+			b.WriteString(socketOwner(l.Socket) + "RemoveOnStop=yes\n")
 		} else {
 			b.WriteString(deferAcceptSec)
 		}
@@ -125,24 +125,34 @@ WantedBy=multi-user.target
 `)
 }
 
+// PackageSocketGroups is, per package format, the group the packaged
+// berth@.socket gives its socket to: the group the distribution's nginx
+// runs its workers in, so that `proxy_pass http://unix:/run/berth/NAME.sock`
+// works without configuration. On Debian www-data always exists
+// (base-passwd), and Apache's workers run in it too. On RPM distributions
+// nginx's group exists only once nginx-filesystem is installed (as with
+// Fedora's php-fpm, the rpm requires it), and systemd fails a socket
+// whose group does not resolve.
+var PackageSocketGroups = map[string]string{"deb": "www-data", "rpm": "nginx"}
+
 // Template renders the template units a package installs: berth@.socket
 // and berth@.service, where instance NAME serves /etc/berth/NAME.hcl.
 // The socket listens on /run/berth/NAME.sock under FileDescriptorName=http
-// (the listener named "http" takes it); InstanceDropIn moves it elsewhere.
-func Template(berth string) []UnitFile {
+// (the listener named "http" takes it), owned by berth and socketGroup
+// (PackageSocketGroups) with mode 0660; InstanceDropIn moves it elsewhere
+// or gives it to someone else.
+func Template(berth, socketGroup string) []UnitFile {
 	opt := UnitOptions{Name: "berth@%i", Berth: berth, Config: "/etc/berth/%i.hcl", User: "berth", Group: "berth"}
 	sock := `# berth@NAME.socket: the listener "http" of /etc/berth/NAME.hcl.
-# Another address: berth units --instance NAME /etc/berth/NAME.hcl
+# Another address, mode or owner (socket_mode, socket_user, socket_group):
+#   berth units --instance NAME --dir /etc/systemd/system /etc/berth/NAME.hcl
 [Unit]
 Description=berth site %i: listener http
 
 [Socket]
 ListenStream=/run/berth/%i.sock
 FileDescriptorName=http
-SocketUser=berth
-SocketGroup=berth
-SocketMode=0660
-RemoveOnStop=yes
+` + socketOwner(SocketOwner{Mode: DefaultSocketMode, User: "berth", Group: socketGroup}) + `RemoveOnStop=yes
 
 [Install]
 WantedBy=sockets.target
@@ -154,9 +164,25 @@ WantedBy=sockets.target
 	return []UnitFile{{Name: "berth@.socket", Content: sock}, {Name: "berth@.service", Content: strings.Replace(b.String(), "[Service]\n", "[Service]\nStateDirectory=berth\n", 1)}}
 }
 
+// socketOwner is a Unix socket's SocketMode=, and SocketUser= and
+// SocketGroup= when set: what berth does to a socket it binds itself
+// (activation.Owner), systemd does to one it binds for berth.
+func socketOwner(o SocketOwner) string {
+	s := fmt.Sprintf("SocketMode=%04o\n", o.Mode)
+	if o.User != "" {
+		s += "SocketUser=" + o.User + "\n"
+	}
+	if o.Group != "" {
+		s += "SocketGroup=" + o.Group + "\n"
+	}
+	return s
+}
+
 // InstanceDropIn is the drop-in that makes berth@NAME.socket listen where
 // the configuration's listener "http" says, instead of the template's
-// Unix socket.
+// Unix socket, and for a Unix socket with its socket_mode, and its
+// socket_user and socket_group when set: berth never changes a socket
+// systemd passed, so these reach the socket only through the unit.
 func (c *Config) InstanceDropIn(name string) (UnitFile, error) {
 	l, ok := c.Listener("http")
 	if !ok {
@@ -167,7 +193,10 @@ func (c *Config) InstanceDropIn(name string) (UnitFile, error) {
 		return UnitFile{}, err
 	}
 	content := fmt.Sprintf("# Rendered by `berth units --instance %s`: listen where listener \"http\" of %s says.\n[Socket]\nListenStream=\nListenStream=%s\n", name, c.File, listen)
-	if l.Network != "unix" {
+	if l.Network == "unix" {
+		// Unset here, SocketUser= and SocketGroup= stay the template's.
+		content += socketOwner(l.Socket)
+	} else {
 		content += deferAcceptSec
 	}
 	return UnitFile{Name: "berth@" + name + ".socket.d/listen.conf", Content: content}, nil

@@ -40,7 +40,7 @@ func TestUnits(t *testing.T) {
 	if n := strings.Count(got, "DeferAcceptSec=5s\n"); n != 1 {
 		t.Errorf("units say DeferAcceptSec=5s %d times, want once (the TCP listener only)", n)
 	}
-	for _, w := range []string{"FileDescriptorName=http\n", "FileDescriptorName=admin\n", "Type=notify\n", "ExecReload=/usr/bin/berth reload /etc/berth/shop.hcl\n", "TimeoutStopSec=45s\n"} {
+	for _, w := range []string{"FileDescriptorName=http\n", "FileDescriptorName=admin\n", "SocketMode=0600\nSocketUser=www-data\nRemoveOnStop=yes\n", "Type=notify\n", "ExecReload=/usr/bin/berth reload /etc/berth/shop.hcl\n", "TimeoutStopSec=45s\n"} {
 		if !strings.Contains(got, w) {
 			t.Errorf("units lack %q", w)
 		}
@@ -82,5 +82,60 @@ func TestInstanceDropIn(t *testing.T) {
 		if got := strings.Contains(f.Content, "DeferAcceptSec=5s\n"); got != tc.deferred {
 			t.Errorf("%s: DeferAcceptSec in the drop-in is %v, want %v:\n%s", tc.address, got, tc.deferred, f.Content)
 		}
+	}
+}
+
+// TestSocketOwnerUnits: a Unix listener's socket_mode, socket_user and
+// socket_group become SocketMode=, SocketUser= and SocketGroup= both in
+// the units `berth units` renders and in the template's instance drop-in;
+// unset, the user and group lines are left out (the drop-in then keeps the
+// template's) and the mode is the default 0660.
+func TestSocketOwnerUnits(t *testing.T) {
+	for _, tc := range []struct {
+		attrs, want string
+	}{
+		{``, "SocketMode=0660\n"},
+		{`socket_mode = "0600"`, "SocketMode=0600\n"},
+		{`socket_group = "nginx"`, "SocketMode=0660\nSocketGroup=nginx\n"},
+		{`socket_user = "www-data"`, "SocketMode=0660\nSocketUser=www-data\n"},
+		{"socket_mode = \"0666\"\nsocket_user = \"berth\"\nsocket_group = \"33\"", "SocketMode=0666\nSocketUser=berth\nSocketGroup=33\n"},
+	} {
+		cfg, err := Parse("x.hcl", []byte("listener \"http\" {\n address = \"unix:/run/berth/site.sock\"\n"+tc.attrs+"\n}\napp \"a\" {\n module = \"a\"\n}\n"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		files, err := cfg.Units(UnitOptions{Name: "site"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := files[0].Content; !strings.Contains(got, "FileDescriptorName=http\nService=site.service\n"+tc.want+"RemoveOnStop=yes\n") {
+			t.Errorf("%q: site.socket lacks %q:\n%s", tc.attrs, tc.want, got)
+		}
+		drop, err := cfg.InstanceDropIn("site")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.HasSuffix(drop.Content, "ListenStream=/run/berth/site.sock\n"+tc.want) {
+			t.Errorf("%q: the drop-in does not end in %q:\n%s", tc.attrs, tc.want, drop.Content)
+		}
+	}
+}
+
+// TestTemplate: each package's template socket is berth's and the group
+// of the distribution's nginx, mode 0660; the service is the same.
+func TestTemplate(t *testing.T) {
+	services := map[string]bool{}
+	for pkg, group := range map[string]string{"deb": "www-data", "rpm": "nginx"} {
+		if PackageSocketGroups[pkg] != group {
+			t.Errorf("PackageSocketGroups[%q] = %q, want %q", pkg, PackageSocketGroups[pkg], group)
+		}
+		files := Template("/usr/bin/berth", PackageSocketGroups[pkg])
+		if want := "SocketMode=0660\nSocketUser=berth\nSocketGroup=" + group + "\nRemoveOnStop=yes\n"; !strings.Contains(files[0].Content, want) {
+			t.Errorf("%s: berth@.socket lacks %q:\n%s", pkg, want, files[0].Content)
+		}
+		services[files[1].Content] = true
+	}
+	if len(services) != 1 {
+		t.Errorf("the packages' berth@.service differ")
 	}
 }

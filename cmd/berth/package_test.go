@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -82,6 +83,15 @@ func TestPackages(t *testing.T) {
 			if !strings.Contains(string(out), s) {
 				t.Errorf("rpm scripts lack %q:\n%s", s, out)
 			}
+		}
+		// berth@.socket's group nginx exists wherever nginx-filesystem is.
+		out, _ = exec.Command("rpm", "-qpR", rpm1).CombinedOutput()
+		if !strings.Contains(string(out), "nginx-filesystem\n") {
+			t.Errorf("the rpm does not require nginx-filesystem (the group of berth@.socket):\n%s", out)
+		}
+		out, _ = exec.Command("rpm2cpio", rpm1).Output()
+		if !strings.Contains(string(out), "SocketGroup=nginx\n") || strings.Contains(string(out), "SocketGroup=www-data\n") {
+			t.Errorf("the rpm's berth@.socket does not give the socket to the group nginx")
 		}
 		out, _ = exec.Command("rpm", "-qp", "--configfiles", rpm1).CombinedOutput()
 		if !strings.Contains(string(out), "/etc/berth/example.hcl") {
@@ -156,6 +166,10 @@ app "shop" {
 		}
 	})
 
+	t.Run("nginx through the packaged socket", func(t *testing.T) {
+		testPackagedSocketBehindNginx(t, c)
+	})
+
 	t.Run("reload under load", func(t *testing.T) {
 		load := startLoad(s.url+"/items", 4, status200, nil)
 		for i := 0; i < 3; i++ {
@@ -217,20 +231,88 @@ app "shop" {
 	})
 }
 
-// TestTemplateUnitsCommitted: packaging/systemd holds exactly what
-// `berth units --template` renders (regenerate with
-// `go run ./cmd/berth units --template --dir packaging/systemd`).
-func TestTemplateUnitsCommitted(t *testing.T) {
-	dir := t.TempDir()
-	var out, errb strings.Builder
-	if code := run([]string{"units", "--template", "--dir", dir}, &out, &errb); code != 0 {
-		t.Fatalf("berth units --template: %s", errb.String())
+// testPackagedSocketBehindNginx: Debian's nginx, its workers as www-data,
+// serves the packaged example site through /run/berth/example.sock as the
+// template made it (group www-data). Then the documented path for RPM's
+// nginx, socket_group = "nginx" and `berth units --instance`, with a user
+// nginx made in the container: its nginx gets in, www-data's gets 502.
+func testPackagedSocketBehindNginx(t *testing.T, c *container) {
+	const sock = "/run/berth/example.sock"
+	fi, err := os.Stat(fmt.Sprintf("/proc/%d/root%s", c.pid, sock))
+	if err != nil {
+		t.Fatal(err)
 	}
-	for _, name := range []string{"berth@.socket", "berth@.service"} {
-		want, _ := os.ReadFile(filepath.Join(dir, name))
-		got, err := os.ReadFile(filepath.Join("../../packaging/systemd", name))
-		if err != nil || string(got) != string(want) {
-			t.Errorf("packaging/systemd/%s differs from `berth units --template`; regenerate it", name)
+	if st := fi.Sys().(*syscall.Stat_t); fi.Mode().Perm() != 0o660 || st.Gid != 33 {
+		t.Errorf("%s is %v gid %d, want 0660 group www-data (33)", sock, fi.Mode(), st.Gid)
+	}
+	www := c.startNginx("www-data", sock)
+	if code, body := getVia(www); code != 200 || body != "Hello from berth!\n" {
+		t.Fatalf("GET through nginx (www-data) and the packaged socket: %d %q", code, body)
+	}
+
+	c.must("useradd", "--system", "--user-group", "--no-create-home", "nginx")
+	rpm := c.startNginx("nginx", sock)
+	example, _ := os.ReadFile(filepath.Join(c.root, "etc/berth/example.hcl"))
+	c.write("/srv/rpm/example.hcl", strings.Replace(string(example), `address = "unix:/run/berth/example.sock"`,
+		"address = \"unix:/run/berth/example.sock\"\n  socket_group = \"nginx\"", 1))
+	c.must("/usr/bin/berth", "units", "--instance", "example", "--dir", "/etc/systemd/system", "/srv/rpm/example.hcl")
+	restart := func() {
+		c.must("systemctl", "daemon-reload")
+		c.must("systemctl", "stop", "berth@example.service", "berth@example.socket")
+		c.must("systemctl", "start", "berth@example.socket")
+	}
+	restart()
+	if code, body := getVia(rpm); code != 200 || body != "Hello from berth!\n" {
+		t.Errorf("GET through nginx (nginx) with socket_group = \"nginx\": %d %q", code, body)
+	}
+	if code, _ := getVia(www); code != 502 {
+		t.Errorf("GET through nginx (www-data) with socket_group = \"nginx\": %d, want 502", code)
+	}
+	if err := os.RemoveAll(filepath.Join(c.root, "etc/systemd/system/berth@example.socket.d")); err != nil {
+		t.Fatal(err)
+	}
+	restart()
+	if code, _ := getVia(www); code != 200 {
+		t.Errorf("GET through nginx (www-data) after removing the drop-in: %d, want 200", code)
+	}
+}
+
+// startNginx runs nginx in the container as a transient unit, workers as
+// user, on a free port proxying to sock; it returns the URL of the site.
+func (c *container) startNginx(user, sock string) string {
+	c.t.Helper()
+	port := freePort(c.t)
+	dir := "/srv/nginx-" + user
+	c.write(dir+"/nginx.conf", nginxConfig(user, dir, sock, port))
+	c.must("systemd-run", "--unit=test-nginx-"+user, "/usr/sbin/nginx", "-e", dir+"/error.log", "-p", dir, "-c", dir+"/nginx.conf", "-g", "daemon off;")
+	url := fmt.Sprintf("http://127.0.0.1:%d/", port)
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if code, _ := getVia(url); code != 0 {
+			return url
+		}
+	}
+	out, _ := c.exec("journalctl", "-u", "test-nginx-"+user, "--no-pager")
+	c.t.Fatalf("nginx (%s) did not answer on %s:\n%s", user, url, out)
+	return ""
+}
+
+// TestTemplateUnitsCommitted: packaging/systemd/FORMAT holds exactly what
+// `berth units --template --package FORMAT` renders (regenerate with
+// `go run ./cmd/berth units --template --package deb --dir packaging/systemd/deb`,
+// and the same for rpm).
+func TestTemplateUnitsCommitted(t *testing.T) {
+	for _, pkg := range []string{"deb", "rpm"} {
+		dir := t.TempDir()
+		var out, errb strings.Builder
+		if code := run([]string{"units", "--template", "--package", pkg, "--dir", dir}, &out, &errb); code != 0 {
+			t.Fatalf("berth units --template --package %s: %s", pkg, errb.String())
+		}
+		for _, name := range []string{"berth@.socket", "berth@.service"} {
+			want, _ := os.ReadFile(filepath.Join(dir, name))
+			got, err := os.ReadFile(filepath.Join("../../packaging/systemd", pkg, name))
+			if err != nil || string(got) != string(want) {
+				t.Errorf("packaging/systemd/%s/%s differs from `berth units --template --package %s`; regenerate it", pkg, name, pkg)
+			}
 		}
 	}
 }

@@ -22,6 +22,7 @@ func cmdUnits(args []string, stdout, stderr io.Writer) int {
 	watchdog := fs.Duration("watchdog", 30*time.Second, "WatchdogSec=")
 	dir := fs.String("dir", "", "write the units into this directory instead of printing them")
 	template := fs.Bool("template", false, "render the packaged template units berth@.socket and berth@.service (no CONFIG)")
+	pkg := fs.String("package", "deb", "with --template: the package format, deb or rpm, whose nginx group the socket is given to")
 	instance := fs.String("instance", "", "render the drop-in that makes berth@INSTANCE.socket listen where CONFIG's listener \"http\" says")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -30,10 +31,15 @@ func cmdUnits(args []string, stdout, stderr io.Writer) int {
 		if *bin == "" {
 			*bin = "/usr/bin/berth"
 		}
-		return writeUnits(units.Template(*bin), *dir, stdout, stderr)
+		group, ok := units.PackageSocketGroups[*pkg]
+		if !ok {
+			fmt.Fprintf(stderr, "berth units: --package %q: want deb or rpm\n", *pkg)
+			return 2
+		}
+		return writeUnits(units.Template(*bin, group), *dir, stdout, stderr)
 	}
 	if fs.NArg() != 1 {
-		fmt.Fprintln(stderr, "usage: berth units [--name NAME] [--berth PATH] [--user USER] [--dir DIR] CONFIG\n       berth units --instance NAME [--dir DIR] CONFIG\n       berth units --template [--dir DIR]")
+		fmt.Fprintln(stderr, "usage: berth units [--name NAME] [--berth PATH] [--user USER] [--dir DIR] CONFIG\n       berth units --instance NAME [--dir DIR] CONFIG\n       berth units --template [--package deb|rpm] [--dir DIR]")
 		return 2
 	}
 	cfg, ok := loadConfig(fs.Arg(0), stderr)

@@ -6,6 +6,8 @@ listener "admin" {
   address          = "unix:admin.sock"
   header_timeout   = "5s"
   max_header_bytes = "32KiB"
+  socket_mode      = "0600"
+  socket_user      = "www-data"
 }
 
 app "shop" {
