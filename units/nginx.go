@@ -264,8 +264,12 @@ func checkServerNames(servers []nginxServer) error {
 			catchAll = s
 		}
 		for _, n := range s.names {
-			if o, ok := seen[n]; ok {
-				return fmt.Errorf("host %q is served by listener %q and by listener %q (or named by --server-name): nginx would ignore the second server; render one listener at a time (--listener NAME)", n, o.site.l.Name, s.site.l.Name)
+			o, ok := seen[n]
+			switch {
+			case ok && o.site == s.site:
+				return fmt.Errorf("server name %q is a host apps of listener %q are limited to: name the server of the apps for any host otherwise", n, s.site.l.Name)
+			case ok:
+				return fmt.Errorf("host %q has apps on listeners %q and %q, and nginx would ignore the second server: render one listener at a time (--listener NAME) with a --listen of its own", n, o.site.l.Name, s.site.l.Name)
 			}
 			seen[n] = s
 		}

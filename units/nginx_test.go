@@ -120,9 +120,10 @@ func TestNginxRefuses(t *testing.T) {
 	}{
 		{"two listeners for any host", "valid.hcl", NginxOptions{}, `listeners "http" and "admin" both have apps for any host`},
 		{"no such listener", "valid.hcl", NginxOptions{Listener: "web"}, `no listener "web"`},
-		{"a server name that is a host", "mounts.hcl", NginxOptions{ServerNames: []string{"blog.example.com"}}, `host "blog.example.com" is served by listener "http" and by listener "http"`},
+		{"a server name that is a host", "mounts.hcl", NginxOptions{ServerNames: []string{"blog.example.com"}}, `server name "blog.example.com" is a host apps of listener "http" are limited to`},
 		{"a certificate without its key", "mounts.hcl", NginxOptions{TLSCert: "/etc/ssl/site.pem"}, "both a certificate and its key"},
 		{"a directive in a name", "mounts.hcl", NginxOptions{ServerNames: []string{"a; include /etc/x"}}, "not an address, name or path"},
+		{"a host on two listeners", "nginx_twohosts.hcl", NginxOptions{}, `host "example.com" has apps on listeners "a" and "b"`},
 		{"port 0", "nginx_port0.hcl", NginxOptions{}, "port 0"},
 		{"PROXY protocol", "nginx_proxyprotocol.hcl", NginxOptions{}, "expects the PROXY protocol"},
 	} {

@@ -223,6 +223,42 @@ func TestUntrustedForwarding(t *testing.T) {
 	}
 }
 
+// TestNginxCommand: berth nginx's flags reach the rendering, warnings go
+// to stderr beside a configuration that still prints, and refusals fail.
+func TestNginxCommand(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		args   []string
+		code   int
+		stdout []string
+		stderr string
+	}{
+		{"untrusted", []string{"../../units/testdata/nginx_tcp.hcl"}, 0,
+			[]string{"upstream nginx_tcp_http {\n    server 127.0.0.1:8000;", "# WARNING: listener \"http\" does not trust 127.0.0.1"},
+			"berth nginx: warning: listener \"http\" does not trust 127.0.0.1"},
+		{"listen and names", []string{"--listen", "127.0.0.1:8080", "--listen", "[::1]:8080", "--server-name", "a.example,b.example", "--name", "web", "../../units/testdata/mounts.hcl"}, 0,
+			[]string{"    listen 127.0.0.1:8080;\n    listen [::1]:8080;\n    server_name a.example b.example;\n", "proxy_pass http://web_http;"}, ""},
+		{"half of TLS", []string{"--tls-cert", "/etc/ssl/a.pem", "../../units/testdata/mounts.hcl"}, 1, nil, "berth nginx: TLS needs both a certificate and its key"},
+		{"no config", nil, 2, nil, "usage: berth nginx"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var stdout, stderr strings.Builder
+			code := run(append([]string{"nginx"}, tc.args...), &stdout, &stderr)
+			if code != tc.code {
+				t.Errorf("exit %d, want %d; stderr %q", code, tc.code, stderr.String())
+			}
+			for _, w := range tc.stdout {
+				if !strings.Contains(stdout.String(), w) {
+					t.Errorf("stdout lacks %q:\n%s", w, stdout.String())
+				}
+			}
+			if !strings.Contains(stderr.String(), tc.stderr) || (tc.stderr == "") != (stderr.Len() == 0) {
+				t.Errorf("stderr %q, want %q", stderr.String(), tc.stderr)
+			}
+		})
+	}
+}
+
 // needNginx returns the nginx binary, or skips: the test needs it, root
 // (nginx's master switches its workers to www-data) and the user www-data.
 func needNginx(t *testing.T) string {
