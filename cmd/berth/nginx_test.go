@@ -85,7 +85,7 @@ app "where" {
 
 	cert, key, pool := selfSigned(t, dir)
 	https, plain := freePort(t), freePort(t)
-	startNginx(t, nginx, dir, "--tls-cert", cert, "--tls-key", key,
+	startRenderedNginx(t, nginx, dir, "--tls-cert", cert, "--tls-key", key,
 		"--listen", fmt.Sprintf("127.0.0.1:%d", https), "--redirect", fmt.Sprintf("127.0.0.1:%d", plain), b.config)
 	client := clientFrom(t, "127.0.0.2", pool)
 	site := fmt.Sprintf("https://localhost:%d", https)
@@ -291,11 +291,11 @@ func sharedTempDir(t *testing.T) string {
 	return dir
 }
 
-// startNginx runs nginx in dir on what `berth nginx ARGS` prints, inside a
+// startRenderedNginx runs nginx in dir on what `berth nginx ARGS` prints, inside a
 // minimal main configuration, until the test ends; it returns once nginx
 // accepts connections on the first listen address. The rendering must not
 // warn: berth trusts nginx here and nginx's workers can open the socket.
-func startNginx(t *testing.T, bin, dir string, args ...string) {
+func startRenderedNginx(t *testing.T, bin, dir string, args ...string) {
 	t.Helper()
 	var stderr strings.Builder
 	cmd := exec.Command(berthBin, append([]string{"nginx"}, args...)...)
