@@ -287,8 +287,9 @@ func (s *nginxSite) warnings() []string {
 		if !l.Trusted.Unix {
 			w = append(w, fmt.Sprintf("listener %q does not trust Unix-socket peers: add \"unix\" to its trusted_proxies, or %s.", l.Name, ignored))
 		}
-		if l.Socket.Group == "" && l.Socket.Mode&0o006 != 0o006 {
-			w = append(w, fmt.Sprintf("nginx's workers (user www-data on Debian, nginx on Fedora and RHEL) open %s as a group member: set socket_group = \"www-data\" on listener %q (and SocketGroup= in its socket unit).", l.Address, l.Name))
+		// Connecting to a Unix socket takes write permission.
+		if !(l.Socket.Group != "" && l.Socket.Mode&0o020 != 0) && l.Socket.Mode&0o002 == 0 {
+			w = append(w, fmt.Sprintf("nginx's workers (user www-data on Debian, nginx on Fedora and RHEL) cannot connect to %s: set socket_group = \"www-data\" and a socket_mode that lets the group write (the default, \"0660\") on listener %q.", l.Address, l.Name))
 		}
 		return w
 	}

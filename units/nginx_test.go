@@ -32,7 +32,7 @@ func TestNginx(t *testing.T) {
 			[]string{"does not trust 127.0.0.1"}},
 		{"tls", "nginx_unix.hcl", NginxOptions{Name: "shop", TLSCert: cert, TLSKey: key, Listen: []string{"443", "[::]:443"}, ServerNames: []string{"shop.example.com"}, Redirect: "80"}, nil},
 		{"tls_port", "mounts.hcl", NginxOptions{Name: "mounts", TLSCert: cert, TLSKey: key, Listen: []string{"127.0.0.1:8443"}, Redirect: "127.0.0.1:8080"}, nil},
-		{"listener", "valid.hcl", NginxOptions{Name: "shop", Listener: "admin"}, []string{`set socket_group = "www-data" on listener "admin"`}},
+		{"listener", "valid.hcl", NginxOptions{Name: "shop", Listener: "admin"}, []string{`cannot connect to TESTDATA/admin.sock: set socket_group = "www-data"`}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg, err := Load(filepath.Join("testdata", tc.config))
@@ -47,7 +47,7 @@ func TestNginx(t *testing.T) {
 				t.Errorf("warnings %q, want %d", warnings, len(tc.warnings))
 			}
 			for i, w := range warnings {
-				if i < len(tc.warnings) && !strings.Contains(w, tc.warnings[i]) {
+				if i < len(tc.warnings) && !strings.Contains(strings.ReplaceAll(w, dir, "TESTDATA"), tc.warnings[i]) {
 					t.Errorf("warning %q lacks %q", w, tc.warnings[i])
 				}
 				if !strings.Contains(text, "# WARNING: "+w) {
@@ -136,5 +136,43 @@ func TestNginxRefuses(t *testing.T) {
 				t.Errorf("Nginx = %v, want an error saying %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// TestNginxWarnings: a warning exactly where berth will not believe
+// nginx, or nginx's workers cannot connect.
+func TestNginxWarnings(t *testing.T) {
+	for _, tc := range []struct {
+		listener string // the listener block's body
+		want     []string
+	}{
+		{`address = "unix:/run/s.sock"`, []string{"cannot connect to /run/s.sock"}},
+		{`address = "unix:/run/s.sock"` + "\n socket_mode = \"0666\"", nil},
+		{`address = "unix:/run/s.sock"` + "\n socket_group = \"www-data\"", nil},
+		{`address = "unix:/run/s.sock"` + "\n socket_group = \"www-data\"\n socket_mode = \"0600\"", []string{"cannot connect"}},
+		{`address = "unix:/run/s.sock"` + "\n socket_group = \"www-data\"\n trusted_proxies = [\"127.0.0.1\"]", []string{`does not trust Unix-socket peers: add "unix"`}},
+		{`address = "127.0.0.1:8000"`, nil},
+		{`address = "[::]:8000"`, nil},
+		{`address = "127.0.0.2:8000"` + "\n trusted_proxies = [\"127.0.0.1\"]", []string{`does not trust 127.0.0.2`}},
+		{`address = "10.0.0.5:8000"`, []string{`add "10.0.0.5" to its trusted_proxies`}},
+		{`address = "10.0.0.5:8000"` + "\n trusted_proxies = [\"10.0.0.0/8\"]", nil},
+	} {
+		cfg, err := Parse("x.hcl", []byte("listener \"http\" {\n "+tc.listener+"\n}\napp \"a\" {\n module = \"a:app\"\n}\n"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, warnings, err := cfg.Nginx(NginxOptions{Name: "x"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(warnings) != len(tc.want) {
+			t.Errorf("%s: warnings %q, want %q", tc.listener, warnings, tc.want)
+			continue
+		}
+		for i, w := range warnings {
+			if !strings.Contains(w, tc.want[i]) {
+				t.Errorf("%s: warning %q lacks %q", tc.listener, w, tc.want[i])
+			}
+		}
 	}
 }

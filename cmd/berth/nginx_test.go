@@ -291,10 +291,11 @@ func sharedTempDir(t *testing.T) string {
 	return dir
 }
 
-// startRenderedNginx runs nginx in dir on what `berth nginx ARGS` prints, inside a
-// minimal main configuration, until the test ends; it returns once nginx
-// accepts connections on the first listen address. The rendering must not
-// warn: berth trusts nginx here and nginx's workers can open the socket.
+// startRenderedNginx runs nginx in dir on what `berth nginx ARGS` prints,
+// inside a minimal main configuration, until the test ends; it returns
+// once nginx accepts connections on the first listen address. The
+// rendering must not warn: berth trusts nginx here, and nginx's workers
+// can open the socket.
 func startRenderedNginx(t *testing.T, bin, dir string, args ...string) {
 	t.Helper()
 	var stderr strings.Builder
