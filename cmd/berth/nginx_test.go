@@ -83,6 +83,7 @@ app "where" {
 }
 `, filepath.Join(dir, "berth.sock"), py, filepath.Join(wd, "testdata"), env, py, dir))
 
+	checkSocketGroup(t, filepath.Join(dir, "berth.sock"), "www-data")
 	cert, key, pool := selfSigned(t, dir)
 	https, plain := freePort(t), freePort(t)
 	startRenderedNginx(t, nginx, dir, "--tls-cert", cert, "--tls-key", key,
@@ -274,6 +275,25 @@ func needNginx(t *testing.T) string {
 		t.Skip("no user www-data for nginx's workers")
 	}
 	return bin
+}
+
+// checkSocketGroup fails the test unless the socket at path belongs to
+// group and lets it write, as socket_group asks: else nginx's workers
+// get "Permission denied" and every request a 502.
+func checkSocketGroup(t *testing.T, path, group string) {
+	t.Helper()
+	g, err := user.LookupGroup(group)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := fi.Sys().(*syscall.Stat_t)
+	if fmt.Sprint(st.Gid) != g.Gid || fi.Mode().Perm()&0o020 == 0 {
+		t.Fatalf("berth's socket %s has mode %v and gid %d: socket_group = %q was not applied (group %s is gid %s)", path, fi.Mode().Perm(), st.Gid, group, group, g.Gid)
+	}
 }
 
 // sharedTempDir is a temporary directory that nginx's workers (www-data)
