@@ -22,6 +22,8 @@ Usage:
   berth reload [--json] CONFIG             reload the instance serving CONFIG; wait for the outcome
   berth status [--json] CONFIG             show the live state of the instance serving CONFIG
   berth units [--name NAME] CONFIG         print the systemd .socket and .service units for CONFIG
+  berth nginx [--listen ADDR] [--tls-cert FILE --tls-key FILE] CONFIG
+                                           print an nginx configuration that proxies to CONFIG's listeners
   berth version                            print the version
   berth help                               print this text
 `
@@ -42,6 +44,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdControl(args[0], args[1:], stdout, stderr)
 	case "units":
 		return cmdUnits(args[1:], stdout, stderr)
+	case "nginx":
+		return cmdNginx(args[1:], stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, "berth", versionString())
 		return 0
