@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/berthd/berth/activation"
+	"github.com/berthd/berth/admin"
 	"github.com/berthd/berth/front"
 	"github.com/berthd/berth/journal"
 	"github.com/berthd/berth/notify"
@@ -34,8 +35,11 @@ type Server struct {
 	set    *activation.Set
 	notify *notify.Notifier
 
-	mu     sync.Mutex // serialises Start, Reload and Shutdown
-	closed atomic.Bool
+	mu sync.Mutex // serialises Start, Reload and Shutdown
+	// phase is the server's phase of life (ready.go): starting until
+	// READY, serving, draining once a stop begins.
+	phase        atomic.Int32
+	adminHandler *admin.Handler
 
 	// state guards the maps below, which a reload changes in its last,
 	// quick phase; Status and the health check read them under it, so
@@ -50,6 +54,10 @@ type Server struct {
 	reloads  int
 	last     ReloadResult
 	closing  sync.WaitGroup // fronts and apps retired by reloads
+	// adminSock and adminSrv are the admin listener (admin.go), nil
+	// without an admin block.
+	adminSock *activation.Socket
+	adminSrv  *admin.Server
 
 	heartbeat atomic.Int64 // unix nanos of the supervision loop's last turn
 	wedge     chan struct{}
@@ -72,30 +80,39 @@ type ReloadResult struct {
 // passed, matched by name — or are bound by berth; n hears of every
 // change of state.
 func New(path string, cfg *units.Config, log *slog.Logger, set *activation.Set, n *notify.Notifier) *Server {
-	return &Server{
+	s := &Server{
 		path: path, cfg: cfg, log: log, set: set, notify: n, wedge: make(chan struct{}, 1),
 		sockets:  map[string]*activation.Socket{},
 		fronts:   map[string]*front.Server{},
 		apps:     map[string]*supervisor.App{},
 		serveErr: make(chan error, 16),
 	}
+	s.adminHandler = admin.NewHandler(admin.Checks{Healthy: s.Healthy, Ready: s.Ready})
+	return s
 }
 
 // Errors reports listeners that stopped serving on their own.
 func (s *Server) Errors() <-chan error { return s.serveErr }
 
-// Start opens the listeners, boots every app (all must be ready) and
-// starts serving. On failure nothing is left running.
+// Start opens the admin listener and the listeners, boots every app (all
+// must be ready) and starts serving. On failure nothing is left running.
 func (s *Server) Start(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.started = time.Now()
+	s.state.Lock()
+	err := s.startAdmin()
+	s.state.Unlock()
+	if err != nil {
+		return err
+	}
 	var specs []activation.Spec
 	for _, l := range s.cfg.Listeners {
 		specs = append(specs, spec(l))
 	}
 	sockets, err := s.set.Listen(specs)
 	if err != nil {
+		s.stopAll(context.Background())
 		return err
 	}
 	for _, sock := range sockets {
@@ -138,6 +155,7 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	s.last = ReloadResult{OK: true, Message: "started", At: time.Now(), Generations: s.generations()}
 	s.heartbeat.Store(time.Now().UnixNano())
+	s.phase.Store(int32(phaseServing))
 	s.notify.Ready(s.statusLine())
 	return nil
 }
@@ -189,7 +207,7 @@ func (s *Server) serve(l units.Listener, apps []*supervisor.App) error {
 func (s *Server) Reload(ctx context.Context) ReloadResult {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closed.Load() {
+	if phase(s.phase.Load()) == phaseDraining {
 		return ReloadResult{Message: "berth is shutting down", At: time.Now()}
 	}
 	s.notify.Reloading()
@@ -228,10 +246,19 @@ func (s *Server) reload(ctx context.Context) ReloadResult {
 
 	// Phase 1: open new sockets and boot new generations, touching
 	// nothing that serves.
-	newSockets := map[string]*activation.Socket{}
+	newSockets, renamed, err := s.openListeners(cfg)
+	if err != nil {
+		return ReloadResult{Message: err.Error()}
+	}
+	newAdmin, err := s.openAdmin(cfg)
+	if err != nil {
+		closeSockets(newSockets)
+		return ReloadResult{Message: err.Error()}
+	}
 	undo := func(pools map[string]*supervisor.Pool, apps map[string]*supervisor.App) {
-		for _, sock := range newSockets {
-			sock.Close()
+		closeSockets(newSockets)
+		if newAdmin != nil {
+			newAdmin.Close()
 		}
 		for _, p := range pools {
 			p.Stop(context.Background())
@@ -239,28 +266,6 @@ func (s *Server) reload(ctx context.Context) ReloadResult {
 		for _, a := range apps {
 			a.Stop(context.Background())
 		}
-	}
-	renamed := map[string]string{} // new listener name -> old name whose socket it takes
-	for _, l := range cfg.Listeners {
-		if old, ok := s.sockets[l.Name]; ok && old.Spec == spec(l) {
-			continue
-		}
-		// A listener renamed (same address, a name the new configuration
-		// drops) keeps its socket: binding the address again would fail.
-		for oldName, old := range s.sockets {
-			if _, kept := cfg.Listener(oldName); !kept && !old.Passed && old.Spec.Network == l.Network && old.Spec.Address == l.Address {
-				renamed[l.Name] = oldName
-			}
-		}
-		if _, ok := renamed[l.Name]; ok {
-			continue
-		}
-		socks, err := s.set.Listen([]activation.Spec{spec(l)})
-		if err != nil {
-			undo(nil, nil)
-			return ReloadResult{Message: err.Error()}
-		}
-		newSockets[l.Name] = socks[0]
 	}
 	pools := map[string]*supervisor.Pool{} // new generations of existing apps
 	added := map[string]*supervisor.App{}  // apps new in this configuration
@@ -352,6 +357,9 @@ func (s *Server) reload(ctx context.Context) ReloadResult {
 		}()
 		changes = append(changes, "removed app "+name)
 	}
+	if change := s.commitAdmin(cfg, newAdmin); change != "" {
+		changes = append(changes, change)
+	}
 	s.cfg = cfg
 	var gens []string
 	for name, p := range pools {
@@ -359,6 +367,42 @@ func (s *Server) reload(ctx context.Context) ReloadResult {
 	}
 	msg := "reloaded " + strings.Join(append(gens, changes...), ", ")
 	return ReloadResult{OK: true, Message: msg}
+}
+
+// openListeners opens the sockets of cfg's listeners that are new or have
+// moved, by name, and finds the renamed ones: new name -> old name whose
+// socket it takes. On failure it closes what it opened.
+func (s *Server) openListeners(cfg *units.Config) (map[string]*activation.Socket, map[string]string, error) {
+	newSockets := map[string]*activation.Socket{}
+	renamed := map[string]string{}
+	for _, l := range cfg.Listeners {
+		if old, ok := s.sockets[l.Name]; ok && old.Spec == spec(l) {
+			continue
+		}
+		// A listener renamed (same address, a name the new configuration
+		// drops) keeps its socket: binding the address again would fail.
+		for oldName, old := range s.sockets {
+			if _, kept := cfg.Listener(oldName); !kept && !old.Passed && old.Spec.Network == l.Network && old.Spec.Address == l.Address {
+				renamed[l.Name] = oldName
+			}
+		}
+		if _, ok := renamed[l.Name]; ok {
+			continue
+		}
+		socks, err := s.set.Listen([]activation.Spec{spec(l)})
+		if err != nil {
+			closeSockets(newSockets)
+			return nil, nil, err
+		}
+		newSockets[l.Name] = socks[0]
+	}
+	return newSockets, renamed, nil
+}
+
+func closeSockets(socks map[string]*activation.Socket) {
+	for _, sock := range socks {
+		sock.Close()
+	}
 }
 
 func bootFailure(app string, err error) ReloadResult {
@@ -423,7 +467,7 @@ func (s *Server) generations() map[string]int {
 // With quick set, requests in flight are not waited for. It reports
 // whether everything ended in time.
 func (s *Server) Shutdown(quick bool) bool {
-	s.closed.Store(true)
+	s.phase.Store(int32(phaseDraining))
 	s.notify.Stopping("stopping: finishing requests in flight")
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -468,6 +512,10 @@ func (s *Server) stopAll(ctx context.Context) bool {
 		}()
 	}
 	wg.Wait()
+	// Last: a load balancer reads "draining" until berth is gone.
+	s.state.Lock()
+	s.closeAdmin()
+	s.state.Unlock()
 	s.closing.Wait()
 	return clean
 }
@@ -476,8 +524,14 @@ func (s *Server) stopAll(ctx context.Context) bool {
 type Status struct {
 	Config string `json:"config"`
 	// Unit is the systemd service berth runs in, if any.
-	Unit       string                 `json:"unit,omitempty"`
-	Uptime     float64                `json:"uptime_seconds"`
+	Unit   string  `json:"unit,omitempty"`
+	Uptime float64 `json:"uptime_seconds"`
+	// Readiness is what /readyz answers, in a word: Ready, Starting,
+	// Draining or NotReady; ReadyReason says why it is not Ready.
+	Readiness   string `json:"readiness"`
+	ReadyReason string `json:"ready_reason,omitempty"`
+	// Admin is the admin listener's address, if there is one.
+	Admin      string                 `json:"admin,omitempty"`
 	Reloads    int                    `json:"reloads"`
 	LastReload ReloadResult           `json:"last_reload"`
 	Listeners  []ListenerStatus       `json:"listeners"`
@@ -500,9 +554,18 @@ type ListenerStatus struct {
 
 // Status reports the server's live figures.
 func (s *Server) Status() Status {
+	// Before the state lock: Ready takes it too.
+	ready := s.Ready()
 	s.state.RLock()
 	defer s.state.RUnlock()
 	st := Status{Config: s.path, Unit: ownUnit(), Uptime: time.Since(s.started).Seconds(), Reloads: s.reloads, LastReload: s.last}
+	st.Readiness = readinessWord(ready)
+	if ready != nil {
+		st.ReadyReason = ready.Error()
+	}
+	if s.adminSock != nil {
+		st.Admin = s.adminSock.Addr()
+	}
 	for _, l := range s.cfg.Listeners {
 		ls := ListenerStatus{Name: l.Name}
 		if sock, ok := s.sockets[l.Name]; ok {

@@ -175,6 +175,10 @@ func (d *decoder) decode() *Config {
 		seen[b.Type][name] = b
 		switch b.Type {
 		case "listener":
+			if name == AdminSocketName {
+				d.errorf(&b.LabelRanges[0], "Reserved listener name", "%q is the admin block's socket (its FileDescriptorName= under systemd); give this listener another name.", name)
+				continue
+			}
 			if l, ok := d.listener(name, b); ok {
 				cfg.Listeners = append(cfg.Listeners, l)
 			}
