@@ -200,10 +200,18 @@ func checkHAProxyLoad(t *testing.T, load *loadClient, sock, want string) {
 			t.Errorf("the app saw the client as %q, want %q", addr, want)
 		}
 	}
+	// HAProxy's retries would hide a refused connection from the client:
+	// with drain_delay none may be needed (with drain_delay 0 this run
+	// had hundreds of redispatches and no failed request).
 	var retries []string
 	for _, s := range []string{"b1", "b2"} {
-		if row, err := haproxyStat(sock, s); err == nil {
-			retries = append(retries, fmt.Sprintf("%s %s retries %s redispatches", s, row["wretr"], row["wredis"]))
+		row, err := haproxyStat(sock, s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		retries = append(retries, fmt.Sprintf("%s %s retries %s redispatches", s, row["wretr"], row["wredis"]))
+		if row["wretr"] != "0" || row["wredis"] != "0" {
+			t.Errorf("HAProxy retried requests on %s: %s retries, %s redispatches; want none", s, row["wretr"], row["wredis"])
 		}
 	}
 	t.Logf("%d requests ok, %d failed; per instance %s; HAProxy: %s", load.ok.Load(), len(load.failures), strings.Join(counts, ", "), strings.Join(retries, ", "))
