@@ -5,6 +5,7 @@ go 1.26.8
 require (
 	github.com/coreos/go-systemd/v22 v22.7.0
 	github.com/hashicorp/hcl/v2 v2.25.0
+	github.com/pires/go-proxyproto v0.15.0
 	github.com/valyala/fasthttp v1.77.0
 	github.com/zclconf/go-cty v1.19.0
 	golang.org/x/sys v0.49.0

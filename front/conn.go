@@ -2,25 +2,87 @@ package front
 
 import (
 	"errors"
+	"fmt"
 	"io"
+	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/berthd/berth/units"
 )
 
-// clientListener hands fasthttp its TCP connections as clientConns.
-type clientListener struct{ net.Listener }
+// clientListener hands fasthttp its TCP connections as clientConns. On a
+// listener with proxy_protocol, each connection comes from a trusted peer
+// (any other is closed at once) and starts with a PROXY header, which the
+// connection reads before fasthttp reads anything.
+type clientListener struct {
+	net.Listener
+	proxy bool
+	trust units.Trust
+	log   *slog.Logger
+}
 
 func (l clientListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if tc, ok := c.(*net.TCPConn); ok {
-		return &clientConn{TCPConn: tc}, err
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil || !l.proxy {
+			if tc, ok := c.(*net.TCPConn); ok {
+				return &clientConn{TCPConn: tc}, err
+			}
+			return c, err
+		}
+		if !trustedPeer(c.RemoteAddr(), l.trust) {
+			l.log.Debug("closed a connection from a peer not in trusted_proxies on a proxy_protocol listener", "remote", c.RemoteAddr().String())
+			c.Close()
+			continue
+		}
+		hdr := &proxyHeader{log: l.log}
+		switch c := c.(type) {
+		case *net.TCPConn:
+			return &clientConn{TCPConn: c, proxy: hdr}, nil
+		case *net.UnixConn:
+			return &proxiedUnixConn{UnixConn: c, proxy: hdr}, nil
+		}
+		c.Close()
+		return nil, fmt.Errorf("PROXY protocol on a %T connection", c)
 	}
-	return c, err
 }
+
+// trustedPeer reports whether a connection's peer is in trust.
+func trustedPeer(a net.Addr, trust units.Trust) bool {
+	switch a := a.(type) {
+	case *net.TCPAddr:
+		ip, ok := netip.AddrFromSlice(a.IP)
+		return ok && trust.Contains(ip)
+	case *net.UnixAddr:
+		return trust.Unix
+	}
+	return false
+}
+
+// proxiedUnixConn is a connection on a Unix socket with proxy_protocol:
+// HAProxy, say, on the same host.
+type proxiedUnixConn struct {
+	*net.UnixConn
+	proxy *proxyHeader
+}
+
+func (c *proxiedUnixConn) Read(p []byte) (int, error) {
+	if !c.proxy.done {
+		if err := c.proxy.read(c.UnixConn); err != nil {
+			return 0, err
+		}
+	}
+	return c.UnixConn.Read(p)
+}
+
+func (c *proxiedUnixConn) RemoteAddr() net.Addr { return c.proxy.remote(c.UnixConn) }
+func (c *proxiedUnixConn) LocalAddr() net.Addr  { return c.proxy.local(c.UnixConn) }
 
 // clientConn is a client's TCP connection as fasthttp reads it, with two
 // ways for berth to leave a large request body in the kernel for the
@@ -44,9 +106,17 @@ type clientConn struct {
 	// deadline is the read deadline fasthttp set last (body_timeout for a
 	// body), which a wait in slices (queued) puts back.
 	deadline time.Time
+	// proxy is the connection's PROXY header on a proxy_protocol
+	// listener, read before anything else; nil elsewhere.
+	proxy *proxyHeader
 }
 
 func (c *clientConn) Read(p []byte) (int, error) {
+	if c.proxy != nil && !c.proxy.done {
+		if err := c.proxy.read(c.TCPConn); err != nil {
+			return 0, err
+		}
+	}
 	switch {
 	case c.skip > 0:
 		n := int(min(int64(len(p)), c.skip))
@@ -56,6 +126,22 @@ func (c *clientConn) Read(p []byte) (int, error) {
 		return 0, nil
 	}
 	return c.TCPConn.Read(p)
+}
+
+// RemoteAddr is the client's address: the PROXY header's, if any.
+func (c *clientConn) RemoteAddr() net.Addr {
+	if c.proxy == nil {
+		return c.TCPConn.RemoteAddr()
+	}
+	return c.proxy.remote(c.TCPConn)
+}
+
+// LocalAddr is where the client connected: the PROXY header's, if any.
+func (c *clientConn) LocalAddr() net.Addr {
+	if c.proxy == nil {
+		return c.TCPConn.LocalAddr()
+	}
+	return c.proxy.local(c.TCPConn)
 }
 
 func (c *clientConn) SetReadDeadline(t time.Time) error {

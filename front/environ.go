@@ -8,6 +8,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/berthd/berth/units"
 	"github.com/berthd/berth/wire"
 )
 
@@ -22,6 +23,8 @@ type environ struct {
 	num     []byte
 	addr    []byte // REMOTE_ADDR
 	body    []byte // a request body held in memory
+	fwd     fwd    // the forwarding headers among headers
+	origin  origin // who sent the request, and how
 }
 
 type header struct {
@@ -86,9 +89,9 @@ func removeDots(path []byte) ([]byte, bool) {
 }
 
 // build encodes ctx's request for an app mounted at mount (a prefix of
-// e.path, see decodePath). A non-zero status means the request is
-// refused with that status and message.
-func (e *environ) build(ctx *fasthttp.RequestCtx, mount string, bodyLen int64, requestID []byte) (int, string) {
+// e.path, see decodePath), its origin judged by trust. A non-zero status
+// means the request is refused with that status and message.
+func (e *environ) build(ctx *fasthttp.RequestCtx, mount string, bodyLen int64, requestID []byte, trust units.Trust) (int, string) {
 	h := &ctx.Request.Header
 	uri := h.RequestURI()
 	_, query := splitTarget(uri)
@@ -101,7 +104,6 @@ func (e *environ) build(ctx *fasthttp.RequestCtx, mount string, bodyLen int64, r
 	enc.Add("QUERY_STRING", query)
 	enc.Add("REQUEST_URI", uri)
 	enc.Add("SERVER_PROTOCOL", h.Protocol())
-	enc.AddString("wsgi.url_scheme", "http")
 	enc.Add("REQUEST_ID", requestID)
 	if ct := h.ContentType(); len(ct) > 0 {
 		enc.Add("CONTENT_TYPE", ct)
@@ -110,30 +112,56 @@ func (e *environ) build(ctx *fasthttp.RequestCtx, mount string, bodyLen int64, r
 		e.num = strconv.AppendInt(e.num[:0], bodyLen, 10)
 		enc.Add("CONTENT_LENGTH", e.num)
 	}
-	e.server(ctx)
-	switch a := ctx.RemoteAddr().(type) {
-	case *net.TCPAddr:
-		e.addr = appendIP(e.addr[:0], a.IP)
-		enc.Add("REMOTE_ADDR", e.addr)
-		e.num = strconv.AppendInt(e.num[:0], int64(a.Port), 10)
-		enc.Add("REMOTE_PORT", e.num)
-	default:
-		enc.AddString("REMOTE_ADDR", "")
-	}
-	if status, msg := e.httpHeaders(h); status != 0 {
+	if status, msg := e.collectHeaders(h); status != 0 {
 		return status, msg
 	}
+	e.origin.resolve(ctx.RemoteAddr(), trust, &e.fwd)
+	e.remote(ctx)
+	e.addHeaders()
 	return 0, ""
 }
 
-// server sets SERVER_NAME and SERVER_PORT from the Host header, or from
-// the local address when the request has none.
+// remote adds what e.origin says: the client's address and port, the
+// scheme, and the server's name and port.
+func (e *environ) remote(ctx *fasthttp.RequestCtx) {
+	o := &e.origin
+	if o.addr.IsValid() {
+		e.addr = o.addr.AppendTo(e.addr[:0])
+		e.enc.Add("REMOTE_ADDR", e.addr)
+	} else {
+		e.addr = e.addr[:0]
+		e.enc.AddString("REMOTE_ADDR", "")
+	}
+	if o.port >= 0 {
+		e.num = strconv.AppendInt(e.num[:0], int64(o.port), 10)
+		e.enc.Add("REMOTE_PORT", e.num)
+	}
+	if o.https {
+		e.enc.AddString("wsgi.url_scheme", "https")
+		e.enc.AddString("HTTPS", "on")
+	} else {
+		e.enc.AddString("wsgi.url_scheme", "http")
+	}
+	e.server(ctx)
+}
+
+// server sets SERVER_NAME and SERVER_PORT from the (forwarded) Host
+// header, or from the local address when the request has none.
 func (e *environ) server(ctx *fasthttp.RequestCtx) {
-	host := ctx.Request.Header.Host()
+	host := e.origin.host
+	if host == nil {
+		host = ctx.Request.Header.Host()
+	}
 	if len(host) > 0 {
 		name, port := splitHostPort(host)
 		e.enc.Add("SERVER_NAME", name)
-		if len(port) == 0 {
+		switch {
+		case e.origin.sport != nil:
+			port = e.origin.sport
+		case len(port) > 0:
+		case e.origin.https:
+			port = []byte("443")
+		default:
 			port = []byte("80")
 		}
 		e.enc.Add("SERVER_PORT", port)
@@ -149,12 +177,13 @@ func (e *environ) server(ctx *fasthttp.RequestCtx) {
 	e.enc.AddString("SERVER_PORT", "0")
 }
 
-// httpHeaders adds one HTTP_* entry per header name, repeated headers
-// joined with ", " (cookies with "; ") as PEP 3333 asks. Headers whose
-// names hold an underscore are dropped: in the environ "X_Forwarded_For"
-// and "X-Forwarded-For" would be the same key, and a client must not be
-// able to pose as the proxy that sets the latter.
-func (e *environ) httpHeaders(h *fasthttp.RequestHeader) (int, string) {
+// collectHeaders gathers the request's headers by their HTTP_* names,
+// values of repeated ones together, and notes the forwarding headers
+// (e.fwd). Headers whose names hold an underscore are dropped: in the
+// environ "X_Forwarded_For" and "X-Forwarded-For" would be the same key,
+// and a client must not be able to pose as the proxy that sets the
+// latter.
+func (e *environ) collectHeaders(h *fasthttp.RequestHeader) (int, string) {
 	e.names = e.names[:0]
 	e.headers = e.headers[:0]
 	for k, v := range h.All() {
@@ -201,8 +230,35 @@ func (e *environ) httpHeaders(h *fasthttp.RequestHeader) (int, string) {
 			e.headers[n].values = append(e.headers[n].values[:0], v)
 		}
 	}
+	e.fwd = fwd{}
+	for i := range e.headers {
+		hd := &e.headers[i]
+		switch string(e.names[hd.name[0]:hd.name[1]]) {
+		case "HTTP_X_FORWARDED_FOR":
+			e.fwd.forFor = hd.values
+		case "HTTP_X_FORWARDED_PROTO":
+			e.fwd.proto = hd.values
+		case "HTTP_X_FORWARDED_HOST":
+			e.fwd.host = hd.values
+		case "HTTP_X_FORWARDED_PORT":
+			e.fwd.port = hd.values
+		case "HTTP_FORWARDED":
+			e.fwd.forwarded = hd.values
+		}
+	}
+	return 0, ""
+}
+
+// addHeaders adds one HTTP_* entry per header name, repeated headers
+// joined with ", " (cookies with "; ") as PEP 3333 asks; HTTP_HOST is the
+// forwarded host when a trusted proxy gave one.
+func (e *environ) addHeaders() {
 	for _, hd := range e.headers {
 		name := e.names[hd.name[0]:hd.name[1]]
+		if e.origin.host != nil && string(name) == "HTTP_HOST" {
+			e.enc.AddKey(name, e.origin.host)
+			continue
+		}
 		e.enc.AddKey(name, hd.values[0])
 		sep := ", "
 		if string(name) == "HTTP_COOKIE" {
@@ -212,7 +268,6 @@ func (e *environ) httpHeaders(h *fasthttp.RequestHeader) (int, string) {
 			e.enc.AppendValue(sep, v)
 		}
 	}
-	return 0, ""
 }
 
 // splitTarget splits a request target into its path and query. An

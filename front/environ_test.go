@@ -5,6 +5,8 @@ import (
 	"testing"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/berthd/berth/units"
 )
 
 func TestSplitTarget(t *testing.T) {
@@ -109,21 +111,6 @@ func TestRemoveDots(t *testing.T) {
 	}
 }
 
-func TestAppendIP(t *testing.T) {
-	for _, ip := range []net.IP{
-		net.IPv4(127, 0, 0, 1),        // 16-byte, IPv4-mapped: dotted
-		net.IP{10, 1, 2, 3},           // 4-byte
-		net.ParseIP("::1"),            // loopback
-		net.ParseIP("2001:db8::8:1"),  // compressed zeros
-		net.ParseIP("::ffff:1.2.3.4"), // mapped, parsed
-		nil,                           // no address: as net.IP.String has it
-	} {
-		if got, want := string(appendIP([]byte("x"), ip)), "x"+ip.String(); got != want {
-			t.Errorf("appendIP(%v) = %q, want %q", []byte(ip), got, want)
-		}
-	}
-}
-
 // BenchmarkBuild measures the environ of a plain GET. -benchmem shows
 // what it allocates per request: nothing, since header entries are reused
 // and REMOTE_ADDR is appended rather than formatted into a new string.
@@ -137,12 +124,13 @@ func BenchmarkBuild(b *testing.B) {
 	ctx.Init(&req, &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 40000}, nil)
 	e := new(environ)
 	id := []byte("0123456789abcdef")
+	trust := units.DefaultTrust()
 	b.ReportAllocs()
 	for b.Loop() {
 		if status, _ := e.decodePath(&ctx.Request.Header); status != 0 {
 			b.Fatal(status)
 		}
-		if status, _ := e.build(&ctx, "", 0, id); status != 0 {
+		if status, _ := e.build(&ctx, "", 0, id, trust); status != 0 {
 			b.Fatal(status)
 		}
 		e.enc.Finish(0)

@@ -167,7 +167,7 @@ const keepBody = 64 << 10
 
 // Serve accepts connections on ln until Shutdown.
 func (s *Server) Serve(ln net.Listener) error {
-	return s.srv.Serve(clientListener{ln})
+	return s.srv.Serve(clientListener{Listener: ln, proxy: s.listener.ProxyProtocol, trust: s.listener.Trusted, log: s.log})
 }
 
 // Shutdown stops accepting, lets in-flight requests finish (their
@@ -232,42 +232,43 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		start = time.Now()
 	}
 	h := &ctx.Request.Header
+	env := s.envs.Get().(*environ)
+	defer s.putEnv(env)
+	env.addr = env.addr[:0] // the client's address once known (build)
 	if len(h.RequestURI()) > s.listener.MaxURIBytes {
 		s.reject(ctx, fasthttp.StatusRequestURITooLong, "request URI too long")
-		s.access(ctx, s.log, start, 0)
+		s.access(ctx, env, s.log, start, 0)
 		return
 	}
 	if status, msg := checkFraming(h.RawHeaders()); status != 0 {
 		s.reject(ctx, status, msg)
-		s.access(ctx, s.log, start, 0)
+		s.access(ctx, env, s.log, start, 0)
 		return
 	}
-	env := s.envs.Get().(*environ)
-	defer s.putEnv(env)
 	if status, msg := env.decodePath(h); status != 0 {
 		s.reject(ctx, status, msg)
-		s.access(ctx, s.log, start, 0)
+		s.access(ctx, env, s.log, start, 0)
 		return
 	}
 	rt := s.routes.Load().match(h.Host(), env.path)
 	if rt == nil {
 		s.unavailable(ctx, fasthttp.StatusNotFound, "no app is mounted at this path")
-		s.access(ctx, s.log, start, 0)
+		s.access(ctx, env, s.log, start, 0)
 		return
 	}
 	body, status, msg := readBody(ctx, rt, env.body)
 	if status != 0 {
 		s.reject(ctx, status, msg)
-		s.access(ctx, rt.log, start, 0)
+		s.access(ctx, env, rt.log, start, 0)
 		return
 	}
 	defer body.close()
 	if body.file == nil {
 		env.body = body.mem
 	}
-	if status, msg := env.build(ctx, rt.mount, body.n, requestID(ctx)); status != 0 {
+	if status, msg := env.build(ctx, rt.mount, body.n, requestID(ctx), s.listener.Trusted); status != 0 {
 		s.reject(ctx, status, msg)
-		s.access(ctx, rt.log, start, 0)
+		s.access(ctx, env, rt.log, start, 0)
 		return
 	}
 	req := supervisor.Request{Body: body.mem, BodyFile: body.file}
@@ -293,13 +294,13 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	}
 	if err != nil {
 		s.poolError(ctx, err)
-		s.access(ctx, rt.log, start, 0)
+		s.access(ctx, env, rt.log, start, 0)
 		return
 	}
 	if ex.Invalid != nil {
 		ex.Close()
 		s.unavailable(ctx, fasthttp.StatusInternalServerError, "internal server error")
-		s.access(ctx, rt.log, start, 0)
+		s.access(ctx, env, rt.log, start, 0)
 		return
 	}
 	contentLength := s.writeHead(ctx, ex)
@@ -313,7 +314,7 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 			rt.log.Error("response failed before its body", "err", err, journal.KeyPID, ex.PID)
 			ex.Close()
 			s.unavailable(ctx, fasthttp.StatusBadGateway, "bad gateway: the app failed before its body")
-			s.access(ctx, rt.log, start, 0)
+			s.access(ctx, env, rt.log, start, 0)
 			return
 		}
 		first = p
@@ -332,7 +333,7 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		if contentLength >= 0 {
 			ctx.Response.Header.SetContentLength(contentLength)
 		}
-		s.access(ctx, rt.log, start, 0)
+		s.access(ctx, env, rt.log, start, 0)
 		return
 	}
 	whole := !ex.More() && first.File == nil && len(first.Data) == 0
@@ -361,7 +362,7 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 			ctx.Response.SetBody(b)
 		}
 		ex.Close()
-		s.access(ctx, rt.log, start, int64(len(b)))
+		s.access(ctx, env, rt.log, start, int64(len(b)))
 		return
 	}
 	st := &stream{s: s, log: rt.log, ex: ex, conn: ctx.Conn(), limit: int64(contentLength)}
@@ -370,7 +371,7 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	}
 	st.parts = append(st.parts, supervisor.Part{Data: ex.Head.Body}, first)
 	method, uri := string(ctx.Method()), string(ctx.Request.Header.RequestURI())
-	status, remote, id := ctx.Response.StatusCode(), remoteIP(ctx), string(requestID(ctx))
+	status, remote, id := ctx.Response.StatusCode(), clientIP(ctx, env), string(requestID(ctx))
 	st.done = func(n int64) {
 		if s.logAccess {
 			journal.Access(rt.log, method, uri, status, n, time.Since(start), remote, id)
@@ -489,15 +490,21 @@ func saneID(id []byte) bool {
 }
 
 // access writes the access record of a finished request.
-func (s *Server) access(ctx *fasthttp.RequestCtx, log *slog.Logger, start time.Time, n int64) {
+func (s *Server) access(ctx *fasthttp.RequestCtx, env *environ, log *slog.Logger, start time.Time, n int64) {
 	if !s.logAccess || !log.Enabled(context.Background(), slog.LevelInfo) {
 		return
 	}
 	journal.Access(log, string(ctx.Method()), string(ctx.Request.Header.RequestURI()),
-		ctx.Response.StatusCode(), n, time.Since(start), remoteIP(ctx), string(requestID(ctx)))
+		ctx.Response.StatusCode(), n, time.Since(start), clientIP(ctx, env), string(requestID(ctx)))
 }
 
-func remoteIP(ctx *fasthttp.RequestCtx) string {
+// clientIP is the address the access record names: the client's as the
+// environ has it (a trusted proxy's word included), or, for a request
+// refused before its environ was built, the connection's peer.
+func clientIP(ctx *fasthttp.RequestCtx, env *environ) string {
+	if len(env.addr) > 0 {
+		return string(env.addr)
+	}
 	if a, ok := ctx.RemoteAddr().(*net.TCPAddr); ok {
 		return a.IP.String()
 	}
