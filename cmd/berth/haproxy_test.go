@@ -14,19 +14,13 @@ import (
 	"time"
 )
 
-// haproxyProxyProtocol: HAProxy sends berth the client's address in a
-// PROXY protocol v2 header, and berth's listeners expect one.
-const haproxyProxyProtocol = false
-
 // haproxyConfig balances two berth instances, checking each one's /readyz
 // on its admin port every 200 ms: one failed check takes an instance out,
 // one good check puts it back. A request whose connection fails, or that
-// gets nothing back, is retried on the other instance.
+// gets nothing back, is retried on the other instance. Each connection to
+// berth starts with a PROXY protocol v2 header carrying the client's
+// address (the checks send none: the admin listener takes plain HTTP).
 func haproxyConfig(dir string, front int, apps, admins [2]int) string {
-	send := ""
-	if haproxyProxyProtocol {
-		send = " send-proxy-v2"
-	}
 	return fmt.Sprintf(`global
   maxconn 1000
   stats socket %s mode 600 level admin
@@ -49,9 +43,9 @@ backend be
   balance roundrobin
   option httpchk GET /readyz
   http-check expect status 200
-  server b1 127.0.0.1:%d%s check port %d inter 200ms fall 1 rise 1
-  server b2 127.0.0.1:%d%s check port %d inter 200ms fall 1 rise 1
-`, filepath.Join(dir, "stats.sock"), front, apps[0], send, admins[0], apps[1], send, admins[1])
+  server b1 127.0.0.1:%d send-proxy-v2 check port %d inter 200ms fall 1 rise 1
+  server b2 127.0.0.1:%d send-proxy-v2 check port %d inter 200ms fall 1 rise 1
+`, filepath.Join(dir, "stats.sock"), front, apps[0], admins[0], apps[1], admins[1])
 }
 
 // startHAProxy runs Debian's haproxy in the foreground on cfg until the
@@ -152,10 +146,9 @@ func TestHAProxy(t *testing.T) {
 	}
 	front := freePort(t)
 	sock := startHAProxy(t, haproxyConfig(t.TempDir(), front, apps, admins))
-	listenerExtra, client := "", "127.0.0.1"
-	if haproxyProxyProtocol {
-		listenerExtra, client = "proxy_protocol = true\n  trusted_proxies = [\"127.0.0.1\"]", "127.0.0.2"
-	}
+	// The client connects from 127.0.0.2, HAProxy from 127.0.0.1.
+	const client, listenerExtra = "127.0.0.2", `proxy_protocol = true
+  trusted_proxies = ["127.0.0.1"]`
 	start := func(i int, name string) *instance {
 		cfg := whoamiConfig(t, fmt.Sprintf("127.0.0.1:%d", apps[i]), fmt.Sprintf("127.0.0.1:%d", admins[i]),
 			fmt.Sprintf("INSTANCE = %q", name), listenerExtra, `drain_delay = "1s"`)
