@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -277,6 +278,10 @@ func TestDrainDelay(t *testing.T) {
 	}
 	sent := time.Now()
 	b.cmd.Process.Signal(syscall.SIGTERM)
+	time.Sleep(300 * time.Millisecond)
+	if st := b.status(); st.Readiness != "draining" || st.ReadyReason != "draining: berth is stopping" {
+		t.Errorf("berth status while draining: %q (%q)", st.Readiness, st.ReadyReason)
+	}
 	select {
 	case <-b.done:
 	case <-time.After(20 * time.Second):
@@ -366,5 +371,74 @@ func TestAdminReload(t *testing.T) {
 			break
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestAdminPassedSocket: a socket systemd passes as berth-admin is the
+// admin listener; the admin block's own address is not bound.
+func TestAdminPassedSocket(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	f, err := ln.(*net.TCPListener).File()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	own := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	b := launchWith(t, whoamiConfig(t, "127.0.0.1:0", own, "", "", ""), func(cmd *exec.Cmd) {
+		// LISTEN_PID must be berth's own pid: the shell's, which exec keeps.
+		cmd.Path = "/bin/sh"
+		cmd.Args = append([]string{"/bin/sh", "-c", `LISTEN_PID=$$ exec "$0" "$@"`}, cmd.Args...)
+		cmd.Env = append(os.Environ(), "LISTEN_FDS=1", "LISTEN_FDNAMES=berth-admin")
+		cmd.ExtraFiles = []*os.File{f}
+	})
+	if err := b.waitFor(`INFO  ready `, 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if got := b.adminAddr(); got != ln.Addr().String() || !strings.Contains(b.logs.String(), "passed_by_systemd=true") {
+		t.Errorf("admin listening on %s, want the passed socket %s", got, ln.Addr())
+	}
+	if code, body, err := probe("GET", "http://"+ln.Addr().String()+"/readyz"); code != 200 {
+		t.Errorf("/readyz on the passed socket = %d %q %v", code, body, err)
+	}
+	if c, err := net.DialTimeout("tcp", own, time.Second); err == nil {
+		c.Close()
+		t.Errorf("berth bound the admin block's address %s beside the passed socket", own)
+	}
+	if strings.Contains(b.logs.String(), "no listener uses") {
+		t.Errorf("the passed admin socket is reported unused")
+	}
+}
+
+// TestDrainCutShort: while berth drains, a reload is refused, a second
+// SIGTERM changes nothing, and SIGINT stops at once.
+func TestDrainCutShort(t *testing.T) {
+	b := startBerth(t, whoamiConfig(t, "127.0.0.1:0", "127.0.0.1:0", "", "", `drain_delay = "30s"`))
+	b.cmd.Process.Signal(syscall.SIGTERM)
+	if err := b.waitFor(`draining: /readyz answers 503`, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if code, out := b.reload(); code != 1 || !strings.Contains(out, "berth is shutting down") {
+		t.Errorf("reload while draining = %d %s, want refused", code, out)
+	}
+	b.cmd.Process.Signal(syscall.SIGTERM)
+	if err := b.waitFor(`signal ignored: draining signal=terminated`, 5*time.Second); err != nil {
+		t.Error(err)
+	}
+	if code, _, err := probe("GET", b.url("/")); code != 200 {
+		t.Errorf("the app while draining = %d %v, want served", code, err)
+	}
+	start := time.Now()
+	b.cmd.Process.Signal(syscall.SIGINT)
+	select {
+	case <-b.done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("SIGINT did not cut the drain short")
+	}
+	if d := time.Since(start); d > 5*time.Second || !strings.Contains(b.logs.String(), "shutting down now signal=interrupt") {
+		t.Errorf("SIGINT while draining stopped after %s", d)
 	}
 }
