@@ -142,13 +142,24 @@ func readBody(ctx *fasthttp.RequestCtx, rt *route, buf []byte) (reqBody, int, st
 		}
 		return reqBody{mem: buf, n: cl}, 0, ""
 	}
-	// Chunked: in memory while it fits, then on to a file.
+	return chunkedBody(ctx, r, rt, buf)
+}
+
+// chunkedBody reads a chunked body: in memory while it fits, then on to
+// a file. fasthttp's stream ends a chunked body alike at its last chunk
+// and where the client's stream ends; a body that met the end of the
+// stream was cut short, and never reaches the app.
+func chunkedBody(ctx *fasthttp.RequestCtx, r io.Reader, rt *route, buf []byte) (reqBody, int, string) {
+	const cut = "chunked request body cut short: the connection ended before its last chunk"
 	buf = buf[:0]
 	for len(buf) < cap(buf) || int64(len(buf)) <= rt.bufferBody {
 		var err error
 		buf, err = readMore(r, buf)
 		if int64(len(buf)) > rt.maxBody {
 			return reqBody{}, fasthttp.StatusRequestEntityTooLarge, "request body too large"
+		}
+		if err == io.EOF && peerClosed(ctx.Conn()) {
+			return reqBody{}, fasthttp.StatusBadRequest, cut
 		}
 		if err == io.EOF {
 			return reqBody{mem: buf, n: int64(len(buf))}, 0, ""
@@ -163,7 +174,11 @@ func readBody(ctx *fasthttp.RequestCtx, rt *route, buf []byte) (reqBody, int, st
 		return reqBody{}, fasthttp.StatusInternalServerError, "cannot store the request body: " + err.Error()
 	}
 	body := reqBody{file: f}
-	if status, msg := body.spill(r, buf, -1, rt.maxBody); status != 0 {
+	status, msg := body.spill(r, buf, -1, rt.maxBody)
+	if status == 0 && peerClosed(ctx.Conn()) {
+		status, msg = fasthttp.StatusBadRequest, cut
+	}
+	if status != 0 {
 		body.close()
 		return reqBody{}, status, msg
 	}

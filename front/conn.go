@@ -2,7 +2,6 @@ package front
 
 import (
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -30,26 +29,25 @@ type clientListener struct {
 func (l clientListener) Accept() (net.Conn, error) {
 	for {
 		c, err := l.Listener.Accept()
-		if err != nil || !l.proxy {
-			if tc, ok := c.(*net.TCPConn); ok {
-				return &clientConn{TCPConn: tc}, err
-			}
+		if err != nil {
 			return c, err
 		}
-		if !trustedPeer(c.RemoteAddr(), l.trust) {
+		if l.proxy && !trustedPeer(c.RemoteAddr(), l.trust) {
 			l.log.Debug("closed a connection from a peer not in trusted_proxies on a proxy_protocol listener", "remote", c.RemoteAddr().String())
 			c.Close()
 			continue
 		}
-		hdr := &proxyHeader{log: l.log}
+		var hdr *proxyHeader
+		if l.proxy {
+			hdr = &proxyHeader{log: l.log}
+		}
 		switch c := c.(type) {
 		case *net.TCPConn:
 			return &clientConn{TCPConn: c, proxy: hdr}, nil
 		case *net.UnixConn:
-			return &proxiedUnixConn{UnixConn: c, proxy: hdr}, nil
+			return &unixConn{UnixConn: c, proxy: hdr}, nil
 		}
-		c.Close()
-		return nil, fmt.Errorf("PROXY protocol on a %T connection", c)
+		return c, nil
 	}
 }
 
@@ -65,24 +63,53 @@ func trustedPeer(a net.Addr, trust units.Trust) bool {
 	return false
 }
 
-// proxiedUnixConn is a connection on a Unix socket with proxy_protocol:
-// HAProxy, say, on the same host.
-type proxiedUnixConn struct {
-	*net.UnixConn
-	proxy *proxyHeader
+// peerClosed reports whether a read of c has met the end of the client's
+// stream: a body whose framing fasthttp took as ended there (a chunked
+// body cut off before its last chunk) was cut short.
+func peerClosed(c net.Conn) bool {
+	switch c := c.(type) {
+	case *clientConn:
+		return c.eof
+	case *unixConn:
+		return c.eof
+	}
+	return false
 }
 
-func (c *proxiedUnixConn) Read(p []byte) (int, error) {
-	if !c.proxy.done {
+// unixConn is a client's connection on a Unix socket: a reverse proxy on
+// the same host, most often; with proxy_protocol, HAProxy.
+type unixConn struct {
+	*net.UnixConn
+	proxy *proxyHeader // as clientConn's
+	eof   bool         // as clientConn's
+}
+
+func (c *unixConn) Read(p []byte) (int, error) {
+	if c.proxy != nil && !c.proxy.done {
 		if err := c.proxy.read(c.UnixConn); err != nil {
 			return 0, err
 		}
 	}
-	return c.UnixConn.Read(p)
+	n, err := c.UnixConn.Read(p)
+	if err == io.EOF {
+		c.eof = true
+	}
+	return n, err
 }
 
-func (c *proxiedUnixConn) RemoteAddr() net.Addr { return c.proxy.remote(c.UnixConn) }
-func (c *proxiedUnixConn) LocalAddr() net.Addr  { return c.proxy.local(c.UnixConn) }
+func (c *unixConn) RemoteAddr() net.Addr {
+	if c.proxy == nil {
+		return c.UnixConn.RemoteAddr()
+	}
+	return c.proxy.remote(c.UnixConn)
+}
+
+func (c *unixConn) LocalAddr() net.Addr {
+	if c.proxy == nil {
+		return c.UnixConn.LocalAddr()
+	}
+	return c.proxy.local(c.UnixConn)
+}
 
 // clientConn is a client's TCP connection as fasthttp reads it, with two
 // ways for berth to leave a large request body in the kernel for the
@@ -109,6 +136,8 @@ type clientConn struct {
 	// proxy is the connection's PROXY header on a proxy_protocol
 	// listener, read before anything else; nil elsewhere.
 	proxy *proxyHeader
+	// eof: a read met the end of the client's stream.
+	eof bool
 }
 
 func (c *clientConn) Read(p []byte) (int, error) {
@@ -125,7 +154,11 @@ func (c *clientConn) Read(p []byte) (int, error) {
 	case c.peek:
 		return 0, nil
 	}
-	return c.TCPConn.Read(p)
+	n, err := c.TCPConn.Read(p)
+	if err == io.EOF {
+		c.eof = true
+	}
+	return n, err
 }
 
 // RemoteAddr is the client's address: the PROXY header's, if any.

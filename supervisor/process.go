@@ -419,21 +419,49 @@ func (p *process) pumpRecords(r io.ReadCloser) {
 // line follows in further records.
 const maxLogLine = 64 << 10
 
+// partialWait is how long pump holds a line that came without its
+// newline before logging it as it is: an app that flushes a part of a
+// line (wsgi.errors.flush(): PEP 3333 says flushed output is written) is
+// heard at once, while a line written in a few pieces stays one record.
+const partialWait = 50 * time.Millisecond
+
 // pump logs each line the worker writes to stdout or stderr. It reads
 // until the worker closes the pipe, whatever it writes: a pipe closed
 // early would make the worker's next print fail.
-func (p *process) pump(r io.ReadCloser, level slog.Level, stream string) {
+func (p *process) pump(r *os.File, level slog.Level, stream string) {
 	defer r.Close()
-	br := bufio.NewReaderSize(r, maxLogLine)
+	buf := make([]byte, maxLogLine)
+	n := 0 // bytes held: the start of a line
 	for {
-		line, err := br.ReadSlice('\n')
-		if len(line) > 0 {
-			p.log.Log(context.Background(), level, string(bytes.TrimRight(line, "\r\n")), "stream", stream)
+		wait := time.Time{}
+		if n > 0 {
+			wait = time.Now().Add(partialWait)
 		}
-		if err != nil && err != bufio.ErrBufferFull {
+		_ = r.SetReadDeadline(wait)
+		m, err := r.Read(buf[n:])
+		n += m
+		start := 0
+		for {
+			i := bytes.IndexByte(buf[start:n], '\n')
+			if i < 0 {
+				break
+			}
+			p.logLine(level, buf[start:start+i], stream)
+			start += i + 1
+		}
+		n = copy(buf, buf[start:n])
+		if n > 0 && (n == len(buf) || err != nil) {
+			p.logLine(level, buf[:n], stream)
+			n = 0
+		}
+		if err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
 			return
 		}
 	}
+}
+
+func (p *process) logLine(level slog.Level, line []byte, stream string) {
+	p.log.Log(context.Background(), level, string(bytes.TrimRight(line, "\r")), "stream", stream)
 }
 
 // kill ends the worker at once and waits until it is reaped.

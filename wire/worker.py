@@ -40,6 +40,7 @@ cancel frame after each chunk: when the client went away it stops, calls
 the iterable's close() and moves on to the next request.
 """
 import array
+import atexit
 import collections
 import faulthandler
 import importlib
@@ -747,8 +748,7 @@ def main():
     threading.Thread(target=flush_when_asked, args=(wire, 5 + threads), name="berth-flush", daemon=True).start()
     if threads == 1:
         serve(Worker(app, wire, marks, 0, out=out))
-        sys.stdout.flush()
-        os._exit(0)
+        leave()
     workers = [Worker(app, wire, marks, 0, True, out)] + [
         Worker(app, Wire(socket.socket(fileno=5 + i)), marks, 1 + i, True, out) for i in range(threads - 1)
     ]
@@ -756,12 +756,28 @@ def main():
     for t in pool:
         t.start()
     # berth closes every socket when it stops the worker; each thread then
-    # returns. The app's own threads do not hold the process up (os._exit,
-    # here and above).
+    # returns.
     for t in pool:
         t.join()
-    sys.stdout.flush()
-    os._exit(0)
+    leave()
+
+
+def leave():
+    """End a worker that berth stopped (on stop, reload, recycle or
+    scale-down, berth closes its socket): the app's atexit handlers run, as
+    at any interpreter exit (Sentry, OpenTelemetry, logging's own flush,
+    Prometheus' multiprocess clean-up), then os._exit, so that the app's own
+    threads do not hold the process up. berth kills a worker still here
+    after graceful_timeout."""
+    try:
+        atexit._run_exitfuncs()
+    finally:
+        for f in (sys.stdout, sys.stderr):
+            try:
+                f.flush()
+            except Exception:
+                pass
+        os._exit(0)
 
 
 def serve(worker):
