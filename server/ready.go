@@ -43,6 +43,9 @@ var (
 func (s *Server) Ready() error {
 	p := phase(s.phase.Load())
 	if p != phaseServing {
+		// Start fills s.apps without the state lock while the admin
+		// listener already answers; storing phaseServing after it is
+		// what makes reading them below safe.
 		return readiness(p, nil)
 	}
 	s.state.RLock()

@@ -359,16 +359,39 @@ func TestAdminReload(t *testing.T) {
 	if code, _, err := probe("GET", "http://"+free+"/readyz"); code != 200 {
 		t.Errorf("/readyz on the new address = %d %v", code, err)
 	}
+	waitRefused(t, "tcp", addr)
+	// And onto a Unix socket.
+	path := filepath.Join(t.TempDir(), "admin.sock")
+	move("unix:" + path)
+	if code, out := b.reload(); code != 0 || !strings.Contains(out, "admin on "+path) {
+		t.Fatalf("reload moving the admin listener to a Unix socket = %d %s", code, out)
+	}
+	unixClient := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, "unix", path)
+		},
+	}}
+	resp, err := unixClient.Get("http://admin/readyz")
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("/readyz on the Unix socket: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	waitRefused(t, "tcp", free)
+}
+
+// waitRefused waits until nothing accepts on addr any more.
+func waitRefused(t *testing.T, network, addr string) {
+	t.Helper()
 	deadline := time.Now().Add(3 * time.Second)
 	for {
-		c, err := net.DialTimeout("tcp", addr, time.Second)
+		c, err := net.DialTimeout(network, addr, time.Second)
 		if err != nil {
-			break
+			return
 		}
 		c.Close()
 		if time.Now().After(deadline) {
 			t.Errorf("the old admin address %s still accepts after the move", addr)
-			break
+			return
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
