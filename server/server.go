@@ -155,7 +155,8 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	s.last = ReloadResult{OK: true, Message: "started", At: time.Now(), Generations: s.generations()}
 	s.heartbeat.Store(time.Now().UnixNano())
-	s.phase.Store(int32(phaseServing))
+	// Unless a stop began meanwhile: draining is never undone.
+	s.phase.CompareAndSwap(int32(phaseStarting), int32(phaseServing))
 	s.notify.Ready(s.statusLine())
 	return nil
 }
