@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"sort"
@@ -51,7 +52,13 @@ func (s *Server) Wedge() {
 // Healthy reports why berth is not healthy, or nil: the supervision loop
 // must have turned recently, and every app's dispatch must be moving.
 func (s *Server) Healthy() error {
-	if age := time.Since(time.Unix(0, s.heartbeat.Load())); age > 3*statusEvery {
+	beat := s.heartbeat.Load()
+	if beat == 0 {
+		// Only the admin listener asks this early; the watchdog starts
+		// with the loop.
+		return errors.New("starting: the supervision loop has not begun")
+	}
+	if age := time.Since(time.Unix(0, beat)); age > 3*statusEvery {
 		return fmt.Errorf("supervision loop has not turned for %s", age.Round(time.Second))
 	}
 	s.state.RLock()

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/berthd/berth/activation"
+	"github.com/berthd/berth/admin"
 	"github.com/berthd/berth/front"
 	"github.com/berthd/berth/journal"
 	"github.com/berthd/berth/notify"
@@ -35,8 +36,11 @@ type Server struct {
 	set    *activation.Set
 	notify *notify.Notifier
 
-	mu     sync.Mutex // serialises Start, Reload and Shutdown
-	closed atomic.Bool
+	mu sync.Mutex // serialises Start, Reload and Shutdown
+	// phase is the server's phase of life (ready.go): starting until
+	// READY, serving, draining once a stop begins.
+	phase        atomic.Int32
+	adminHandler *admin.Handler
 
 	// state guards the maps below, which a reload changes in its last,
 	// quick phase; Status and the health check read them under it, so
@@ -51,6 +55,10 @@ type Server struct {
 	reloads  int
 	last     ReloadResult
 	closing  sync.WaitGroup // fronts and apps retired by reloads
+	// adminSock and adminSrv are the admin listener (admin.go), nil
+	// without an admin block.
+	adminSock *activation.Socket
+	adminSrv  *admin.Server
 
 	heartbeat atomic.Int64 // unix nanos of the supervision loop's last turn
 	wedge     chan struct{}
@@ -73,30 +81,39 @@ type ReloadResult struct {
 // passed, matched by name — or are bound by berth; n hears of every
 // change of state.
 func New(path string, cfg *units.Config, log *slog.Logger, set *activation.Set, n *notify.Notifier) *Server {
-	return &Server{
+	s := &Server{
 		path: path, cfg: cfg, log: log, set: set, notify: n, wedge: make(chan struct{}, 1),
 		sockets:  map[string]*activation.Socket{},
 		fronts:   map[string]*front.Server{},
 		apps:     map[string]*supervisor.App{},
 		serveErr: make(chan error, 16),
 	}
+	s.adminHandler = admin.NewHandler(admin.Checks{Healthy: s.Healthy, Ready: s.Ready})
+	return s
 }
 
 // Errors reports listeners that stopped serving on their own.
 func (s *Server) Errors() <-chan error { return s.serveErr }
 
-// Start opens the listeners, boots every app (all must be ready) and
-// starts serving. On failure nothing is left running.
+// Start opens the admin listener and the listeners, boots every app (all
+// must be ready) and starts serving. On failure nothing is left running.
 func (s *Server) Start(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.started = time.Now()
+	s.state.Lock()
+	err := s.startAdmin()
+	s.state.Unlock()
+	if err != nil {
+		return err
+	}
 	var specs []activation.Spec
 	for _, l := range s.cfg.Listeners {
 		specs = append(specs, spec(l))
 	}
 	sockets, err := s.set.Listen(specs)
 	if err != nil {
+		s.stopAll(context.Background())
 		return err
 	}
 	for _, sock := range sockets {
@@ -139,6 +156,8 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	s.last = ReloadResult{OK: true, Message: "started", At: time.Now(), Generations: s.generations()}
 	s.heartbeat.Store(time.Now().UnixNano())
+	// Unless a stop began meanwhile: draining is never undone.
+	s.phase.CompareAndSwap(int32(phaseStarting), int32(phaseServing))
 	s.notify.Ready(s.statusLine())
 	return nil
 }
@@ -191,7 +210,7 @@ func (s *Server) serve(l units.Listener, apps []*supervisor.App) error {
 func (s *Server) Reload(ctx context.Context) ReloadResult {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closed.Load() {
+	if phase(s.phase.Load()) == phaseDraining {
 		return ReloadResult{Message: "berth is shutting down", At: time.Now()}
 	}
 	s.notify.Reloading()
@@ -230,10 +249,20 @@ func (s *Server) reload(ctx context.Context) ReloadResult {
 
 	// Phase 1: open new sockets and boot new generations, touching
 	// nothing that serves.
-	newSockets := map[string]*activation.Socket{}
+	plan, err := s.openListeners(cfg)
+	if err != nil {
+		return ReloadResult{Message: err.Error()}
+	}
+	newSockets, renamed, owners := plan.opened, plan.renamed, plan.owners
+	newAdmin, err := s.openAdmin(cfg)
+	if err != nil {
+		closeSockets(newSockets)
+		return ReloadResult{Message: err.Error()}
+	}
 	undo := func(pools map[string]*supervisor.Pool, apps map[string]*supervisor.App) {
-		for _, sock := range newSockets {
-			sock.Close()
+		closeSockets(newSockets)
+		if newAdmin != nil {
+			newAdmin.Close()
 		}
 		for _, p := range pools {
 			p.Stop(context.Background())
@@ -241,37 +270,6 @@ func (s *Server) reload(ctx context.Context) ReloadResult {
 		for _, a := range apps {
 			a.Stop(context.Background())
 		}
-	}
-	renamed := map[string]string{} // new listener name -> old name whose socket it takes
-	// A kept socket whose socket_mode, socket_user or socket_group changed
-	// gets them in place, once every app has booted (applyOwners).
-	owners := map[*activation.Socket]activation.Owner{}
-	for _, l := range cfg.Listeners {
-		if old, ok := s.sockets[l.Name]; ok && sameAddress(old, l) {
-			if old.Spec.Owner != spec(l).Owner {
-				owners[old] = spec(l).Owner
-			}
-			continue
-		}
-		// A listener renamed (same address, a name the new configuration
-		// drops) keeps its socket: binding the address again would fail.
-		for oldName, old := range s.sockets {
-			if _, kept := cfg.Listener(oldName); !kept && !old.Passed && sameAddress(old, l) {
-				renamed[l.Name] = oldName
-				if old.Spec.Owner != spec(l).Owner {
-					owners[old] = spec(l).Owner
-				}
-			}
-		}
-		if _, ok := renamed[l.Name]; ok {
-			continue
-		}
-		socks, err := s.set.Listen([]activation.Spec{spec(l)})
-		if err != nil {
-			undo(nil, nil)
-			return ReloadResult{Message: err.Error()}
-		}
-		newSockets[l.Name] = socks[0]
 	}
 	pools := map[string]*supervisor.Pool{} // new generations of existing apps
 	added := map[string]*supervisor.App{}  // apps new in this configuration
@@ -369,6 +367,9 @@ func (s *Server) reload(ctx context.Context) ReloadResult {
 		}()
 		changes = append(changes, "removed app "+name)
 	}
+	if change := s.commitAdmin(cfg, newAdmin); change != "" {
+		changes = append(changes, change)
+	}
 	s.cfg = cfg
 	var gens []string
 	for name, p := range pools {
@@ -406,6 +407,61 @@ func applyOwners(owners map[*activation.Socket]activation.Owner) ([]string, erro
 		}
 	}
 	return changes, nil
+}
+
+// listenerPlan is what a reload does to the listeners' sockets: those it
+// opened (new or moved listeners, by name), the renamed ones (new name ->
+// old name whose socket it takes), and kept sockets whose socket_mode,
+// socket_user or socket_group changed, applied in place once every app
+// has booted (applyOwners).
+type listenerPlan struct {
+	opened  map[string]*activation.Socket
+	renamed map[string]string
+	owners  map[*activation.Socket]activation.Owner
+}
+
+// openListeners opens the sockets of cfg's listeners that are new or have
+// moved and plans the rest (listenerPlan). On failure it closes what it
+// opened.
+func (s *Server) openListeners(cfg *units.Config) (listenerPlan, error) {
+	p := listenerPlan{opened: map[string]*activation.Socket{}, renamed: map[string]string{}, owners: map[*activation.Socket]activation.Owner{}}
+	for _, l := range cfg.Listeners {
+		if old, ok := s.sockets[l.Name]; ok && sameAddress(old, l) {
+			p.owner(old, l)
+			continue
+		}
+		// A listener renamed (same address, a name the new configuration
+		// drops) keeps its socket: binding the address again would fail.
+		for oldName, old := range s.sockets {
+			if _, kept := cfg.Listener(oldName); !kept && !old.Passed && sameAddress(old, l) {
+				p.renamed[l.Name] = oldName
+				p.owner(old, l)
+			}
+		}
+		if _, ok := p.renamed[l.Name]; ok {
+			continue
+		}
+		socks, err := s.set.Listen([]activation.Spec{spec(l)})
+		if err != nil {
+			closeSockets(p.opened)
+			return listenerPlan{}, err
+		}
+		p.opened[l.Name] = socks[0]
+	}
+	return p, nil
+}
+
+// owner plans sock's new mode and owner when listener l changes them.
+func (p *listenerPlan) owner(sock *activation.Socket, l units.Listener) {
+	if o := spec(l).Owner; sock.Spec.Owner != o {
+		p.owners[sock] = o
+	}
+}
+
+func closeSockets(socks map[string]*activation.Socket) {
+	for _, sock := range socks {
+		sock.Close()
+	}
 }
 
 func bootFailure(app string, err error) ReloadResult {
@@ -470,7 +526,7 @@ func (s *Server) generations() map[string]int {
 // With quick set, requests in flight are not waited for. It reports
 // whether everything ended in time.
 func (s *Server) Shutdown(quick bool) bool {
-	s.closed.Store(true)
+	s.phase.Store(int32(phaseDraining))
 	s.notify.Stopping("stopping: finishing requests in flight")
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -515,6 +571,10 @@ func (s *Server) stopAll(ctx context.Context) bool {
 		}()
 	}
 	wg.Wait()
+	// Last: a load balancer reads "draining" until berth is gone.
+	s.state.Lock()
+	s.closeAdmin()
+	s.state.Unlock()
 	s.closing.Wait()
 	return clean
 }
@@ -523,8 +583,14 @@ func (s *Server) stopAll(ctx context.Context) bool {
 type Status struct {
 	Config string `json:"config"`
 	// Unit is the systemd service berth runs in, if any.
-	Unit       string                 `json:"unit,omitempty"`
-	Uptime     float64                `json:"uptime_seconds"`
+	Unit   string  `json:"unit,omitempty"`
+	Uptime float64 `json:"uptime_seconds"`
+	// Readiness is what /readyz answers, in a word: Ready, Starting,
+	// Draining or NotReady; ReadyReason says why it is not Ready.
+	Readiness   string `json:"readiness"`
+	ReadyReason string `json:"ready_reason,omitempty"`
+	// Admin is the admin listener's address, if there is one.
+	Admin      string                 `json:"admin,omitempty"`
 	Reloads    int                    `json:"reloads"`
 	LastReload ReloadResult           `json:"last_reload"`
 	Listeners  []ListenerStatus       `json:"listeners"`
@@ -547,9 +613,18 @@ type ListenerStatus struct {
 
 // Status reports the server's live figures.
 func (s *Server) Status() Status {
+	// Before the state lock: Ready takes it too.
+	ready := s.Ready()
 	s.state.RLock()
 	defer s.state.RUnlock()
 	st := Status{Config: s.path, Unit: ownUnit(), Uptime: time.Since(s.started).Seconds(), Reloads: s.reloads, LastReload: s.last}
+	st.Readiness = readinessWord(ready)
+	if ready != nil {
+		st.ReadyReason = ready.Error()
+	}
+	if s.adminSock != nil {
+		st.Admin = s.adminSock.Addr()
+	}
 	for _, l := range s.cfg.Listeners {
 		ls := ListenerStatus{Name: l.Name}
 		if sock, ok := s.sockets[l.Name]; ok {

@@ -71,3 +71,23 @@ func (p *Pool) Status() AppStatus {
 	}
 	return st
 }
+
+// ReadyWorkers counts the pool's workers that have imported the app and
+// can take a request now (busy or idle); a worker booting, or replacing
+// one that died, does not count. It reads no /proc file, unlike Status,
+// so a readiness probe may ask it often.
+func (p *Pool) ReadyWorkers() int {
+	p.slotsMu.Lock()
+	slots := make([]*slot, 0, len(p.slots))
+	for s := range p.slots {
+		slots = append(slots, s)
+	}
+	p.slotsMu.Unlock()
+	n := 0
+	for _, s := range slots {
+		if s.current() != nil {
+			n++
+		}
+	}
+	return n
+}

@@ -175,6 +175,10 @@ func (d *decoder) decode() *Config {
 		seen[b.Type][name] = b
 		switch b.Type {
 		case "listener":
+			if name == AdminSocketName {
+				d.errorf(&b.LabelRanges[0], "Reserved listener name", "%q is the admin block's socket (its FileDescriptorName= under systemd); give this listener another name.", name)
+				continue
+			}
 			if l, ok := d.listener(name, b); ok {
 				cfg.Listeners = append(cfg.Listeners, l)
 			}
@@ -434,7 +438,7 @@ func (d *decoder) admin(b *hcl.Block) *Admin {
 	if diags.HasErrors() {
 		return nil
 	}
-	a := &Admin{DrainDelay: d.optDuration(raw.DrainDelay)}
+	a := &Admin{DrainDelay: d.delay(raw.DrainDelay)}
 	var ok bool
 	if a.Network, a.Address, ok = d.address(raw.Address, b); !ok {
 		return nil
@@ -573,6 +577,16 @@ func (d *decoder) optDuration(expr hcl.Expression) time.Duration {
 		return 0
 	}
 	return d.duration(expr, 0)
+}
+
+// delay is a duration that may be "0s" (the default when not written).
+func (d *decoder) delay(expr hcl.Expression) time.Duration {
+	if v, ok := d.value(expr); ok && v.Type() == cty.String {
+		if dur, err := time.ParseDuration(v.AsString()); err == nil && dur == 0 {
+			return 0
+		}
+	}
+	return d.optDuration(expr)
 }
 
 // value evaluates an optional expression; ok is false when the attribute

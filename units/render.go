@@ -69,7 +69,7 @@ func (c *Config) Units(opt UnitOptions) ([]UnitFile, error) {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# Rendered by `berth units` from %s.\n", opt.Config)
 	fmt.Fprintf(&b, "[Unit]\nDescription=berth %s: Python WSGI apps of %s\n", opt.Name, filepath.Base(opt.Config))
-	writeService(&b, opt, socketNames, boot, grace)
+	writeService(&b, opt, socketNames, boot, grace+c.DrainDelay())
 	files = append(files, UnitFile{Name: opt.Name + ".service", Content: b.String()})
 	return files, nil
 }

@@ -150,6 +150,13 @@ func startBerth(t *testing.T, config string) *instance {
 // launch starts berth without waiting for it.
 func launch(t *testing.T, config string) *instance {
 	t.Helper()
+	return launchWith(t, config, nil)
+}
+
+// launchWith is launch with prepare, when not nil, changing the command
+// (its environment, its files) before it starts.
+func launchWith(t *testing.T, config string, prepare func(*exec.Cmd)) *instance {
+	t.Helper()
 	path := filepath.Join(t.TempDir(), "berth.hcl")
 	if err := os.WriteFile(path, []byte(config), 0o644); err != nil {
 		t.Fatal(err)
@@ -158,6 +165,9 @@ func launch(t *testing.T, config string) *instance {
 	inst.cmd = exec.Command(berthBin, "serve", "--log-level", "debug", path)
 	inst.cmd.Stdout = inst.logs
 	inst.cmd.Stderr = inst.logs
+	if prepare != nil {
+		prepare(inst.cmd)
+	}
 	if err := inst.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"runtime"
@@ -14,6 +15,7 @@ import (
 	"runtime/pprof"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"github.com/berthd/berth/activation"
 	"github.com/berthd/berth/control"
@@ -171,7 +173,14 @@ func cmdServe(args []string, stderr io.Writer) int {
 	defer stopRun()
 	go srv.Run(runCtx)
 
-	code := 0
+	code := runUntilStopped(srv, sigs, pending, log)
+	log.Info("stopped")
+	return code
+}
+
+// runUntilStopped serves until a stop signal, or a listener that fails,
+// and stops srv accordingly; it returns the exit code. SIGHUP reloads.
+func runUntilStopped(srv *server.Server, sigs, pending <-chan os.Signal, log *slog.Logger) int {
 	for {
 		var sig os.Signal
 		select {
@@ -180,33 +189,58 @@ func cmdServe(args []string, stderr io.Writer) int {
 		case err := <-srv.Errors():
 			log.Error("serving failed; shutting down", "err", err)
 			srv.Shutdown(false)
-			code = 1
+			return 1
 		}
-		if sig != nil {
-			switch sig {
-			case syscall.SIGHUP:
-				// In the background, so that a SIGTERM is heard while
-				// new workers boot; reloads queue behind each other.
-				go srv.Reload(context.Background())
-				continue
-			case syscall.SIGUSR2:
-				srv.Wedge() // a test hook, inert unless BERTH_TEST_HOOKS=1
-				continue
-			case syscall.SIGTERM:
-				// Stragglers killed at the end of graceful_timeout are
-				// logged, but the stop itself succeeded: exit 0, so that
-				// systemd does not mark the unit failed.
-				log.Info("shutting down: finishing requests in flight", "signal", sig.String())
-				srv.Shutdown(false)
-			default:
-				log.Info("shutting down now", "signal", sig.String())
+		switch sig {
+		case syscall.SIGHUP:
+			// In the background, so that a SIGTERM is heard while new
+			// workers boot; reloads queue behind each other.
+			go srv.Reload(context.Background())
+		case syscall.SIGUSR2:
+			srv.Wedge() // a test hook, inert unless BERTH_TEST_HOOKS=1
+		case syscall.SIGTERM:
+			// Stragglers killed at the end of graceful_timeout are
+			// logged, but the stop itself succeeded: exit 0, so that
+			// systemd does not mark the unit failed.
+			log.Info("shutting down: finishing requests in flight", "signal", sig.String())
+			if now := drain(srv, sigs, log); now != nil {
+				log.Info("shutting down now", "signal", now.String())
 				srv.Shutdown(true)
+				return 0
 			}
+			srv.Shutdown(false)
+			return 0
+		default:
+			log.Info("shutting down now", "signal", sig.String())
+			srv.Shutdown(true)
+			return 0
 		}
-		break
 	}
-	log.Info("stopped")
-	return code
+}
+
+// drain begins a graceful stop: readiness fails at once, and srv serves
+// on as before for the admin block's drain_delay, so that load balancers
+// stop sending before berth stops accepting. SIGINT or SIGQUIT meanwhile
+// cuts it short and is returned, to stop at once; other signals are
+// ignored (a reload would be refused).
+func drain(srv *server.Server, sigs <-chan os.Signal, log *slog.Logger) os.Signal {
+	delay := srv.BeginDrain()
+	if delay <= 0 {
+		return nil
+	}
+	t := time.NewTimer(delay)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			return nil
+		case sig := <-sigs:
+			if sig == syscall.SIGINT || sig == syscall.SIGQUIT {
+				return sig
+			}
+			log.Warn("signal ignored: draining", "signal", sig.String())
+		}
+	}
 }
 
 func controlSocket(config, flagValue string) (string, error) {

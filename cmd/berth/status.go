@@ -32,6 +32,7 @@ func printStatus(w io.Writer, st server.Status) {
 	}
 	fmt.Fprintf(w, "berth serving %s, up %s, %d reload(s), last: %s\n", st.Config, seconds(st.Uptime), st.Reloads, last)
 	fmt.Fprintf(w, "totals: %d workers, %d busy, %d queued, %d requests served\n", st.Workers, st.Busy, st.Queued, st.Served)
+	printReadiness(w, st)
 	for _, l := range st.Listeners {
 		app := strings.Join(l.Apps, ", ")
 		if app == "" {
@@ -59,6 +60,19 @@ func printStatus(w io.Writer, st server.Status) {
 			fmt.Fprintf(w, "  worker %6d  %-5s  %8d served  %6.1f MiB  up %s\n", wk.PID, wk.State, wk.Served, float64(wk.RSS)/(1<<20), seconds(wk.Uptime))
 		}
 	}
+}
+
+// printReadiness prints what /readyz answers ("readiness: draining
+// (berth is stopping)"), and where the admin listener is.
+func printReadiness(w io.Writer, st server.Status) {
+	line := "readiness: " + st.Readiness
+	if st.ReadyReason != "" {
+		line += " (" + strings.TrimPrefix(st.ReadyReason, st.Readiness+": ") + ")"
+	}
+	if st.Admin != "" {
+		line += "; admin on " + st.Admin
+	}
+	fmt.Fprintln(w, line)
 }
 
 func seconds(s float64) string {
