@@ -87,7 +87,7 @@ func readBody(ctx *fasthttp.RequestCtx, rt *route, buf []byte) (reqBody, int, st
 		return reqBody{mem: buf[:0]}, 0, ""
 	}
 	if cl > rt.maxBody {
-		return reqBody{}, fasthttp.StatusRequestEntityTooLarge, "request body too large"
+		return reqBody{}, fasthttp.StatusRequestEntityTooLarge, rt.tooLarge
 	}
 	r := ctx.RequestBodyStream()
 	if r == nil {
@@ -102,7 +102,7 @@ func readBody(ctx *fasthttp.RequestCtx, rt *route, buf []byte) (reqBody, int, st
 			return reqBody{}, fasthttp.StatusInternalServerError, "cannot store the request body: " + err.Error()
 		}
 		body := reqBody{file: f}
-		if status, msg := body.spill(r, nil, cl, cl); status != 0 {
+		if status, msg := body.spill(r, nil, cl, rt); status != 0 {
 			body.close()
 			return reqBody{}, status, msg
 		}
@@ -156,7 +156,7 @@ func chunkedBody(ctx *fasthttp.RequestCtx, r io.Reader, rt *route, buf []byte) (
 		var err error
 		buf, err = readMore(r, buf)
 		if int64(len(buf)) > rt.maxBody {
-			return reqBody{}, fasthttp.StatusRequestEntityTooLarge, "request body too large"
+			return reqBody{}, fasthttp.StatusRequestEntityTooLarge, rt.tooLarge
 		}
 		if err == io.EOF && peerClosed(ctx.Conn()) {
 			return reqBody{}, fasthttp.StatusBadRequest, cut
@@ -174,7 +174,7 @@ func chunkedBody(ctx *fasthttp.RequestCtx, r io.Reader, rt *route, buf []byte) (
 		return reqBody{}, fasthttp.StatusInternalServerError, "cannot store the request body: " + err.Error()
 	}
 	body := reqBody{file: f}
-	status, msg := body.spill(r, buf, -1, rt.maxBody)
+	status, msg := body.spill(r, buf, -1, rt)
 	if status == 0 && peerClosed(ctx.Conn()) {
 		status, msg = fasthttp.StatusBadRequest, cut
 	}
@@ -267,8 +267,8 @@ func (b *reqBody) settle(r io.Reader) bool {
 }
 
 // spill writes head, then r to its end (want bytes, or any number when
-// want < 0, at most limit) to the body's file.
-func (b *reqBody) spill(r io.Reader, head []byte, want, limit int64) (int, string) {
+// want < 0, at most rt.maxBody) to the body's file.
+func (b *reqBody) spill(r io.Reader, head []byte, want int64, rt *route) (int, string) {
 	if _, err := b.file.Write(head); err != nil {
 		return fasthttp.StatusInternalServerError, "cannot store the request body: " + err.Error()
 	}
@@ -283,8 +283,8 @@ func (b *reqBody) spill(r io.Reader, head []byte, want, limit int64) (int, strin
 		}
 		n, err := r.Read(p)
 		if n > 0 {
-			if b.n+int64(n) > limit {
-				return fasthttp.StatusRequestEntityTooLarge, "request body too large"
+			if b.n+int64(n) > rt.maxBody {
+				return fasthttp.StatusRequestEntityTooLarge, rt.tooLarge
 			}
 			if _, werr := b.file.Write(p[:n]); werr != nil {
 				return fasthttp.StatusInternalServerError, "cannot store the request body: " + werr.Error()

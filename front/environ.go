@@ -12,6 +12,10 @@ import (
 	"github.com/berthd/berth/wire"
 )
 
+// Software is SERVER_SOFTWARE, as CGI and every peer set it; cmd/berth
+// adds the version.
+var Software = "berth"
+
 // environ builds the PEP 3333 environ of a request into a request frame.
 // It is pooled: its buffers grow to fit and are reused, so a request
 // costs no allocation here.
@@ -25,6 +29,9 @@ type environ struct {
 	body    []byte // a request body held in memory
 	fwd     fwd    // the forwarding headers among headers
 	origin  origin // who sent the request, and how
+	// connection and trailer are those fields' values as the client sent
+	// them (checkFields).
+	connection, trailer [][]byte
 }
 
 type header struct {
@@ -104,6 +111,7 @@ func (e *environ) build(ctx *fasthttp.RequestCtx, mount string, bodyLen int64, r
 	enc.Add("QUERY_STRING", query)
 	enc.Add("REQUEST_URI", uri)
 	enc.Add("SERVER_PROTOCOL", h.Protocol())
+	enc.AddString("SERVER_SOFTWARE", Software)
 	enc.Add("REQUEST_ID", requestID)
 	if ct := h.ContentType(); len(ct) > 0 {
 		enc.Add("CONTENT_TYPE", ct)
@@ -116,6 +124,9 @@ func (e *environ) build(ctx *fasthttp.RequestCtx, mount string, bodyLen int64, r
 		return status, msg
 	}
 	e.origin.resolve(ctx.RemoteAddr(), trust, &e.fwd)
+	if a := targetAuthority(uri); e.origin.host == nil && validHost(a) {
+		e.origin.host = a
+	}
 	e.remote(ctx)
 	e.addHeaders()
 	return 0, ""
@@ -145,36 +156,43 @@ func (e *environ) remote(ctx *fasthttp.RequestCtx) {
 	e.server(ctx)
 }
 
-// server sets SERVER_NAME and SERVER_PORT from the (forwarded) Host
-// header, or from the local address when the request has none.
+// server sets SERVER_NAME from the host the request is for (forwarded,
+// in an absolute-form target, or the Host header; else the address the
+// client connected to), and SERVER_PORT to the port the request came in
+// on: a trusted proxy's (X-Forwarded-Port, or the port or the scheme's
+// default of the host it forwarded), else the listener's own.
 func (e *environ) server(ctx *fasthttp.RequestCtx) {
 	host := e.origin.host
 	if host == nil {
 		host = ctx.Request.Header.Host()
 	}
-	if len(host) > 0 {
-		name, port := splitHostPort(host)
+	name, port := splitHostPort(host)
+	local, _ := ctx.LocalAddr().(*net.TCPAddr)
+	if local != nil && local.Port == 0 {
+		local = nil // no connection (fasthttp's stand-in address)
+	}
+	switch {
+	case len(name) > 0:
 		e.enc.Add("SERVER_NAME", name)
-		switch {
-		case e.origin.sport != nil:
-			port = e.origin.sport
-		case len(port) > 0:
-		case e.origin.https:
-			port = []byte("443")
-		default:
-			port = []byte("80")
-		}
-		e.enc.Add("SERVER_PORT", port)
-		return
+	case local != nil:
+		e.enc.AddString("SERVER_NAME", local.IP.String())
+	default:
+		e.enc.AddString("SERVER_NAME", "localhost")
 	}
-	if a, ok := ctx.LocalAddr().(*net.TCPAddr); ok {
-		e.enc.AddString("SERVER_NAME", a.IP.String())
-		e.num = strconv.AppendInt(e.num[:0], int64(a.Port), 10)
-		e.enc.Add("SERVER_PORT", e.num)
-		return
+	switch {
+	case e.origin.sport != nil:
+		port = e.origin.sport
+	case e.origin.proxied && len(port) > 0:
+	case e.origin.proxied && e.origin.https:
+		port = []byte("443")
+	case local != nil:
+		e.num = strconv.AppendInt(e.num[:0], int64(local.Port), 10)
+		port = e.num
+	case len(port) > 0:
+	default:
+		port = []byte("80")
 	}
-	e.enc.AddString("SERVER_NAME", "localhost")
-	e.enc.AddString("SERVER_PORT", "0")
+	e.enc.Add("SERVER_PORT", port)
 }
 
 // collectHeaders gathers the request's headers by their HTTP_* names,
@@ -187,48 +205,23 @@ func (e *environ) collectHeaders(h *fasthttp.RequestHeader) (int, string) {
 	e.names = e.names[:0]
 	e.headers = e.headers[:0]
 	for k, v := range h.All() {
-		if equalFold(k, "content-type") || equalFold(k, "content-length") || equalFold(k, "transfer-encoding") {
+		switch {
+		case equalFold(k, "content-type"), equalFold(k, "content-length"), equalFold(k, "transfer-encoding"):
 			continue
-		}
-		if bytes.IndexByte(k, '_') >= 0 {
+		case equalFold(k, "connection"), equalFold(k, "trailer"):
+			continue // as sent, below (checkFields)
+		case bytes.IndexByte(k, '_') >= 0:
 			continue
-		}
-		if bytes.IndexByte(v, 0) >= 0 {
+		case bytes.IndexByte(v, 0) >= 0:
 			return fasthttp.StatusBadRequest, "NUL in a header value"
 		}
-		start := len(e.names)
-		e.names = append(e.names, "HTTP_"...)
-		for _, c := range k {
-			switch {
-			case c == '-':
-				c = '_'
-			case 'a' <= c && c <= 'z':
-				c -= 'a' - 'A'
-			}
-			e.names = append(e.names, c)
-		}
-		name := e.names[start:]
-		found := false
-		for i := range e.headers {
-			hd := &e.headers[i]
-			if bytes.Equal(e.names[hd.name[0]:hd.name[1]], name) {
-				hd.values = append(hd.values, v)
-				e.names = e.names[:start]
-				found = true
-				break
-			}
-		}
-		if !found {
-			// An entry of an earlier request is reused with its values'
-			// array: one allocation less per header and request.
-			n := len(e.headers)
-			if n == cap(e.headers) {
-				e.headers = append(e.headers, header{})
-			}
-			e.headers = e.headers[:n+1]
-			e.headers[n].name = [2]int{start, len(e.names)}
-			e.headers[n].values = append(e.headers[n].values[:0], v)
-		}
+		e.header(k, v)
+	}
+	for _, v := range e.connection {
+		e.header([]byte("Connection"), v)
+	}
+	for _, v := range e.trailer {
+		e.header([]byte("Trailer"), v)
 	}
 	e.fwd = fwd{}
 	for i := range e.headers {
@@ -249,14 +242,50 @@ func (e *environ) collectHeaders(h *fasthttp.RequestHeader) (int, string) {
 	return 0, ""
 }
 
+// header adds a header's value under its HTTP_* name, beside the values
+// of its name that came before.
+func (e *environ) header(k, v []byte) {
+	start := len(e.names)
+	e.names = append(e.names, "HTTP_"...)
+	for _, c := range k {
+		switch {
+		case c == '-':
+			c = '_'
+		case 'a' <= c && c <= 'z':
+			c -= 'a' - 'A'
+		}
+		e.names = append(e.names, c)
+	}
+	name := e.names[start:]
+	for i := range e.headers {
+		hd := &e.headers[i]
+		if bytes.Equal(e.names[hd.name[0]:hd.name[1]], name) {
+			hd.values = append(hd.values, v)
+			e.names = e.names[:start]
+			return
+		}
+	}
+	// An entry of an earlier request is reused with its values' array:
+	// one allocation less per header and request.
+	n := len(e.headers)
+	if n == cap(e.headers) {
+		e.headers = append(e.headers, header{})
+	}
+	e.headers = e.headers[:n+1]
+	e.headers[n].name = [2]int{start, len(e.names)}
+	e.headers[n].values = append(e.headers[n].values[:0], v)
+}
+
 // addHeaders adds one HTTP_* entry per header name, repeated headers
 // joined with ", " (cookies with "; ") as PEP 3333 asks; HTTP_HOST is the
 // forwarded host when a trusted proxy gave one.
 func (e *environ) addHeaders() {
+	hostSet := false
 	for _, hd := range e.headers {
 		name := e.names[hd.name[0]:hd.name[1]]
 		if e.origin.host != nil && string(name) == "HTTP_HOST" {
 			e.enc.AddKey(name, e.origin.host)
+			hostSet = true
 			continue
 		}
 		e.enc.AddKey(name, hd.values[0])
@@ -267,6 +296,9 @@ func (e *environ) addHeaders() {
 		for _, v := range hd.values[1:] {
 			e.enc.AppendValue(sep, v)
 		}
+	}
+	if !hostSet && e.origin.host != nil {
+		e.enc.Add("HTTP_HOST", e.origin.host)
 	}
 }
 

@@ -60,7 +60,7 @@ func TestSplitHostPort(t *testing.T) {
 	}
 }
 
-func TestCheckFraming(t *testing.T) {
+func TestCheckFields(t *testing.T) {
 	for _, tc := range []struct {
 		raw  string
 		want int
@@ -75,9 +75,11 @@ func TestCheckFraming(t *testing.T) {
 		{"Transfer-Encoding: identity\r\n", 501},
 		{"Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n", 501},
 		{"X-Content-Length: 3\r\nTransfer-Encoding: chunked\r\n", 0},
+		{"Content-Type: a/b\r\nContent-Type: c/d\r\n", 400},
+		{"Content-Type: a/b\r\nX-Content-Type: c/d\r\n", 0},
 	} {
-		if got, _ := checkFraming([]byte(tc.raw)); got != tc.want {
-			t.Errorf("checkFraming(%q) = %d, want %d", tc.raw, got, tc.want)
+		if got, _ := new(environ).checkFields([]byte(tc.raw)); got != tc.want {
+			t.Errorf("checkFields(%q) = %d, want %d", tc.raw, got, tc.want)
 		}
 	}
 }

@@ -24,6 +24,9 @@ type origin struct {
 	https bool   // wsgi.url_scheme is "https"
 	host  []byte // the forwarded Host, or nil (the request's own)
 	sport []byte // the forwarded SERVER_PORT, or nil
+	// proxied: a trusted proxy forwarded the request, so the listener's
+	// port is not the one the client used.
+	proxied bool
 }
 
 // fwd are a request's forwarding headers, each a list of its header
@@ -53,6 +56,7 @@ func (o *origin) resolve(peer net.Addr, trust units.Trust, f *fwd) {
 	if !trusted || !f.any() {
 		return
 	}
+	o.proxied = true
 	var el element // the Forwarded element that describes the client
 	if f.forwarded != nil {
 		el = forwardedClient(f.forwarded, trust)
@@ -214,6 +218,9 @@ func last(lines [][]byte) []byte {
 // validHost accepts a host name or address with an optional port, as a
 // Host header carries it.
 func validHost(h []byte) bool {
+	if len(h) == 0 {
+		return false
+	}
 	if len(h) == 0 || len(h) > 255 {
 		return false
 	}

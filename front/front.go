@@ -28,6 +28,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -73,7 +74,9 @@ func New(l units.Listener, apps []*supervisor.App, log *slog.Logger, access bool
 			if status, _ := env.decodePath(h); status != 0 {
 				return status
 			}
-			if rt := s.routes.Load().match(h.Host(), env.path); rt != nil && int64(h.ContentLength()) > rt.maxBody {
+			if rt := s.routes.Load().match(requestHost(h), routePath(env.path)); rt != nil && int64(h.ContentLength()) > rt.maxBody {
+				// The answer names the limit, as the other 413 does.
+				s.reject(ctx, fasthttp.StatusRequestEntityTooLarge, rt.tooLarge)
 				return fasthttp.StatusRequestEntityTooLarge
 			}
 			return fasthttp.StatusContinue
@@ -193,6 +196,12 @@ func (s *Server) errorHandler(ctx *fasthttp.RequestCtx, err error) {
 	switch {
 	case errors.As(err, &small):
 		s.reject(ctx, fasthttp.StatusRequestHeaderFieldsTooLarge, "request header fields too large")
+	case codingUnknown(err):
+		s.reject(ctx, fasthttp.StatusNotImplemented, "transfer coding not implemented: only chunked is")
+	case errors.Is(err, fasthttp.ErrUnsupportedTransferEncoding):
+		// fasthttp's word for Transfer-Encoding in HTTP/1.0: faulty
+		// framing (RFC 9112 section 6.1).
+		s.reject(ctx, fasthttp.StatusBadRequest, "malformed framing: Transfer-Encoding in HTTP/1.0")
 	case errors.Is(err, fasthttp.ErrBodyTooLarge):
 		s.reject(ctx, fasthttp.StatusRequestEntityTooLarge, "request body too large")
 	case errors.As(err, &ne) && ne.Timeout():
@@ -201,6 +210,24 @@ func (s *Server) errorHandler(ctx *fasthttp.RequestCtx, err error) {
 		s.reject(ctx, fasthttp.StatusBadRequest, "malformed request")
 	}
 	s.log.Debug("refused a request fasthttp could not read", "err", err, "remote", ctx.RemoteAddr().String())
+}
+
+// codingUnknown reports whether fasthttp refused a Transfer-Encoding
+// that names a coding other than chunked (501, RFC 9112 section 6.1),
+// rather than chunked used twice (400). fasthttp says so only in its
+// error's text, quoting the field's value.
+func codingUnknown(err error) bool {
+	_, v, found := strings.Cut(err.Error(), `unsupported transfer-encoding: "`)
+	if !found {
+		return false
+	}
+	v, _, _ = strings.Cut(v, `"`)
+	for _, c := range strings.Split(v, ",") {
+		if !strings.EqualFold(strings.TrimSpace(c), "chunked") {
+			return true
+		}
+	}
+	return false
 }
 
 // reject answers with a short plain-text body and closes the connection.
@@ -235,22 +262,19 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	env := s.envs.Get().(*environ)
 	defer s.putEnv(env)
 	env.addr = env.addr[:0] // the client's address once known (build)
-	if len(h.RequestURI()) > s.listener.MaxURIBytes {
-		s.reject(ctx, fasthttp.StatusRequestURITooLong, "request URI too long")
-		s.access(ctx, env, s.log, start, 0)
-		return
+	status, msg := checkRequest(h, s.listener.MaxURIBytes)
+	if status == 0 {
+		status, msg = env.checkFields(h.RawHeaders())
 	}
-	if status, msg := checkFraming(h.RawHeaders()); status != 0 {
+	if status == 0 {
+		status, msg = env.decodePath(h)
+	}
+	if status != 0 {
 		s.reject(ctx, status, msg)
 		s.access(ctx, env, s.log, start, 0)
 		return
 	}
-	if status, msg := env.decodePath(h); status != 0 {
-		s.reject(ctx, status, msg)
-		s.access(ctx, env, s.log, start, 0)
-		return
-	}
-	rt := s.routes.Load().match(h.Host(), env.path)
+	rt := s.routes.Load().match(requestHost(h), routePath(env.path))
 	if rt == nil {
 		s.unavailable(ctx, fasthttp.StatusNotFound, "no app is mounted at this path")
 		s.access(ctx, env, s.log, start, 0)
@@ -509,41 +533,6 @@ func clientIP(ctx *fasthttp.RequestCtx, env *environ) string {
 		return a.IP.String()
 	}
 	return ""
-}
-
-// checkFraming refuses what fasthttp would accept but RFC 9112 section
-// 6.3 calls a smuggling risk: Content-Length together with
-// Transfer-Encoding (400), and any transfer coding but "chunked" (501). It
-// reads the raw header block, since fasthttp folds framing headers away.
-func checkFraming(raw []byte) (int, string) {
-	var cl, te int
-	var coding []byte
-	for len(raw) > 0 {
-		line := raw
-		if i := bytes.IndexByte(raw, '\n'); i >= 0 {
-			line, raw = raw[:i], raw[i+1:]
-		} else {
-			raw = nil
-		}
-		c := bytes.IndexByte(line, ':')
-		if c < 0 {
-			continue
-		}
-		switch name := bytes.TrimSpace(line[:c]); {
-		case equalFold(name, "content-length"):
-			cl++
-		case equalFold(name, "transfer-encoding"):
-			te++
-			coding = bytes.TrimSpace(line[c+1:])
-		}
-	}
-	switch {
-	case te > 0 && cl > 0:
-		return fasthttp.StatusBadRequest, "both Transfer-Encoding and Content-Length"
-	case te > 1 || (te == 1 && !equalFold(coding, "chunked")):
-		return fasthttp.StatusNotImplemented, "transfer coding not implemented: only chunked is"
-	}
-	return 0, ""
 }
 
 // equalFold compares b with the lower-case ASCII string s, ignoring case.

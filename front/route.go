@@ -3,6 +3,7 @@ package front
 import (
 	"bytes"
 	"cmp"
+	"fmt"
 	"log/slog"
 	"slices"
 
@@ -26,7 +27,8 @@ type route struct {
 	mount      string
 	hosts      []string
 	maxBody    int64
-	bufferBody int64 // bodies up to this size stay in memory
+	tooLarge   string // the 413's message, which names maxBody
+	bufferBody int64  // bodies up to this size stay in memory
 	log        *slog.Logger
 	shared     *sharedPool // the app's, for bodies from sharedFrom
 }
@@ -41,6 +43,7 @@ func newRoutes(apps []*supervisor.App, log *slog.Logger) *routes {
 			mount:      cfg.Mount,
 			hosts:      cfg.Hosts,
 			maxBody:    maxBody,
+			tooLarge:   fmt.Sprintf("request body too large: this app takes at most %d bytes (max_body_bytes)", maxBody),
 			bufferBody: max(min(cfg.BufferBodyBytes, maxBody), 1),
 			log:        log.With(journal.KeyApp, app.Name()),
 		}

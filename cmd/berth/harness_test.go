@@ -228,6 +228,12 @@ func (i *instance) stop() {
 	}
 }
 
+// portOf is the port of a host:port address.
+func portOf(addr string) string {
+	_, port, _ := net.SplitHostPort(addr)
+	return port
+}
+
 func (i *instance) url(path string) string { return "http://" + i.addr + path }
 
 // get does a GET with a fresh client and returns status and body.

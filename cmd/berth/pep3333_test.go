@@ -850,7 +850,7 @@ func pepRows(dir string) []pepRow {
 			check: func(t *testing.T, b *instance, r *pepReply) {
 				checkEnviron(t, r, map[string]any{
 					"REQUEST_METHOD": "GET", "PATH_INFO": "/env/a b", "QUERY_STRING": "x=1&y=2",
-					"SERVER_NAME": "example.test", "SERVER_PORT": "8080", "SERVER_PROTOCOL": "HTTP/1.1",
+					"SERVER_NAME": "example.test", "SERVER_PORT": portOf(b.addr), "SERVER_PROTOCOL": "HTTP/1.1",
 				})
 				pepLog(t, b, `pep3333 wsgi.errors line for /env/a b`)
 			},
@@ -863,7 +863,7 @@ func pepRows(dir string) []pepRow {
 				checkEnviron(t, r, map[string]any{
 					"REQUEST_METHOD": "POST", "PATH_INFO": "/form", "QUERY_STRING": "",
 					"CONTENT_TYPE": "text/plain; charset=utf-8", "CONTENT_LENGTH": "5",
-					"SERVER_NAME": "pep.test", "SERVER_PORT": "80", "SERVER_PROTOCOL": "HTTP/1.1",
+					"SERVER_NAME": "pep.test", "SERVER_PORT": portOf(b.addr), "SERVER_PROTOCOL": "HTTP/1.1",
 				})
 			},
 		},

@@ -19,6 +19,7 @@ import (
 
 	"github.com/berthd/berth/activation"
 	"github.com/berthd/berth/control"
+	"github.com/berthd/berth/front"
 	"github.com/berthd/berth/journal"
 	"github.com/berthd/berth/notify"
 	"github.com/berthd/berth/server"
@@ -76,6 +77,7 @@ func cmdServe(args []string, stderr io.Writer) int {
 		runtime.MemProfileRate = 1
 		defer writeMemProfile(prof, stderr)
 	}
+	front.Software = "berth/" + versionString()
 	cfg, ok := loadConfig(path, stderr)
 	if !ok {
 		return 1

@@ -132,7 +132,7 @@ func TestEnviron(t *testing.T) {
 		"CONTENT_TYPE":          "text/plain",
 		"CONTENT_LENGTH":        "5",
 		"SERVER_NAME":           "example.test",
-		"SERVER_PORT":           "8080",
+		"SERVER_PORT":           portOf(b.addr), // where the request came in, not the Host's
 		"SERVER_PROTOCOL":       "HTTP/1.1",
 		"REMOTE_ADDR":           "127.0.0.1",
 		"HTTP_HOST":             "example.test:8080",

@@ -20,7 +20,7 @@ def respond(start_response, body, status="200 OK", ctype="application/json"):
 def app(environ, start_response):
     path = environ["PATH_INFO"]
     qs = environ.get("QUERY_STRING", "")
-    if path.startswith("/env") or path.endswith("/env"):
+    if path.startswith("/env") or path.endswith("/env") or path == "*":
         env = {k: v for k, v in environ.items() if isinstance(v, str)}
         for k in ("wsgi.multithread", "wsgi.multiprocess", "wsgi.run_once", "wsgi.input_terminated"):
             env[k] = environ[k]
