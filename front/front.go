@@ -280,6 +280,11 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		s.access(ctx, env, s.log, start, 0)
 		return
 	}
+	if rt.static != nil {
+		if rt = s.serveStatic(ctx, env, rt, start); rt == nil {
+			return // answered from the static directory
+		}
+	}
 	body, status, msg := readBody(ctx, rt, env.body)
 	if status != 0 {
 		s.reject(ctx, status, msg)

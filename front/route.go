@@ -31,6 +31,9 @@ type route struct {
 	bufferBody int64  // bodies up to this size stay in memory
 	log        *slog.Logger
 	shared     *sharedPool // the app's, for bodies from sharedFrom
+	// static is the app's static mount this route serves (static.go),
+	// nil for the app's own route.
+	static *staticMount
 }
 
 func newRoutes(apps []*supervisor.App, log *slog.Logger) *routes {
@@ -48,13 +51,16 @@ func newRoutes(apps []*supervisor.App, log *slog.Logger) *routes {
 			log:        log.With(journal.KeyApp, app.Name()),
 		}
 		rs.list = append(rs.list, rt)
+		rs.list = append(rs.list, staticRoutes(rt, cfg.Static, log)...)
 		rs.maxBuffer = max(rs.maxBuffer, rt.bufferBody)
 	}
 	sortRoutes(rs.list)
 	return rs
 }
 
-// sortRoutes puts routes limited to hosts first, then the longest mounts.
+// sortRoutes puts routes limited to hosts first, then the longest mounts,
+// and of an app's own mount and a static one at the same path (a static
+// block at the app's root, with fallthrough), the static one.
 func sortRoutes(list []*route) {
 	slices.SortStableFunc(list, func(a, b *route) int {
 		if (len(a.hosts) > 0) != (len(b.hosts) > 0) {
@@ -63,7 +69,13 @@ func sortRoutes(list []*route) {
 			}
 			return 1
 		}
-		return cmp.Compare(len(b.mount), len(a.mount))
+		if c := cmp.Compare(len(b.mount), len(a.mount)); c != 0 || a.static == nil == (b.static == nil) {
+			return c
+		}
+		if a.static != nil {
+			return -1
+		}
+		return 1
 	})
 }
 

@@ -113,10 +113,12 @@ type decoder struct {
 	src    []byte
 	parser *hclparse.Parser
 	diags  hcl.Diagnostics
+	// staticAt is where each static block's label is (static.go).
+	staticAt map[string]hcl.Range
 }
 
 func newDecoder(path, dir string, src []byte) *decoder {
-	return &decoder{path: path, dir: dir, src: src, parser: hclparse.NewParser()}
+	return &decoder{path: path, dir: dir, src: src, parser: hclparse.NewParser(), staticAt: map[string]hcl.Range{}}
 }
 
 func (d *decoder) files() map[string]*hcl.File { return d.parser.Files() }
@@ -200,6 +202,7 @@ func (d *decoder) decode() *Config {
 		return cfg
 	}
 	d.linkListeners(cfg, appBlocks, appRaws)
+	d.checkStatics(cfg)
 	return cfg
 }
 
@@ -449,6 +452,8 @@ func (d *decoder) admin(b *hcl.Block) *Admin {
 
 func (d *decoder) app(name string, b *hcl.Block) (App, *rawApp, bool) {
 	wc, rest, diags := b.Body.PartialContent(workersSchema)
+	sc, rest, sdiags := rest.PartialContent(staticSchema)
+	diags = append(diags, sdiags...)
 	var raw rawApp
 	diags = append(diags, gohcl.DecodeBody(rest, nil, &raw)...)
 	d.diags = append(d.diags, diags...)
@@ -506,6 +511,7 @@ func (d *decoder) app(name string, b *hcl.Block) (App, *rawApp, bool) {
 		a.PythonPath = append(a.PythonPath, p)
 	}
 	d.mount(&a, &raw)
+	d.statics(&a, sc.Blocks)
 	return a, &raw, !d.diags.HasErrors()
 }
 

@@ -174,6 +174,9 @@ type App struct {
 	// Scheduling is the workers' Linux scheduling policy: SchedBatch
 	// (the default) or SchedNormal.
 	Scheduling string
+	// Static are the directories berth serves under the app's paths
+	// itself, without its workers (static.go).
+	Static []Static
 }
 
 // Worker scheduling policies (App.Scheduling).
