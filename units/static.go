@@ -123,6 +123,9 @@ func notDirErr(fi os.FileInfo, err error) error {
 // staticPrefix reads a static block's label: a path prefix, as a mount is.
 func (d *decoder) staticPrefix(b *hcl.Block) (string, bool) {
 	s := b.Labels[0]
+	if s == "" || s == "/" {
+		return "", true // the app's root
+	}
 	parts := strings.Split(s, "/")
 	if !strings.HasPrefix(s, "/") || !mountRE.MatchString(s) || strings.HasPrefix(s, "//") || slices.Contains(parts, ".") || slices.Contains(parts, "..") {
 		d.errorf(&b.LabelRanges[0], "Invalid static prefix", "A static block's label is a path prefix under the app's mount, such as \"/static\" or \"/media\": it starts with \"/\", and its segments are not empty, not \".\" or \"..\", and hold no %%, ? or #; got %q.", s)
