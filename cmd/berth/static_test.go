@@ -357,3 +357,201 @@ func staticPipelined(t *testing.T, b *instance, s *staticSite) {
 		}
 	}
 }
+
+// TestStaticBigFile sends a 1 GiB file (sparse, with a marker every 64
+// MiB) and checks every byte arrives in place while berth's resident
+// memory stays flat: the file goes from the page cache to the socket.
+func TestStaticBigFile(t *testing.T) {
+	if testing.Short() {
+		t.Skip("sends 1 GiB through loopback; skipped with -short")
+	}
+	const size, step = 1 << 30, 64 << 20
+	s := newStaticSite(t)
+	f, err := os.Create(filepath.Join(s.static, "1g.bin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Truncate(size); err != nil {
+		t.Fatal(err)
+	}
+	for off := int64(0); off < size; off += step {
+		if _, err := f.WriteAt([]byte(fmt.Sprintf("@%d@", off)), off); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.Close()
+	b := startBerth(t, s.config(systemPython(t), `
+  static "/static" {
+    dir = "static"
+  }`))
+	do(t, "GET", b.url("/static/big.bin"), nil) // warm up: buffers berth keeps anyway
+	base := rssOf(b.cmd.Process.Pid)
+	peak := watchRSS(b.cmd.Process.Pid)
+	resp, err := rawClient.Get(b.url("/static/1g.bin"))
+	if err != nil {
+		peak.finish()
+		t.Fatal(err)
+	}
+	n, bad := int64(0), 0
+	buf := make([]byte, 1<<20)
+	for {
+		m, err := io.ReadFull(resp.Body, buf)
+		for off := n - n%step; off < n+int64(m); off += step {
+			if off >= n {
+				marker := []byte(fmt.Sprintf("@%d@", off))
+				if !bytes.HasPrefix(buf[off-n:m], marker) {
+					bad++
+				}
+			}
+		}
+		n += int64(m)
+		if err != nil {
+			break
+		}
+	}
+	resp.Body.Close()
+	top, _ := peak.finish()
+	t.Logf("1 GiB sent: berth's RSS %d MiB before, at most %d MiB during", base>>20, top>>20)
+	if n != size || bad > 0 {
+		t.Errorf("got %d bytes, %d markers out of place; want %d bytes", n, bad, size)
+	}
+	if top-base > 16<<20 {
+		t.Errorf("berth's RSS grew by %d MiB while sending 1 GiB; want under 16 MiB", (top-base)>>20)
+	}
+}
+
+// TestStaticChanging: a file truncated while berth sends it ends the
+// response short and the connection with it (the client sees fewer bytes
+// than Content-Length), and berth serves on; a file removed while being
+// sent is sent whole.
+func TestStaticChanging(t *testing.T) {
+	s := newStaticSite(t)
+	const size = 256 << 20
+	for _, name := range []string{"shrinks.bin", "vanishes.bin"} {
+		f, err := os.Create(filepath.Join(s.static, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := f.Truncate(size); err != nil { // sparse: nothing to write
+			t.Fatal(err)
+		}
+		f.Close()
+	}
+	b := startBerth(t, s.config(systemPython(t), `
+  static "/static" {
+    dir = "static"
+  }`))
+	get := func(name string, change func()) (declared, got int64, err error) {
+		resp, err := rawClient.Get(b.url("/static/" + name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		first, _ := io.CopyN(io.Discard, resp.Body, 1<<20)
+		change()
+		done := make(chan struct{})
+		var rest int64
+		go func() {
+			rest, err = io.Copy(io.Discard, resp.Body)
+			close(done)
+		}()
+		select {
+		case <-done:
+		case <-time.After(20 * time.Second):
+			t.Fatalf("%s: the response neither ended nor closed within 20 s of the change", name)
+		}
+		return resp.ContentLength, first + rest, err
+	}
+	declared, got, err := get("shrinks.bin", func() {
+		if err := os.Truncate(filepath.Join(s.static, "shrinks.bin"), 2<<20); err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Logf("truncated to 2 MiB after the client read 1 MiB: got %d of %d bytes, then %v", got, declared, err)
+	if declared != size || got >= size || err == nil {
+		t.Errorf("a file truncated during a send: Content-Length %d, got %d bytes and %v; want fewer bytes than declared and an unexpected EOF", declared, got, err)
+	}
+	declared, got, err = get("vanishes.bin", func() {
+		if err := os.Remove(filepath.Join(s.static, "vanishes.bin")); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if declared != size || got != size || err != nil {
+		t.Errorf("a file removed during a send: Content-Length %d, got %d bytes and %v; want it whole", declared, got, err)
+	}
+	if resp, body := do(t, "GET", b.url("/static/4k.bin"), nil); resp.StatusCode != 200 || !bytes.Equal(body, s.small) {
+		t.Errorf("after a file changed during a send: %d, %d bytes", resp.StatusCode, len(body))
+	}
+	if strings.Contains(b.logs.String(), "panic") {
+		t.Errorf("berth panicked:\n%s", b.logs)
+	}
+}
+
+// TestStaticConfig: `berth check` names a static directory that does not
+// exist at its file:line; a static block at the app's root with
+// fallthrough serves what it holds and passes the rest to the app; a
+// reload adds, changes and removes static mounts, and one naming a
+// missing directory changes nothing.
+func TestStaticConfig(t *testing.T) {
+	py := systemPython(t)
+	s := newStaticSite(t)
+	for name, body := range map[string]string{"public/robots.txt": "User-agent: *\n", "media/a.txt": "media a\n", "files/b.txt": "files b\n"} {
+		os.MkdirAll(filepath.Join(s.dir, filepath.Dir(name)), 0o755)
+		if err := os.WriteFile(filepath.Join(s.dir, name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	missing := s.config(py, "  static \"/static\" {\n    dir = \"no-such-dir\"\n  }")
+	path := filepath.Join(t.TempDir(), "berth.hcl")
+	os.WriteFile(path, []byte(missing), 0o644)
+	var out, errb strings.Builder
+	if code := run([]string{"check", path}, &out, &errb); code != 1 || !strings.Contains(errb.String()+out.String(), "berth.hcl:12:11: error: Static directory not found") {
+		t.Errorf("berth check with a missing static dir = %d:\n%s%s", code, out.String(), errb.String())
+	}
+
+	b := startBerth(t, s.config(py, `
+  static "/" {
+    dir         = "public"
+    fallthrough = true
+  }
+  static "/media" {
+    dir = "media"
+  }`))
+	for _, c := range []struct{ method, path, want string }{
+		{"GET", "/robots.txt", "User-agent: *\n"},
+		{"GET", "/missing", "app saw /missing"},
+		{"GET", "/.env", "app saw /.env"},
+		{"POST", "/robots.txt", "app saw /robots.txt"},
+		{"GET", "/media/a.txt", "media a\n"},
+		{"GET", "/media/missing", "not found\n"}, // no fallthrough there
+	} {
+		if _, body := do(t, c.method, b.url(c.path), nil); string(body) != c.want {
+			t.Errorf("%s %s = %q, want %q", c.method, c.path, body, c.want)
+		}
+	}
+
+	os.WriteFile(b.config, []byte(s.config(py, `
+  static "/files" {
+    dir     = "files"
+    max_age = "2h"
+  }`)), 0o644)
+	if code, out := b.reload(); code != 0 {
+		t.Fatalf("reload: %d %s", code, out)
+	}
+	for _, c := range []struct{ path, want, cache string }{
+		{"/files/b.txt", "files b\n", "public, max-age=7200"},
+		{"/media/a.txt", "app saw /media/a.txt", ""},
+		{"/robots.txt", "app saw /robots.txt", ""},
+	} {
+		if resp, body := do(t, "GET", b.url(c.path), nil); string(body) != c.want || resp.Header.Get("Cache-Control") != c.cache {
+			t.Errorf("after the reload, GET %s = %q (Cache-Control %q), want %q (%q)", c.path, body, resp.Header.Get("Cache-Control"), c.want, c.cache)
+		}
+	}
+	os.WriteFile(b.config, []byte(missing), 0o644)
+	if code, out := b.reload(); code != 1 || !strings.Contains(out, "berth.hcl:12:11: error: Static directory not found") {
+		t.Errorf("reload with a missing static dir = %d %s; want 1 and the diagnostic", code, out)
+	}
+	if _, body := do(t, "GET", b.url("/files/b.txt"), nil); string(body) != "files b\n" {
+		t.Errorf("after a failed reload, GET /files/b.txt = %q", body)
+	}
+}
