@@ -365,7 +365,7 @@ func (srv nginxServer) write(b *strings.Builder, opt NginxOptions) {
 		fmt.Fprintf(b, "    ssl_certificate %s;\n    ssl_certificate_key %s;\n", opt.TLSCert, opt.TLSKey)
 	}
 	b.WriteString("\n" + proxyCommon)
-	b.WriteString("\n    # Static files: alias locations for berth's static mounts go here\n    # (berth has none yet).\n")
+	writeStaticLocations(b, srv.apps)
 	apps := slices.Clone(srv.apps)
 	slices.SortStableFunc(apps, func(x, y App) int { return cmp.Compare(len(y.Mount), len(x.Mount)) })
 	for _, a := range apps {

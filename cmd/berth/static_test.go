@@ -44,7 +44,12 @@ type staticSite struct {
 // absolute to a file inside), a FIFO and, as root, a device node.
 func newStaticSite(t *testing.T) *staticSite {
 	t.Helper()
-	dir := t.TempDir()
+	return newStaticSiteIn(t, t.TempDir())
+}
+
+// newStaticSiteIn makes the site in dir.
+func newStaticSiteIn(t *testing.T, dir string) *staticSite {
+	t.Helper()
 	s := &staticSite{dir: dir, static: filepath.Join(dir, "static"), seen: filepath.Join(dir, "seen.log")}
 	s.small, s.big = randomBytes(t, 4096), randomBytes(t, 3<<20)
 	files := map[string][]byte{
