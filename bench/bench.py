@@ -32,7 +32,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 APPS = os.path.join(HERE, "apps")
 PY = "/usr/bin/python3"
-PORT = 18000
+PORT = int(os.environ.get("BENCH_PORT", "18000"))
 ADDR = "127.0.0.1:%d" % PORT
 
 # name: (app module, path, wrk connections, extra wrk args, slow clients)
@@ -265,6 +265,70 @@ def interleaved(run, names, table, workload, rounds, secs):
     return res
 
 
+# Static files, served beside nginx (not an app's workload): berth's static
+# block and nginx with one worker, sendfile on and its default
+# open_file_cache (off), serving the same directory over keep-alive
+# connections; ratios to nginx, and berth's own RSS ("Go MiB") to show it
+# flat on the 1 MiB file. keepalive_requests is raised from nginx's 1,000
+# so that it, too, keeps each wrk connection for the whole run.
+STATIC = "static"
+STATIC_DIR = os.path.join(HERE, ".static")
+WORKLOADS.update({
+    "static-4k": (STATIC, "/static/4k.bin", 50, [], 0),
+    "static-1m": (STATIC, "/static/1m.bin", 50, [], 0),
+})
+NGINX_STATIC = """user root;
+worker_processes 1;
+daemon off;
+pid %(d)s/nginx.pid;
+error_log %(d)s/error.log warn;
+events {
+    worker_connections 4096;
+}
+http {
+    sendfile on;
+    access_log off;
+    keepalive_requests 1000000;
+    include /etc/nginx/mime.types;
+    client_body_temp_path %(d)s/client_body;
+    proxy_temp_path %(d)s/proxy;
+    fastcgi_temp_path %(d)s/fastcgi;
+    uwsgi_temp_path %(d)s/uwsgi;
+    scgi_temp_path %(d)s/scgi;
+    server {
+        listen %(addr)s;
+        location /static/ {
+            alias %(d)s/files/;
+        }
+    }
+}
+"""
+
+
+def static_servers():
+    """nginx and berth serving STATIC_DIR/files under /static (berth with
+    the usual 2 workers of an app that gets no request)."""
+    files = os.path.join(STATIC_DIR, "files")
+    os.makedirs(files, exist_ok=True)
+    for name, size in (("4k.bin", 4096), ("1m.bin", 1 << 20)):
+        path = os.path.join(files, name)
+        if not os.path.exists(path) or os.path.getsize(path) != size:
+            with open(path, "wb") as f:
+                f.write(os.urandom(size))
+    conf = os.path.join(STATIC_DIR, "nginx.conf")
+    with open(conf, "w") as f:
+        f.write(NGINX_STATIC % {"d": STATIC_DIR, "addr": ADDR})
+    hcl = os.path.join(STATIC_DIR, "berth.hcl")
+    with open(hcl, "w") as f:
+        f.write('listener "http" {\n  address = "%s"\n}\napp "bench" {\n  module = "mixed:app"\n  python = "%s"\n'
+                '  chdir = "%s"\n  workers = 2\n  static "/static" {\n    dir = "%s"\n  }\n}\n'
+                'log {\n  access = false\n  level = "warn"\n}\n' % (ADDR, PY, APPS, files))
+    return {
+        "nginx": ["nginx", "-p", STATIC_DIR, "-e", os.path.join(STATIC_DIR, "error.log"), "-c", conf],
+        "berth": [os.path.join(HERE, ".berth"), "serve", hcl],
+    }
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--workloads", default=",".join(list(WORKLOADS) + [FAIR]))
@@ -285,7 +349,7 @@ def main():
             run_fair([n for n in table if not a.servers or n in a.servers.split(",")], table)
             continue
         module = WORKLOADS[workload][0]
-        table = servers(module)
+        table = static_servers() if module == STATIC else servers(module)
         names = [n for n in table if not a.servers or n in a.servers.split(",")]
         res = interleaved(run_one, names, table, workload, a.rounds, a.secs)
         _, path, conns, extra, slow = WORKLOADS[workload]
@@ -293,7 +357,8 @@ def main():
             workload, path, conns, " " + " ".join(extra) if extra and "-s" not in extra else "",
             ", %d slow clients" % slow if slow else "", a.rounds, a.secs))
         print("%-24s %9s %8s %8s %7s %9s %9s %6s" % ("server", "req/s", "p50 ms", "p99 ms", "errors", "RSS MiB", "Go MiB", "ratio"))
-        base = statistics.median(x[0] for x in res["uwsgi-p2"]) if res.get("uwsgi-p2") else None
+        ref = "nginx" if module == STATIC else "uwsgi-p2"
+        base = statistics.median(x[0] for x in res[ref]) if res.get(ref) else None
         for n in names:
             if not res[n]:
                 print("%-24s did not run" % n)

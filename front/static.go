@@ -27,17 +27,21 @@ import (
 // images and uploads never wait for, or occupy, a Python worker.
 //
 // berth does this itself rather than with fasthttp's FS handler, which
-// was read and tried (fasthttp 1.77, with GenerateETag, AcceptByteRange
-// and Compress with CompressedFileSuffixes .br and .gz): its ETag is weak
-// (so If-Range cannot use it), it serves dotfiles, it keeps small files in
-// memory and open handles to the others for CacheDuration (10 s by
-// default: a file that collectstatic rewrote was served stale for up to
-// that long), and where a precompressed sibling is missing it compresses
-// the file and writes the result into the directory, which under the
-// rendered units is read-only. The measured cost of doing it here instead
-// is in bench/RESULTS.md (static-4k, static-1m): each request opens the
-// file (openat2, confined to the directory by the kernel), fstats it and
-// reads it, as nginx with its default open_file_cache off does.
+// was read and run here (fasthttp 1.77, with GenerateETag,
+// AcceptByteRange, and Compress with CompressedFileSuffixes .br and .gz).
+// It was no faster: beside berth's handler in the same interleaved wrk
+// rounds (c50, one core each), 39k and 35k req/s on a 4 KiB file to
+// berth's 40k and 28k, and about the same CPU per 1 MiB response (the
+// machine is shared: ±20% between rounds). What it does differently is
+// what a site must not get: a request for a FIFO in the directory hung
+// (its open blocks, and the goroutine and its thread with it, for good);
+// it served dotfiles (.env); its ETag is weak, which If-Range may not
+// use; and it keeps small files in memory and open handles to the others
+// for CacheDuration, so a rewritten 3-byte file was served stale for 14
+// s. Each request here opens the file (openat2, confined to the
+// directory by the kernel), fstats it and sends it, as nginx with its
+// default open_file_cache off does: a file that collectstatic rewrote is
+// served at once.
 
 // staticMount is a static block on a listener's routes, its directory
 // opened once when the routes are built (at start and on each reload).
