@@ -24,6 +24,9 @@ type clientListener struct {
 	proxy bool
 	trust units.Trust
 	log   *slog.Logger
+	// handovers registers each connection for a hand-over to the next
+	// berth (handover.go); nil when the front hands none over.
+	handovers *handovers
 }
 
 func (l clientListener) Accept() (net.Conn, error) {
@@ -43,9 +46,17 @@ func (l clientListener) Accept() (net.Conn, error) {
 		}
 		switch c := c.(type) {
 		case *net.TCPConn:
-			return &clientConn{TCPConn: c, proxy: hdr}, nil
+			cc := &clientConn{TCPConn: c, proxy: hdr}
+			if l.handovers != nil {
+				cc.ho = l.handovers.track(c, c.SetReadDeadline)
+			}
+			return cc, nil
 		case *net.UnixConn:
-			return &unixConn{UnixConn: c, proxy: hdr}, nil
+			uc := &unixConn{UnixConn: c, proxy: hdr}
+			if l.handovers != nil {
+				uc.ho = l.handovers.track(c, c.SetReadDeadline)
+			}
+			return uc, nil
 		}
 		return c, nil
 	}
@@ -82,6 +93,7 @@ type unixConn struct {
 	*net.UnixConn
 	proxy *proxyHeader // as clientConn's
 	eof   bool         // as clientConn's
+	ho    *handover    // as clientConn's
 }
 
 func (c *unixConn) Read(p []byte) (int, error) {
@@ -90,7 +102,11 @@ func (c *unixConn) Read(p []byte) (int, error) {
 			return 0, err
 		}
 	}
+	if !c.ho.beginRead() {
+		return 0, net.ErrClosed
+	}
 	n, err := c.UnixConn.Read(p)
+	c.ho.endRead(n)
 	if err == io.EOF {
 		c.eof = true
 	}
@@ -138,6 +154,9 @@ type clientConn struct {
 	proxy *proxyHeader
 	// eof: a read met the end of the client's stream.
 	eof bool
+	// ho is shared with a stop that may hand the connection over to the
+	// next berth (handover.go), under its own lock; nil when none will.
+	ho *handover
 }
 
 func (c *clientConn) Read(p []byte) (int, error) {
@@ -154,7 +173,11 @@ func (c *clientConn) Read(p []byte) (int, error) {
 	case c.peek:
 		return 0, nil
 	}
+	if !c.ho.beginRead() {
+		return 0, net.ErrClosed
+	}
 	n, err := c.TCPConn.Read(p)
+	c.ho.endRead(n)
 	if err == io.EOF {
 		c.eof = true
 	}

@@ -53,6 +53,13 @@ type Server struct {
 	pools     map[string]*sharedPool // by app name, across reloads
 	envs      sync.Pool              // *environ
 	logAccess bool
+	// handovers and adopted are the connections passed to the next berth
+	// and taken from the last one (handover.go); set before Serve.
+	handovers *handovers
+	adopted   []net.Conn
+	lnMu      sync.Mutex
+	ln        net.Listener // what Serve accepts from, closed by HandOver
+	activity  activity     // for idle_exit (activity.go)
 }
 
 // New returns a server for listener l that routes requests to apps by
@@ -60,11 +67,13 @@ type Server struct {
 // access is set.
 func New(l units.Listener, apps []*supervisor.App, log *slog.Logger, access bool) *Server {
 	s := &Server{listener: l, log: log.With(journal.KeyListener, l.Name), logAccess: access}
+	s.activity.touch()
 	s.envs.New = func() any { return new(environ) }
 	s.SetApps(apps)
 	s.srv = &fasthttp.Server{
 		Handler:      s.handle,
 		ErrorHandler: s.errorHandler,
+		ConnState:    s.connState,
 		ExpectHandler: func(ctx *fasthttp.RequestCtx) int {
 			// Routed as the handler will route it, to refuse an upload
 			// past the app's limit before it is sent.
@@ -170,7 +179,7 @@ const keepBody = 64 << 10
 
 // Serve accepts connections on ln until Shutdown.
 func (s *Server) Serve(ln net.Listener) error {
-	return s.srv.Serve(clientListener{Listener: ln, proxy: s.listener.ProxyProtocol, trust: s.listener.Trusted, log: s.log})
+	return s.srv.Serve(clientListener{Listener: s.withAdopted(ln), proxy: s.listener.ProxyProtocol, trust: s.listener.Trusted, log: s.log, handovers: s.handovers})
 }
 
 // Shutdown stops accepting, lets in-flight requests finish (their

@@ -154,11 +154,13 @@ func (s *Server) Start(ctx context.Context) error {
 			return err
 		}
 	}
+	s.dropStrayClients()
 	s.last = ReloadResult{OK: true, Message: "started", At: time.Now(), Generations: s.generations()}
 	s.heartbeat.Store(time.Now().UnixNano())
 	// Unless a stop began meanwhile: draining is never undone.
 	s.phase.CompareAndSwap(int32(phaseStarting), int32(phaseServing))
 	s.notify.Ready(s.statusLine())
+	go s.watchIdle()
 	return nil
 }
 
@@ -187,6 +189,7 @@ func (s *Server) serve(l units.Listener, apps []*supervisor.App) error {
 		return err
 	}
 	f := front.New(l, apps, s.log, s.cfg.Log.Access)
+	s.prepareHandOver(f, l, sock)
 	s.fronts[l.Name] = f
 	go func() {
 		if err := f.Serve(ln); err != nil {
@@ -550,16 +553,19 @@ func (s *Server) stopAll(ctx context.Context) bool {
 		sock.Close()
 	}
 	var wg sync.WaitGroup
+	var handed atomic.Int64
 	for _, f := range s.fronts {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			s.handOverIdle(ctx, f, &handed)
 			if err := f.Shutdown(ctx); err != nil {
 				s.log.Warn("connections still open at the end of graceful_timeout", "err", err)
 			}
 		}()
 	}
 	wg.Wait()
+	s.handedOver(&handed)
 	for _, a := range s.apps {
 		wg.Add(1)
 		go func() {

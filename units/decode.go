@@ -20,6 +20,7 @@ import (
 // fileSchema is the top level of a configuration file. Anything else is
 // reported by hcl as an unsupported block or argument, with its range.
 var fileSchema = &hcl.BodySchema{
+	Attributes: []hcl.AttributeSchema{{Name: "idle_exit"}},
 	Blocks: []hcl.BlockHeaderSchema{
 		{Type: "listener", LabelNames: []string{"name"}},
 		{Type: "app", LabelNames: []string{"name"}},
@@ -142,6 +143,7 @@ func (d *decoder) decode() *Config {
 		return nil
 	}
 	cfg := &Config{Log: Log{Format: "auto", Level: "info", Access: true}}
+	cfg.IdleExit = d.idleExit(content.Attributes["idle_exit"])
 	seen := map[string]map[string]*hcl.Block{"listener": {}, "app": {}, "log": {}, "admin": {}}
 	var appBlocks []*hcl.Block
 	var appRaws []*rawApp

@@ -25,6 +25,9 @@ type Config struct {
 	Log       Log
 	// Admin is the admin listener (health and readiness), or nil.
 	Admin *Admin
+	// IdleExit, when set, is how long berth may go without a request or
+	// an open client connection before it exits (idle.go).
+	IdleExit time.Duration
 }
 
 // Admin is the admin listener: /healthz and /readyz for load balancers

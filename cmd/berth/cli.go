@@ -82,6 +82,9 @@ func cmdCheck(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	fmt.Fprintln(stdout, cfg.Summary())
+	if note := cfg.IdleExitNote(); note != "" {
+		fmt.Fprintln(stderr, "warning: "+note)
+	}
 	return 0
 }
 

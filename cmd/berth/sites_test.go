@@ -1,14 +1,18 @@
 package main
 
 import (
+	"bufio"
 	"fmt"
 	"io"
+	"net"
+	"net/http"
 	"net/url"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestSystemdSites runs the many-sites-per-host features under one
@@ -18,6 +22,8 @@ import (
 func TestSystemdSites(t *testing.T) {
 	c := bootContainer(t)
 	t.Run("sandbox: exposure at most 2.0, unprivileged, Flask and Django serve", func(t *testing.T) { testSandbox(t, c) })
+	t.Run("restarts hand idle keep-alive connections over: none fails", func(t *testing.T) { testHandOver(t, c) })
+	t.Run("idle_exit: inactive when idle, started by the next connection", func(t *testing.T) { testIdleExit(t, c) })
 }
 
 // installConfig writes /etc/berth/NAME.hcl, renders its units with
@@ -132,4 +138,134 @@ func getURL(t *testing.T, u string) (int, string) {
 		t.Fatalf("GET %s: reading the body: %v", u, err)
 	}
 	return resp.StatusCode, string(b)
+}
+
+// testHandOver: 50 keep-alive clients, each pausing up to 20 ms between
+// requests, across 10 `systemctl restart`s: no request fails, and the
+// idle connections went through systemd's store to the next berth.
+func testHandOver(t *testing.T, c *container) {
+	// Ten restarts in a few seconds are past systemd's default start
+	// limit (5 in 10 s), which is not what this tests.
+	c.write("/etc/systemd/system/ho.service.d/limit.conf", "[Unit]\nStartLimitIntervalSec=0\n")
+	s := c.install("ho", "", "")
+	s.get("/")
+	s.waitActive()
+	load := startKeepAlive(fmt.Sprintf("127.0.0.1:%d", s.port), "/", 50, 20*time.Millisecond)
+	for range 10 {
+		time.Sleep(700 * time.Millisecond)
+		if out, err := c.exec("systemctl", "restart", "ho.service"); err != nil {
+			log, _ := c.exec("journalctl", "-u", "ho.service", "--no-pager", "-n", "60")
+			t.Fatalf("systemctl restart: %v\n%s\n%s", err, out, log)
+		}
+	}
+	time.Sleep(time.Second)
+	ok, failed, dials, samples := load.finish()
+	t.Logf("50 keep-alive clients across 10 systemctl restarts: %d ok, %d failed, %d connections opened", ok, failed, dials)
+	if failed != 0 || ok == 0 {
+		t.Errorf("%d requests failed across restarts: %v", failed, samples)
+	}
+	handed, adopted := 0, 0
+	for _, e := range s.journal() {
+		msg := fmt.Sprint(e["MESSAGE"])
+		if strings.HasPrefix(msg, "handed idle connections to the next berth") {
+			handed++
+		}
+		if strings.HasPrefix(msg, "serving connections handed over by the previous berth") {
+			adopted++
+		}
+	}
+	t.Logf("restarts that handed connections over: %d; starts that served them: %d", handed, adopted)
+	if handed == 0 || adopted == 0 {
+		log, _ := c.exec("journalctl", "-u", "ho.service", "--no-pager", "-n", "3", "-o", "verbose", "--grep", "handing")
+		t.Log(log)
+		t.Errorf("no connection went through the store: %d stops handed some over, %d starts took some", handed, adopted)
+	}
+}
+
+// testIdleExit: with idle_exit = "3s" the Flask example's service stays
+// up while a client holds a connection open, goes inactive (not failed)
+// once idle, its socket listening on; the next connection starts it and
+// is answered 200, and the cold start (connect to first byte) is logged.
+func testIdleExit(t *testing.T, c *container) {
+	examples, err := filepath.Abs("../../examples")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := freePort(t)
+	c.installConfig("idle", fmt.Sprintf(`
+idle_exit = "3s"
+listener "http" {
+  address = "127.0.0.1:%d"
+}
+app "shop" {
+  module  = "shop:app"
+  python  = "/usr/bin/python3"
+  chdir   = "%s/flask"
+  workers = 1
+}
+`, port, examples), "")
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	if code, _ := getURL(t, "http://"+addr+"/items"); code != 200 {
+		t.Fatalf("first request: %d", code)
+	}
+	httpClient.CloseIdleConnections() // its keep-alive connection would count as open
+	// An open keep-alive connection, idle after its request, keeps berth
+	// up. (One that sends nothing is not berth's yet: the kernel holds it
+	// for DeferAcceptSec.)
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(conn, "GET /items HTTP/1.1\r\nHost: test\r\n\r\n")
+	if resp, err := http.ReadResponse(bufio.NewReader(conn), nil); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("request on the held connection: %v %v", resp, err)
+	}
+	time.Sleep(5 * time.Second)
+	if st := c.prop("idle.service", "ActiveState"); st != "active" {
+		t.Errorf("idle.service is %s while a client holds a connection open, want active", st)
+	}
+	conn.Close()
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) && c.prop("idle.service", "ActiveState") != "inactive" {
+		time.Sleep(200 * time.Millisecond)
+	}
+	if st, res := c.prop("idle.service", "ActiveState"), c.prop("idle.service", "Result"); st != "inactive" || res != "success" {
+		t.Fatalf("idle.service is %s (result %s) after 3 s idle, want inactive (success)", st, res)
+	}
+	if sub := c.prop("idle.socket", "SubState"); sub != "listening" {
+		t.Errorf("idle.socket is %s after the service exited, want listening", sub)
+	}
+	ms, code := coldStart(t, addr, "/items")
+	t.Logf("cold start of the Flask example (connection to first byte): %d ms", ms)
+	if code != 200 {
+		t.Errorf("the request that woke the site: status %d", code)
+	}
+	if st := c.prop("idle.service", "ActiveState"); st != "active" {
+		t.Errorf("idle.service is %s after the waking request", st)
+	}
+}
+
+// coldStart connects to addr, sends GET path, and returns the time from
+// the connection to the first byte of the response, and its status.
+func coldStart(t *testing.T, addr, path string) (int64, int) {
+	t.Helper()
+	start := time.Now()
+	conn, err := net.DialTimeout("tcp", addr, 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(60 * time.Second))
+	fmt.Fprintf(conn, "GET %s HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n", path)
+	br := bufio.NewReader(conn)
+	if _, err := br.Peek(1); err != nil {
+		t.Fatalf("waiting for the first byte: %v", err)
+	}
+	ms := time.Since(start).Milliseconds()
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return ms, resp.StatusCode
 }
