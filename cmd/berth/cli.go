@@ -22,6 +22,7 @@ Usage:
   berth reload [--json] CONFIG             reload the instance serving CONFIG; wait for the outcome
   berth status [--json] CONFIG             show the live state of the instance serving CONFIG
   berth units [--name NAME] CONFIG         print the systemd .socket and .service units for CONFIG
+  berth sites [--json]                     every berth instance on the host: unit, state, workers, memory, requests, last reload
   berth nginx [--listen ADDR] [--tls-cert FILE --tls-key FILE] CONFIG
                                            print an nginx configuration that proxies to CONFIG's listeners
   berth version                            print the version
@@ -44,6 +45,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdControl(args[0], args[1:], stdout, stderr)
 	case "units":
 		return cmdUnits(args[1:], stdout, stderr)
+	case "sites":
+		return cmdSites(args[1:], stdout, stderr)
 	case "nginx":
 		return cmdNginx(args[1:], stdout, stderr)
 	case "version", "--version", "-version":

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -24,6 +25,7 @@ func TestSystemdSites(t *testing.T) {
 	t.Run("sandbox: exposure at most 2.0, unprivileged, Flask and Django serve", func(t *testing.T) { testSandbox(t, c) })
 	t.Run("restarts hand idle keep-alive connections over: none fails", func(t *testing.T) { testHandOver(t, c) })
 	t.Run("idle_exit: inactive when idle, started by the next connection", func(t *testing.T) { testIdleExit(t, c) })
+	t.Run("berth sites: instances in three states", func(t *testing.T) { testSites(t, c) })
 }
 
 // installConfig writes /etc/berth/NAME.hcl, renders its units with
@@ -268,4 +270,37 @@ func coldStart(t *testing.T, addr, path string) (int64, int) {
 	}
 	resp.Body.Close()
 	return ms, resp.StatusCode
+}
+
+// testSites: `berth sites` lists the instances the subtests before left
+// (ho running, idle gone idle again) and one whose app cannot import
+// (failed), each with its state, and the running one's workers, requests
+// and last reload.
+func testSites(t *testing.T, c *container) {
+	c.write("/etc/systemd/system/bad.service.d/limit.conf", "[Service]\nRestart=no\n")
+	c.install("bad", "", "")
+	c.write("/etc/berth/bad.hcl", strings.Replace(string(must(os.ReadFile(filepath.Join(c.root, "etc/berth/bad.hcl")))), "app:app", "nosuchmodule:app", 1))
+	c.exec("systemctl", "start", "bad.service")
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) && (c.prop("bad.service", "ActiveState") != "failed" || c.prop("idle.service", "ActiveState") != "inactive") {
+		time.Sleep(200 * time.Millisecond)
+	}
+	out := c.must("/usr/local/bin/berth", "sites")
+	t.Logf("berth sites:\n%s", out)
+	for _, want := range []*regexp.Regexp{
+		regexp.MustCompile(`(?m)^ho\.service +active/running +2 +\d+ +[0-9.]+M +[1-9]\d* +ok `),
+		regexp.MustCompile(`(?m)^idle\.service +inactive/dead +- +- +- +- +-$`),
+		regexp.MustCompile(`(?m)^bad\.service +failed/failed `),
+	} {
+		if !want.MatchString(out) {
+			t.Errorf("berth sites has no line matching %s", want)
+		}
+	}
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
 }
