@@ -18,6 +18,7 @@ package front
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/binary"
 	"encoding/hex"
@@ -115,7 +116,10 @@ func New(l units.Listener, apps []*supervisor.App, log *slog.Logger, access bool
 		WriteTimeout:       l.WriteTimeout,
 		IdleTimeout:        l.IdleTimeout,
 		MaxRequestBodySize: int(s.routes.Load().maxBuffer),
-		Logger:             fasthttpLogger{s.log},
+		// Past max_connections a new connection is answered 503 and
+		// closed at once.
+		Concurrency: cmp.Or(l.MaxConnections, units.DefaultMaxConnections()),
+		Logger:      fasthttpLogger{s.log},
 	}
 	return s
 }
@@ -179,7 +183,9 @@ const keepBody = 64 << 10
 
 // Serve accepts connections on ln until Shutdown.
 func (s *Server) Serve(ln net.Listener) error {
-	return s.srv.Serve(clientListener{Listener: s.withAdopted(ln), proxy: s.listener.ProxyProtocol, trust: s.listener.Trusted, log: s.log, handovers: s.handovers})
+	cl := newClientListener(s.withAdopted(ln), s.listener, s.log)
+	cl.handovers = s.handovers
+	return s.srv.Serve(cl)
 }
 
 // Shutdown stops accepting, lets in-flight requests finish (their
@@ -243,6 +249,7 @@ func codingUnknown(err error) bool {
 func (s *Server) reject(ctx *fasthttp.RequestCtx, status int, msg string) {
 	s.unavailable(ctx, status, msg)
 	ctx.SetConnectionClose()
+	setLinger(ctx.Conn())
 }
 
 // unavailable answers 503/502/504 (or any status berth itself gives)

@@ -48,8 +48,12 @@ type handover struct {
 	gone    bool // handed over (or being): reads fail
 }
 
-// track registers a connection of the front.
+// track registers a connection of the front; nil on a front that hands
+// none over.
 func (r *handovers) track(conn syscall.Conn, kick func(time.Time) error) *handover {
+	if r == nil {
+		return nil
+	}
 	h := &handover{reg: r, conn: conn, kick: kick}
 	h.cond.L = &h.mu
 	r.mu.Lock()
@@ -288,16 +292,4 @@ func (s *Server) connState(c net.Conn, st fasthttp.ConnState) {
 		// for its next: either may go with nothing read of it.
 		h.setIdle(st == fasthttp.StateIdle || st == fasthttp.StateNew)
 	}
-}
-
-// Close closes the connection once a hand-over deciding on it is done.
-func (c *clientConn) Close() error {
-	c.ho.closing()
-	return c.TCPConn.Close()
-}
-
-// Close closes the connection once a hand-over deciding on it is done.
-func (c *unixConn) Close() error {
-	c.ho.closing()
-	return c.UnixConn.Close()
 }
