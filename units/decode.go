@@ -100,6 +100,7 @@ type rawApp struct {
 	MaxBodyBytes hcl.Expression    `hcl:"max_body_bytes,optional"`
 	BufferBody   hcl.Expression    `hcl:"buffer_body_bytes,optional"`
 	Scheduling   hcl.Expression    `hcl:"scheduling,optional"`
+	MaxBuffered  hcl.Expression    `hcl:"max_buffered_response,optional"`
 }
 
 // moduleRE accepts "pkg.mod", "pkg.mod:name" and "pkg.mod:factory()".
@@ -460,25 +461,26 @@ func (d *decoder) app(name string, b *hcl.Block) (App, *rawApp, bool) {
 		return App{}, nil, false
 	}
 	a := App{
-		Name:              name,
-		Listener:          d.str(raw.Listener, ""),
-		Module:            d.str(raw.Module, ""),
-		Python:            DefaultPython,
-		Chdir:             d.dir,
-		Env:               raw.Env,
-		Threads:           int(d.integer(raw.Threads, 1, 1, 256)),
-		MaxRequests:       int(d.integer(raw.MaxRequests, 0, 0, 1<<40)),
-		MaxRequestsJitter: int(d.integer(raw.MaxJitter, 0, 0, 1<<40)),
-		MaxLifetime:       d.optDuration(raw.MaxLifetime),
-		MaxRSS:            d.size(raw.MaxRSS, 0, 0, 1<<50),
-		GracefulTimeout:   d.duration(raw.Graceful, DefaultGraceful),
-		Timeout:           d.duration(raw.Timeout, DefaultTimeout),
-		BootTimeout:       d.duration(raw.BootTimeout, DefaultBootTimeout),
-		QueueSize:         int(d.integer(raw.QueueSize, DefaultQueueSize, 0, 1<<20)),
-		QueueTimeout:      d.duration(raw.QueueTimeout, DefaultQueueTimeout),
-		MaxBodyBytes:      d.size(raw.MaxBodyBytes, DefaultMaxBodyBytes, 0, MaxMaxBodyBytes),
-		BufferBodyBytes:   d.size(raw.BufferBody, DefaultBufferBodyBytes, 0, MaxBufferBodyBytes),
-		Scheduling:        d.str(raw.Scheduling, SchedBatch),
+		Name:                name,
+		Listener:            d.str(raw.Listener, ""),
+		Module:              d.str(raw.Module, ""),
+		Python:              DefaultPython,
+		Chdir:               d.dir,
+		Env:                 raw.Env,
+		Threads:             int(d.integer(raw.Threads, 1, 1, 256)),
+		MaxRequests:         int(d.integer(raw.MaxRequests, 0, 0, 1<<40)),
+		MaxRequestsJitter:   int(d.integer(raw.MaxJitter, 0, 0, 1<<40)),
+		MaxLifetime:         d.optDuration(raw.MaxLifetime),
+		MaxRSS:              d.size(raw.MaxRSS, 0, 0, 1<<50),
+		GracefulTimeout:     d.duration(raw.Graceful, DefaultGraceful),
+		Timeout:             d.duration(raw.Timeout, DefaultTimeout),
+		BootTimeout:         d.duration(raw.BootTimeout, DefaultBootTimeout),
+		QueueSize:           int(d.integer(raw.QueueSize, DefaultQueueSize, 0, 1<<20)),
+		QueueTimeout:        d.duration(raw.QueueTimeout, DefaultQueueTimeout),
+		MaxBodyBytes:        d.size(raw.MaxBodyBytes, DefaultMaxBodyBytes, 0, MaxMaxBodyBytes),
+		BufferBodyBytes:     d.size(raw.BufferBody, DefaultBufferBodyBytes, 0, MaxBufferBodyBytes),
+		Scheduling:          d.str(raw.Scheduling, SchedBatch),
+		MaxBufferedResponse: d.size(raw.MaxBuffered, DefaultMaxBufferedResponse, 0, 1<<40),
 	}
 	if a.Scheduling != SchedBatch && a.Scheduling != SchedNormal {
 		rng := raw.Scheduling.Range()

@@ -183,6 +183,11 @@ type App struct {
 	// Scheduling is the workers' Linux scheduling policy: SchedBatch
 	// (the default) or SchedNormal.
 	Scheduling string
+	// MaxBufferedResponse is how much of a streamed response berth takes
+	// from the worker ahead of a slow client (memory, then a temp file),
+	// so that the worker goes on; past it the worker waits for the
+	// client. 0: the worker always waits.
+	MaxBufferedResponse int64
 }
 
 // Worker scheduling policies (App.Scheduling).
@@ -219,6 +224,10 @@ const (
 	// are on disk, so the cap is about disk, not memory.
 	MaxMaxBodyBytes        = 1 << 40
 	DefaultBufferBodyBytes = 1 << 20
+	// DefaultMaxBufferedResponse is the most of one response berth holds
+	// for a slow client, on disk past a little memory (as nginx's
+	// proxy_max_temp_file_size, 1 GiB, with proxy buffering).
+	DefaultMaxBufferedResponse = 256 << 20
 	// MaxBufferBodyBytes caps buffer_body_bytes: a body held in memory
 	// also crosses to the worker in one frame.
 	MaxBufferBodyBytes    = 256 << 20
