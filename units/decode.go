@@ -81,7 +81,7 @@ type rawApp struct {
 	Mount        hcl.Expression    `hcl:"mount,optional"`
 	Hosts        hcl.Expression    `hcl:"hosts,optional"`
 	Module       hcl.Expression    `hcl:"module"`
-	Python       *string           `hcl:"python,optional"`
+	Python       hcl.Expression    `hcl:"python,optional"`
 	Chdir        *string           `hcl:"chdir,optional"`
 	PythonPath   []string          `hcl:"pythonpath,optional"`
 	Env          map[string]string `hcl:"env,optional"`
@@ -113,10 +113,17 @@ type decoder struct {
 	src    []byte
 	parser *hclparse.Parser
 	diags  hcl.Diagnostics
+	// ctx evaluates every expression (env.go); env is what env() read.
+	ctx *hcl.EvalContext
+	env []EnvUse
+	// host: also check what the file names on this machine (host.go).
+	host bool
 }
 
 func newDecoder(path, dir string, src []byte) *decoder {
-	return &decoder{path: path, dir: dir, src: src, parser: hclparse.NewParser()}
+	d := &decoder{path: path, dir: dir, src: src, parser: hclparse.NewParser()}
+	d.ctx = d.evalContext()
+	return d
 }
 
 func (d *decoder) files() map[string]*hcl.File { return d.parser.Files() }
@@ -299,7 +306,7 @@ func (d *decoder) mount(a *App, raw *rawApp) {
 	}
 	if _, ok := d.value(raw.Hosts); ok {
 		var hosts []string
-		diags := gohcl.DecodeExpression(raw.Hosts, nil, &hosts)
+		diags := gohcl.DecodeExpression(raw.Hosts, d.ctx, &hosts)
 		d.diags = append(d.diags, diags...)
 		rng := raw.Hosts.Range()
 		for _, h := range hosts {
@@ -317,7 +324,7 @@ func (d *decoder) mount(a *App, raw *rawApp) {
 
 func (d *decoder) listener(name string, b *hcl.Block) (Listener, bool) {
 	var raw rawListener
-	diags := gohcl.DecodeBody(b.Body, nil, &raw)
+	diags := gohcl.DecodeBody(b.Body, d.ctx, &raw)
 	d.diags = append(d.diags, diags...)
 	if diags.HasErrors() {
 		return Listener{}, false
@@ -338,7 +345,7 @@ func (d *decoder) listener(name string, b *hcl.Block) (Listener, bool) {
 	l.Socket = d.socketOwner(l.Network, raw.SocketMode, raw.SocketUser, raw.SocketGroup)
 	l.Trusted = d.trust(raw.TrustedProxies)
 	if v, ok := d.value(raw.ProxyProtocol); ok {
-		d.diags = append(d.diags, gohcl.DecodeExpression(raw.ProxyProtocol, nil, &l.ProxyProtocol)...)
+		d.diags = append(d.diags, gohcl.DecodeExpression(raw.ProxyProtocol, d.ctx, &l.ProxyProtocol)...)
 		if v.True() && l.Trusted.Empty() {
 			rng := raw.ProxyProtocol.Range()
 			d.errorf(&rng, "No trusted proxies", "proxy_protocol takes its header only from trusted peers, and trusted_proxies is empty: name the load balancers' addresses.")
@@ -417,7 +424,7 @@ func (d *decoder) trust(expr hcl.Expression) Trust {
 	}
 	var list []string
 	rng := expr.Range()
-	if diags := gohcl.DecodeExpression(expr, nil, &list); diags.HasErrors() {
+	if diags := gohcl.DecodeExpression(expr, d.ctx, &list); diags.HasErrors() {
 		d.errorf(&rng, "Invalid trusted_proxies", "Want a list of addresses, networks and \"unix\", such as [\"127.0.0.1\", \"10.0.0.0/8\", \"unix\"], or [] to trust no one.")
 		return Trust{}
 	}
@@ -433,7 +440,7 @@ func (d *decoder) trust(expr hcl.Expression) Trust {
 // admin reads the admin block.
 func (d *decoder) admin(b *hcl.Block) *Admin {
 	var raw rawAdmin
-	diags := gohcl.DecodeBody(b.Body, nil, &raw)
+	diags := gohcl.DecodeBody(b.Body, d.ctx, &raw)
 	d.diags = append(d.diags, diags...)
 	if diags.HasErrors() {
 		return nil
@@ -450,7 +457,7 @@ func (d *decoder) admin(b *hcl.Block) *Admin {
 func (d *decoder) app(name string, b *hcl.Block) (App, *rawApp, bool) {
 	wc, rest, diags := b.Body.PartialContent(workersSchema)
 	var raw rawApp
-	diags = append(diags, gohcl.DecodeBody(rest, nil, &raw)...)
+	diags = append(diags, gohcl.DecodeBody(rest, d.ctx, &raw)...)
 	d.diags = append(d.diags, diags...)
 	if diags.HasErrors() {
 		return App{}, nil, false
@@ -459,7 +466,6 @@ func (d *decoder) app(name string, b *hcl.Block) (App, *rawApp, bool) {
 		Name:              name,
 		Listener:          d.str(raw.Listener, ""),
 		Module:            d.str(raw.Module, ""),
-		Python:            DefaultPython,
 		Chdir:             d.dir,
 		Env:               raw.Env,
 		Threads:           int(d.integer(raw.Threads, 1, 1, 256)),
@@ -487,11 +493,12 @@ func (d *decoder) app(name string, b *hcl.Block) (App, *rawApp, bool) {
 		rng := raw.Module.Range()
 		d.errorf(&rng, "Invalid module", "Want \"package.module:callable\", \"package.module:factory()\" or \"package.module\"; got %q.", a.Module)
 	}
-	if raw.Python != nil {
-		a.Python = *raw.Python
-		if strings.Contains(a.Python, "/") && !filepath.IsAbs(a.Python) {
-			a.Python = filepath.Join(d.dir, a.Python)
-		}
+	a.Python = d.str(raw.Python, DefaultPython)
+	if strings.Contains(a.Python, "/") && !filepath.IsAbs(a.Python) {
+		a.Python = filepath.Join(d.dir, a.Python)
+	}
+	if d.host {
+		d.checkPython(a.Python, raw.Python, b)
 	}
 	if raw.Chdir != nil {
 		a.Chdir = *raw.Chdir
@@ -511,7 +518,7 @@ func (d *decoder) app(name string, b *hcl.Block) (App, *rawApp, bool) {
 
 func (d *decoder) logBlock(l *Log, b *hcl.Block) {
 	var raw rawLog
-	diags := gohcl.DecodeBody(b.Body, nil, &raw)
+	diags := gohcl.DecodeBody(b.Body, d.ctx, &raw)
 	d.diags = append(d.diags, diags...)
 	if diags.HasErrors() {
 		return
@@ -552,7 +559,7 @@ func (d *decoder) workers(a *App, wc *hcl.BodyContent) {
 		a.Workers = int(d.integer(attr.Expr, int64(DefaultWorkers()), 1, 1024))
 	case len(wc.Blocks) == 1:
 		var rw rawWorkers
-		diags := gohcl.DecodeBody(wc.Blocks[0].Body, nil, &rw)
+		diags := gohcl.DecodeBody(wc.Blocks[0].Body, d.ctx, &rw)
 		d.diags = append(d.diags, diags...)
 		if diags.HasErrors() {
 			return
@@ -592,7 +599,7 @@ func (d *decoder) delay(expr hcl.Expression) time.Duration {
 // value evaluates an optional expression; ok is false when the attribute
 // was not written (gohcl hands us an expression that evaluates to null).
 func (d *decoder) value(expr hcl.Expression) (cty.Value, bool) {
-	v, diags := expr.Value(nil)
+	v, diags := expr.Value(d.ctx)
 	d.diags = append(d.diags, diags...)
 	if diags.HasErrors() || v.IsNull() {
 		return cty.NilVal, false
@@ -605,7 +612,7 @@ func (d *decoder) str(expr hcl.Expression, def string) string {
 		return def
 	}
 	var s string
-	d.diags = append(d.diags, gohcl.DecodeExpression(expr, nil, &s)...)
+	d.diags = append(d.diags, gohcl.DecodeExpression(expr, d.ctx, &s)...)
 	return s
 }
 
@@ -614,7 +621,7 @@ func (d *decoder) integer(expr hcl.Expression, def, min, max int64) int64 {
 		return def
 	}
 	var n int64
-	diags := gohcl.DecodeExpression(expr, nil, &n)
+	diags := gohcl.DecodeExpression(expr, d.ctx, &n)
 	d.diags = append(d.diags, diags...)
 	if diags.HasErrors() {
 		return def
@@ -660,7 +667,7 @@ func (d *decoder) size(expr hcl.Expression, def, min, max int64) int64 {
 	var n int64
 	switch v.Type() {
 	case cty.Number:
-		if diags := gohcl.DecodeExpression(expr, nil, &n); diags.HasErrors() {
+		if diags := gohcl.DecodeExpression(expr, d.ctx, &n); diags.HasErrors() {
 			d.diags = append(d.diags, diags...)
 			return def
 		}

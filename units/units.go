@@ -25,6 +25,8 @@ type Config struct {
 	Log       Log
 	// Admin is the admin listener (health and readiness), or nil.
 	Admin *Admin
+	// Env is what the file read with env(), in the order first read.
+	Env []EnvUse
 }
 
 // Admin is the admin listener: /healthz and /readyz for load balancers
@@ -242,12 +244,21 @@ func Load(path string) (*Config, error) {
 // Parse validates src as if read from path. Relative paths in the
 // configuration are resolved against the directory of path.
 func Parse(path string, src []byte) (*Config, error) {
+	return parse(path, src, false)
+}
+
+// parse is Parse, with host true also checking what the file names on
+// this machine (host.go).
+func parse(path string, src []byte, host bool) (*Config, error) {
 	abs, err := filepath.Abs(path)
 	if err != nil {
 		return nil, fmt.Errorf("resolving config path: %w", err)
 	}
 	d := newDecoder(path, filepath.Dir(abs), src)
+	d.host = host
 	cfg := d.decode()
+	d.diags = dedupe(d.diags)
+	hintEnv(d.diags)
 	if d.diags.HasErrors() {
 		// Report in file order, as a reader goes through the file.
 		sort.SliceStable(d.diags, func(i, j int) bool {
@@ -260,6 +271,7 @@ func Parse(path string, src []byte) (*Config, error) {
 		return nil, &DiagError{Diags: d.diags, Files: d.files()}
 	}
 	cfg.File = path
+	cfg.Env = d.env
 	return cfg, nil
 }
 
