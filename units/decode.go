@@ -210,7 +210,7 @@ func (d *decoder) decode() *Config {
 	return cfg
 }
 
-// linkListeners resolves each app's listener: the one it names, or the
+// linkListeners resolves each app's listeners: those it names, or the
 // only one declared; apps that share a listener must mount apart.
 func (d *decoder) linkListeners(cfg *Config, blocks []*hcl.Block, raws []*rawApp) {
 	var names []string
@@ -218,46 +218,85 @@ func (d *decoder) linkListeners(cfg *Config, blocks []*hcl.Block, raws []*rawApp
 		names = append(names, l.Name)
 	}
 	sort.Strings(names)
-	var placed []int // apps whose listener resolved
+	var placed []int // apps whose listeners resolved
 	for i := range cfg.Apps {
 		a := &cfg.Apps[i]
 		rng := raws[i].Listener.Range()
-		if a.Listener == "" {
+		if len(a.Listeners) == 0 {
 			switch len(cfg.Listeners) {
 			case 0:
 				d.errorf(&blocks[i].DefRange, "No listener", "App %q needs a listener to serve on; declare one, for example:\n  listener \"http\" {\n    address = \"127.0.0.1:8000\"\n  }", a.Name)
 				continue
 			case 1:
-				a.Listener = cfg.Listeners[0].Name
+				a.Listeners = []string{cfg.Listeners[0].Name}
 				rng = blocks[i].DefRange
 			default:
 				d.errorf(&blocks[i].DefRange, "Missing listener", "App %q must name its listener: several are declared (%s).", a.Name, strings.Join(names, ", "))
 				continue
 			}
 		}
-		if _, ok := cfg.Listener(a.Listener); !ok {
-			d.errorf(&rng, "Unknown listener", "No listener %q is declared; declared: %s.", a.Listener, strings.Join(names, ", "))
+		a.Listener = a.Listeners[0]
+		known := true
+		for _, name := range a.Listeners {
+			if _, ok := cfg.Listener(name); !ok {
+				d.errorf(&rng, "Unknown listener", "No listener %q is declared; declared: %s.", name, strings.Join(names, ", "))
+				known = false
+			}
+		}
+		if known && !d.mountTaken(cfg, placed, i, blocks[i], raws[i]) {
+			placed = append(placed, i)
+		}
+	}
+}
+
+// mountTaken reports (as an error at the app) an app of placed that
+// already answers app i's mount and hosts on one of its listeners.
+func (d *decoder) mountTaken(cfg *Config, placed []int, i int, block *hcl.Block, raw *rawApp) bool {
+	a := &cfg.Apps[i]
+	for _, j := range placed {
+		o := &cfg.Apps[j]
+		shared := ""
+		for _, name := range a.Listeners {
+			if o.On(name) {
+				shared = name
+				break
+			}
+		}
+		if shared == "" || o.Mount != a.Mount || !hostsOverlap(o.Hosts, a.Hosts) {
 			continue
 		}
-		for _, j := range placed {
-			o := &cfg.Apps[j]
-			if o.Listener != a.Listener || o.Mount != a.Mount || !hostsOverlap(o.Hosts, a.Hosts) {
-				continue
-			}
-			at := blocks[i].DefRange
-			if _, ok := d.value(raws[i].Mount); ok {
-				at = raws[i].Mount.Range()
-			}
-			where := "at the root"
-			if a.Mount != "" {
-				where = fmt.Sprintf("under %q", a.Mount)
-			}
-			d.errorf(&at, "Mount already taken", "App %q already answers %s on listener %q%s; give app %q another mount = \"/prefix\" (or hosts = [...], or a listener of its own).",
-				o.Name, where, a.Listener, hostsNote(o.Hosts, a.Hosts), a.Name)
-			break
+		at := block.DefRange
+		if _, ok := d.value(raw.Mount); ok {
+			at = raw.Mount.Range()
 		}
-		placed = append(placed, i)
+		where := "at the root"
+		if a.Mount != "" {
+			where = fmt.Sprintf("under %q", a.Mount)
+		}
+		d.errorf(&at, "Mount already taken", "App %q already answers %s on listener %q%s; give app %q another mount = \"/prefix\" (or hosts = [...], or a listener of its own).",
+			o.Name, where, shared, hostsNote(o.Hosts, a.Hosts), a.Name)
+		return true
 	}
+	return false
+}
+
+// listenerNames reads an app's listener: a name, or a list of names
+// (none when not written).
+func (d *decoder) listenerNames(expr hcl.Expression) []string {
+	v, ok := d.value(expr)
+	if !ok {
+		return nil
+	}
+	if v.Type() == cty.String {
+		return []string{v.AsString()}
+	}
+	var names []string
+	if diags := gohcl.DecodeExpression(expr, d.ctx, &names); diags.HasErrors() || len(names) == 0 {
+		rng := expr.Range()
+		d.errorf(&rng, "Invalid listener", "Want a listener's name, such as \"http\", or a list of names, such as [\"http\", \"local\"].")
+		return nil
+	}
+	return slices.Compact(names)
 }
 
 // hostsOverlap reports whether two apps' host lists can both match a
@@ -464,7 +503,7 @@ func (d *decoder) app(name string, b *hcl.Block) (App, *rawApp, bool) {
 	}
 	a := App{
 		Name:              name,
-		Listener:          d.str(raw.Listener, ""),
+		Listeners:         d.listenerNames(raw.Listener),
 		Module:            d.str(raw.Module, ""),
 		Chdir:             d.dir,
 		Env:               raw.Env,

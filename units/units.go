@@ -11,8 +11,10 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"runtime"
 	"sort"
+	"strings"
 	"time"
 )
 
@@ -110,8 +112,12 @@ func (l Listener) Equal(o Listener) bool {
 
 // App is one WSGI application and the pool of Python workers that runs it.
 type App struct {
-	Name     string
-	Listener string
+	Name string
+	// Listener is the app's first listener; Listeners all of them
+	// (`listener = ["http", "local"]`), as Gunicorn serves one app on
+	// every --bind.
+	Listener  string
+	Listeners []string
 	// Mount is the path prefix the app answers under on its listener
 	// ("" for the root): it becomes SCRIPT_NAME and is cut from
 	// PATH_INFO. Several apps share a listener by mounting apart; the
@@ -283,9 +289,14 @@ func (c *Config) Summary() string {
 		if i == 0 {
 			sep = ": "
 		}
-		s += fmt.Sprintf("%s%s (%s, %d workers, on %s)", sep, a.Name, a.Module, a.Workers, a.Listener)
+		s += fmt.Sprintf("%s%s (%s, %d workers, on %s)", sep, a.Name, a.Module, a.Workers, strings.Join(a.Listeners, ", "))
 	}
 	return s
+}
+
+// On reports whether the app answers on the listener named listener.
+func (a App) On(listener string) bool {
+	return slices.Contains(a.Listeners, listener)
 }
 
 // Listener returns the listener named name.
