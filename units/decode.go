@@ -103,6 +103,10 @@ type rawApp struct {
 // moduleRE accepts "pkg.mod", "pkg.mod:name" and "pkg.mod:factory()".
 var moduleRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*(:[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*(\(\))?)?$`)
 
+// ValidModule reports whether s is spelled as an app's module may be:
+// "pkg.mod", "pkg.mod:callable" or "pkg.mod:factory()".
+func ValidModule(s string) bool { return moduleRE.MatchString(s) }
+
 // nameRE is what listener and app names may be: they become systemd
 // FileDescriptorName= values and journal fields.
 var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
