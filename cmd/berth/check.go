@@ -28,7 +28,7 @@ func cmdCheck(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	if fs.NArg() != 1 {
-		fmt.Fprintln(stderr, "usage: berth check [--import] CONFIG")
+		fmt.Fprintln(stderr, "usage: berth check CONFIG, or berth check --import CONFIG")
 		return 2
 	}
 	path := fs.Arg(0)
