@@ -363,3 +363,21 @@ func TestServeReload(t *testing.T) {
 	edit(`GREETING = "fixed"`)
 	servedWithin("fixed|", 2*time.Second)
 }
+
+// TestServeReloadConfig: with --reload, an edit of the configuration file
+// itself is applied.
+func TestServeReloadConfig(t *testing.T) {
+	dir := appDir(t)
+	file := filepath.Join(dir, "who.hcl")
+	src := fmt.Sprintf("listener \"http\" {\n  address = \"127.0.0.1:%d\"\n}\n\napp \"who\" {\n  module  = \"who:app\"\n  python  = %q\n  workers = 1\n}\n", freePort(t), systemPython(t))
+	if err := os.WriteFile(file, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	inst := startServe(t, dir, nil, "--reload", file)
+	if err := os.WriteFile(file, []byte(strings.Replace(src, "workers = 1", "workers = 2", 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := inst.waitFor(`workers ready generation=2 workers=2`, 5*time.Second); err != nil {
+		t.Fatalf("the edited configuration: %v", err)
+	}
+}
