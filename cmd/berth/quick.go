@@ -48,7 +48,7 @@ func serveCommand(args []string, stdout, stderr io.Writer) int {
 		}
 		return cmdServe(a.passOn(a.target), stderr)
 	}
-	src, err := quickConfig(a, os.Args)
+	src, err := quickConfig(a, append([]string{"berth", "serve"}, args...))
 	if err != nil {
 		fmt.Fprintf(stderr, "berth serve: %v\n", err)
 		return 2
