@@ -101,7 +101,7 @@ def main():
         here = [n for n in names if n in table]
         res = bench.interleaved(measure, here, table, workload, a.rounds, a.secs)
         print("\n## %s: CPU per request in us (medians of %d rounds of %d s)" % (workload, a.rounds, a.secs))
-        print("%-26s %9s %7s %7s %7s %8s %7s %7s %6s" % ("server", "req/s", "wrk", "nginx", "main", "workers", "idle", "sum", "ratio"))
+        print("%-26s %9s %7s %7s %7s %8s %7s %7s %6s  %s" % ("server", "req/s", "wrk", "nginx", "main", "workers", "idle", "sum", "ratio", "rounds' kreq/s"))
         base = None
         for n in here:
             if not res[n]:
@@ -111,9 +111,9 @@ def main():
             if n == "uwsgi-p2":
                 base = med["rps"]
             total = med["wrk"] + med["nginx"] + med["main"] + med["workers"] + med["idle"]
-            print("%-26s %9.0f %7.1f %7.1f %7.1f %8.1f %7.1f %7.1f %6s" % (
+            print("%-26s %9.0f %7.1f %7.1f %7.1f %8.1f %7.1f %7.1f %6s  %s" % (
                 n, med["rps"], med["wrk"], med["nginx"], med["main"], med["workers"], med["idle"], total,
-                "%.2f" % (med["rps"] / base) if base else "-"))
+                "%.2f" % (med["rps"] / base) if base else "-", " ".join("%.1f" % (r["rps"] / 1e3) for r in res[n])))
         sys.stdout.flush()
 
 
