@@ -12,8 +12,11 @@ processes. Every server gets 2 Python processes (the machine's cores).
 wrk runs with one thread throughout (see wrk()). A last table (fair-50)
 counts how many of 50 keep-alive connections each server answers at all:
 uWSGI's processes each keep to one connection.
+nginx-hello and nginx-flask put one nginx worker between wrk and the
+server, which nginx reaches over a Unix socket the way each server's docs
+say (see NGINX_DIR); their -defaults rows use nginx's proxy defaults.
 Needs Debian's wrk gunicorn uwsgi uwsgi-plugin-python3 python3-waitress
-python3-flask.
+python3-flask nginx. BENCH_PORT moves the port wrk talks to (18000).
 """
 import argparse
 import os
@@ -452,6 +455,9 @@ def main():
     if a.config:
         print(berth_config(a.config))
         return
+    # A kill (SIGTERM) ends the run through the finally blocks, which
+    # stop the servers (and nginx) started so far.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     build()

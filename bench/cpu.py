@@ -92,6 +92,9 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--secs", type=int, default=5)
     a = ap.parse_args()
+    # A kill (SIGTERM) ends the run through the finally blocks, which
+    # stop the servers (and nginx) started so far.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     bench.build()
