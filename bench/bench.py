@@ -104,7 +104,7 @@ def servers(module, workload=""):
 # as root so that its worker can open every server's socket.
 NGINX_DIR = os.path.join(HERE, ".nginx")
 NGINX_SOCK = os.path.join(NGINX_DIR, "app.sock")
-NGINX_KEEPALIVE = int(os.environ.get("BENCH_NGINX_KEEPALIVE", "32"))
+NGINX_KEEPALIVE = int(os.environ.get("BENCH_NGINX_KEEPALIVE", "256"))  # as berth nginx writes
 PROXY_HEADERS = """
             proxy_set_header Host $http_host;
             proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
