@@ -99,14 +99,20 @@ type Set struct {
 	passed map[string][]*os.File
 	order  []string
 	used   map[string]bool
+	// clients are client connections a previous berth handed over
+	// (clients.go), by listener name.
+	clients map[string][]*os.File
 }
 
 // Inherit takes the sockets systemd passed (LISTEN_FDS, LISTEN_PID,
 // LISTEN_FDNAMES) and unsets those variables so that workers do not see
 // them. Without systemd the set is empty.
 func Inherit() *Set {
-	s := &Set{passed: map[string][]*os.File{}, used: map[string]bool{}}
+	s := &Set{passed: map[string][]*os.File{}, used: map[string]bool{}, clients: map[string][]*os.File{}}
 	for _, f := range activation.Files(true) {
+		if s.takeClient(f) {
+			continue
+		}
 		if _, ok := s.passed[f.Name()]; !ok {
 			s.order = append(s.order, f.Name())
 		}

@@ -12,8 +12,11 @@ processes. Every server gets 2 Python processes (the machine's cores).
 wrk runs with one thread throughout (see wrk()). A last table (fair-50)
 counts how many of 50 keep-alive connections each server answers at all:
 uWSGI's processes each keep to one connection.
+nginx-hello and nginx-flask put one nginx worker between wrk and the
+server, which nginx reaches over a Unix socket the way each server's docs
+say (see NGINX_DIR); their -defaults rows use nginx's proxy defaults.
 Needs Debian's wrk gunicorn uwsgi uwsgi-plugin-python3 python3-waitress
-python3-flask.
+python3-flask nginx. BENCH_PORT moves the port wrk talks to (18000).
 """
 import argparse
 import os
@@ -44,6 +47,10 @@ WORKLOADS = {
     "big-256k": ("mixed", "/big", 50, [], 0),
     "upload-1m": ("mixed", "/upload", 8, ["-s", os.path.join(HERE, "post1m.lua")], 0),
     "hello-slow1000": ("mixed", "/", 50, [], 1000),
+    # Behind nginx (see NGINX): wrk talks to nginx on ADDR, nginx to
+    # each server over a Unix socket.
+    "nginx-hello": ("mixed", "/", 50, [], 0),
+    "nginx-flask": ("flaskapp", "/json", 50, [], 0),
 }
 
 # Not a wrk workload: how many of 50 keep-alive connections, each sending
@@ -55,19 +62,21 @@ FAIR = "fair-50"
 FAIR_CONNS, FAIR_SECS = 50, 3.0
 
 
-def berth_config(module):
-    path = os.path.join(HERE, ".bench-%s.hcl" % module)
+def berth_config(module, addr=ADDR, tag=""):
+    path = os.path.join(HERE, ".bench-%s%s.hcl" % (module, tag))
     with open(path, "w") as f:
         f.write(
             'listener "http" {\n  address = "%s"\n}\n'
             'app "bench" {\n  module = "%s:app"\n  python = "%s"\n  chdir = "%s"\n  workers = 2\n'
             '  max_body_bytes = "8MiB"\n}\n'
-            "log {\n  access = false\n  level = \"warn\"\n}\n" % (ADDR, module, PY, APPS)
+            "log {\n  access = false\n  level = \"warn\"\n}\n" % (addr, module, PY, APPS)
         )
     return path
 
 
-def servers(module):
+def servers(module, workload=""):
+    if workload.startswith("nginx-"):
+        return nginx_servers(module)
     wsgi = module + ".py"
     uw = ["uwsgi", "--plugin", "python3", "--http11-socket", ADDR, "--master", "--processes", "2",
           "--wsgi-file", wsgi, "--callable", "app", "--disable-logging", "--thunder-lock", "--die-on-term",
@@ -82,6 +91,174 @@ def servers(module):
         "berth": [os.path.join(HERE, ".berth"), "serve", berth_config(module)],
         "go-ceiling": [os.path.join(HERE, ".ceiling"), "-addr", ADDR],
     }
+
+
+# Behind nginx: one nginx worker process (as a small site runs it), HTTP/1.1
+# keep-alive from wrk to nginx on ADDR, and from nginx to each server over
+# a Unix socket the way that server's docs say: uWSGI by its own protocol
+# (uwsgi_pass, /etc/nginx/uwsgi_params), Gunicorn by proxy_pass as its
+# deploy docs show, berth by the server block `berth nginx` writes
+# (upstream keep-alive). "-defaults" rows: a plain proxy_pass with
+# nginx's defaults, HTTP/1.0 and a new connection per request. nginx runs
+# as a process of the bench's own (daemon off, its files in NGINX_DIR),
+# as root so that its worker can open every server's socket.
+NGINX_DIR = os.path.join(HERE, ".nginx")
+NGINX_SOCK = os.path.join(NGINX_DIR, "app.sock")
+NGINX_KEEPALIVE = int(os.environ.get("BENCH_NGINX_KEEPALIVE", "256"))  # as berth nginx writes
+PROXY_HEADERS = """
+            proxy_set_header Host $http_host;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-Proto $scheme;"""
+NGINX_UWSGI = """
+        location / {
+            include /etc/nginx/uwsgi_params;
+            uwsgi_pass unix:%(sock)s;
+        }"""
+NGINX_GUNICORN = """
+        location / {
+            proxy_pass http://unix:%(sock)s;""" + PROXY_HEADERS + """
+        }"""
+NGINX_BERTH = """
+    upstream berth_app {
+        server unix:%(sock)s;
+        keepalive %(keepalive)d;
+    }
+    server {
+        listen %(addr)s;
+        location / {
+            proxy_pass http://berth_app;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";""" + PROXY_HEADERS + """
+            client_max_body_size 16m;
+            proxy_read_timeout 30s;
+        }
+    }"""
+NGINX_DEFAULTS = """
+        location / {
+            proxy_pass http://unix:%(sock)s;
+        }"""
+
+
+class Behind(list):
+    """A server's command, run behind nginx with conf (its server block,
+    or a location in a plain one) in nginx.conf's http block."""
+
+    def __init__(self, cmd, conf):
+        super().__init__(cmd)
+        self.conf = conf
+
+
+def nginx_conf(conf):
+    d = NGINX_DIR
+    if "server {" not in conf:
+        conf = "\n    server {\n        listen %(addr)s;" + conf + "\n    }"
+    conf = conf % {"sock": NGINX_SOCK, "addr": ADDR, "keepalive": NGINX_KEEPALIVE}
+    path = os.path.join(d, "nginx.conf")
+    with open(path, "w") as f:
+        f.write("""user root;
+worker_processes 1;
+daemon off;
+pid %(d)s/nginx.pid;
+error_log %(d)s/error.log warn;
+events {
+    worker_connections 4096;
+}
+http {
+    sendfile on;
+    access_log off;
+    client_body_temp_path %(d)s/client_body;
+    proxy_temp_path %(d)s/proxy;
+    fastcgi_temp_path %(d)s/fastcgi;
+    uwsgi_temp_path %(d)s/uwsgi;
+    scgi_temp_path %(d)s/scgi;
+%(conf)s
+}
+""" % {"d": d, "conf": conf})
+    return path
+
+
+def nginx_servers(module):
+    os.makedirs(NGINX_DIR, exist_ok=True)
+    wsgi = module + ".py"
+    uw = ["uwsgi", "--plugin", "python3", "--socket", NGINX_SOCK, "--master", "--processes", "2",
+          "--wsgi-file", wsgi, "--callable", "app", "--disable-logging", "--thunder-lock", "--die-on-term",
+          "--lazy-apps", "--buffer-size", "32768", "--listen", "1024"]
+    gs = [PY, "-m", "gunicorn", "-w", "4", "-b", "unix:" + NGINX_SOCK, "--log-level", "warning", "--backlog", "2048", module + ":app"]
+    be = [os.path.join(HERE, ".berth"), "serve", berth_config(module, "unix:" + NGINX_SOCK, "-nginx")]
+    return {
+        "uwsgi-p2": Behind(uw, NGINX_UWSGI),
+        "gunicorn-sync-w4": Behind(gs, NGINX_GUNICORN),
+        "berth": Behind(be, NGINX_BERTH),
+        "gunicorn-sync-w4-defaults": Behind(gs, NGINX_DEFAULTS),
+        "berth-defaults": Behind(be, NGINX_DEFAULTS),
+    }
+
+
+def wait_unix(path, timeout=20):
+    end = time.time() + timeout
+    while time.time() < end:
+        try:
+            with socket.socket(socket.AF_UNIX) as s:
+                s.settimeout(0.2)
+                s.connect(path)
+                return True
+        except OSError:
+            time.sleep(0.05)
+    return False
+
+
+def wait_ok(path, timeout=20):
+    """Until a GET of path on ADDR answers 200 (through nginx, the
+    server behind it is then serving)."""
+    end = time.time() + timeout
+    req = ("GET %s HTTP/1.0\r\nHost: bench\r\n\r\n" % path).encode()
+    while time.time() < end:
+        try:
+            with socket.create_connection(("127.0.0.1", PORT), 1) as s:
+                s.sendall(req)
+                if s.recv(64).startswith(b"HTTP/1.1 200"):
+                    return True
+        except OSError:
+            pass
+        time.sleep(0.1)
+    return False
+
+
+class Started:
+    """A server started as cmd says (behind nginx for a Behind), for a
+    with block: .proc is the server's process, .nginx nginx's or None,
+    .ok whether both serve path. Both are killed, by their own process
+    groups, on leaving the block."""
+
+    def __init__(self, cmd, path):
+        self.cmd, self.path, self.proc, self.nginx, self.ok = cmd, path, None, None, False
+
+    def __enter__(self):
+        conf = getattr(self.cmd, "conf", None)
+        if conf is not None:
+            try:
+                os.unlink(NGINX_SOCK)
+            except FileNotFoundError:
+                pass
+        self.proc = subprocess.Popen(list(self.cmd), cwd=APPS, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                     start_new_session=True)
+        if conf is None:
+            self.ok = wait_port()
+            return self
+        if not wait_unix(NGINX_SOCK):
+            return self
+        self.nginx = subprocess.Popen(["nginx", "-p", NGINX_DIR, "-e", os.path.join(NGINX_DIR, "error.log"),
+                                       "-c", nginx_conf(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                      start_new_session=True)
+        self.ok = wait_port() and wait_ok(self.path)
+        return self
+
+    def __exit__(self, *exc):
+        for p in (self.nginx, self.proc):
+            if p:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait()
+        time.sleep(0.5)
 
 
 def wait_port(timeout=20):
@@ -209,7 +386,12 @@ def run_fair(names, table):
 
 def run_one(name, cmd, workload, secs):
     module, path, conns, extra, slow = WORKLOADS[workload]
-    p = subprocess.Popen(cmd, cwd=APPS, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    with Started(cmd, path) as st:
+        return measure_one(name, st, path, conns, extra, slow, secs)
+
+
+def measure_one(name, st, path, conns, extra, slow, secs):
+    p = st.proc
     peak = {"rss": 0, "go": 0}
     stop = threading.Event()
 
@@ -221,7 +403,7 @@ def run_one(name, cmd, workload, secs):
 
     slowproc = None
     try:
-        if not wait_port():
+        if not st.ok:
             print("  %s did not start" % name, file=sys.stderr)
             return None
         wrk(path, 1, min(conns, 50), extra)  # warm-up
@@ -240,9 +422,6 @@ def run_one(name, cmd, workload, secs):
         if slowproc:
             slowproc.kill()
             slowproc.wait()
-        os.killpg(p.pid, signal.SIGKILL)
-        p.wait()
-        time.sleep(0.5)
 
 
 def build():
@@ -340,6 +519,9 @@ def main():
     if a.config:
         print(berth_config(a.config))
         return
+    # A kill (SIGTERM) ends the run through the finally blocks, which
+    # stop the servers (and nginx) started so far.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     build()
@@ -349,28 +531,30 @@ def main():
             run_fair([n for n in table if not a.servers or n in a.servers.split(",")], table)
             continue
         module = WORKLOADS[workload][0]
-        table = static_servers() if module == STATIC else servers(module)
+        table = static_servers() if module == STATIC else servers(module, workload)
         names = [n for n in table if not a.servers or n in a.servers.split(",")]
         res = interleaved(run_one, names, table, workload, a.rounds, a.secs)
         _, path, conns, extra, slow = WORKLOADS[workload]
-        print("\n## %s: %s, %d connections%s%s, %d round(s) of %d s" % (
+        print("\n## %s: %s, %d connections%s%s%s, %d round(s) of %d s" % (
             workload, path, conns, " " + " ".join(extra) if extra and "-s" not in extra else "",
-            ", %d slow clients" % slow if slow else "", a.rounds, a.secs))
-        print("%-24s %9s %8s %8s %7s %9s %9s %6s" % ("server", "req/s", "p50 ms", "p99 ms", "errors", "RSS MiB", "Go MiB", "ratio"))
+            ", %d slow clients" % slow if slow else "",
+            ", through nginx (1 worker) to a Unix socket; -defaults: nginx's proxy defaults" if workload.startswith("nginx-") else "",
+            a.rounds, a.secs))
+        print("%-26s %9s %8s %8s %7s %9s %9s %6s" % ("server", "req/s", "p50 ms", "p99 ms", "errors", "RSS MiB", "Go MiB", "ratio"))
         ref = "nginx" if module == STATIC else "uwsgi-p2"
         base = statistics.median(x[0] for x in res[ref]) if res.get(ref) else None
         for n in names:
             if not res[n]:
-                print("%-24s did not run" % n)
+                print("%-26s did not run" % n)
                 continue
             rps = statistics.median(x[0] for x in res[n])
             p50 = statistics.median(x[1] for x in res[n])
             p99 = statistics.median(x[2] for x in res[n])
             errs = sum(x[3] for x in res[n])
             rss = max(x[4] for x in res[n]) / (1 << 20)
-            gomem = "%9.1f" % (max(x[5] for x in res[n]) / (1 << 20)) if n in ("berth", "go-ceiling") else "%9s" % "-"
+            gomem = "%9.1f" % (max(x[5] for x in res[n]) / (1 << 20)) if n.startswith(("berth", "go-ceiling")) else "%9s" % "-"
             ratio = "%6.2f" % (rps / base) if base else "%6s" % "-"
-            print("%-24s %9.0f %8.2f %8.2f %7d %9.1f %s %s" % (n, rps, p50, p99, errs, rss, gomem, ratio))
+            print("%-26s %9.0f %8.2f %8.2f %7d %9.1f %s %s" % (n, rps, p50, p99, errs, rss, gomem, ratio))
         sys.stdout.flush()
 
 

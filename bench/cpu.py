@@ -48,14 +48,15 @@ def measure(name, cmd, workload, secs):
     module, path, conns, extra, slow = bench.WORKLOADS[workload]
     if slow:
         raise SystemExit("%s: slow clients are not measured here" % workload)
-    p = subprocess.Popen(cmd, cwd=bench.APPS, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    try:
-        if not bench.wait_port():
+    with bench.Started(cmd, path) as st:
+        if not st.ok:
             print("  %s did not start" % name, file=sys.stderr)
             return None
+        p = st.proc
         bench.wrk(path, 1, conns, extra)  # warm-up
         procs = bench.tree(p.pid)
-        before = {q: ticks(q) for q in procs}
+        ngx = bench.tree(st.nginx.pid) if st.nginx else []
+        before = {q: ticks(q) for q in procs + ngx}
         idle0 = idle_ticks()
         ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
         t0 = time.monotonic()
@@ -64,11 +65,11 @@ def measure(name, cmd, workload, secs):
         wall = time.monotonic() - t0
         ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
         idle1 = idle_ticks()
-        after = {q: ticks(q) for q in procs}
+        after = {q: ticks(q) for q in procs + ngx}
         m = re.search(r"(\d+) requests in", out)
         n = int(m.group(1)) if m else 0
-        if n == 0:
-            print("  %s served nothing" % name, file=sys.stderr)
+        if n == 0 or "Non-2xx" in out:
+            print("  %s served nothing, or errors" % name, file=sys.stderr)
             return None
         us = 1e6 / n
         own = (after[p.pid] - before[p.pid]) / HZ * us
@@ -77,14 +78,11 @@ def measure(name, cmd, workload, secs):
         return {
             "rps": n / wall,
             "wrk": wrk_cpu,
+            "nginx": sum(after[q] - before[q] for q in ngx) / HZ * us,
             "main": own,
             "workers": rest,
             "idle": (idle1 - idle0) / HZ * us,
         }
-    finally:
-        os.killpg(p.pid, signal.SIGKILL)
-        p.wait()
-        time.sleep(0.5)
 
 
 def main():
@@ -94,27 +92,31 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--secs", type=int, default=5)
     a = ap.parse_args()
+    # A kill (SIGTERM) ends the run through the finally blocks, which
+    # stop the servers (and nginx) started so far.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     bench.build()
     names = a.servers.split(",")
     for workload in a.workloads.split(","):
-        table = bench.servers(bench.WORKLOADS[workload][0])
-        res = bench.interleaved(measure, names, table, workload, a.rounds, a.secs)
+        table = bench.servers(bench.WORKLOADS[workload][0], workload)
+        here = [n for n in names if n in table]
+        res = bench.interleaved(measure, here, table, workload, a.rounds, a.secs)
         print("\n## %s: CPU per request in us (medians of %d rounds of %d s)" % (workload, a.rounds, a.secs))
-        print("%-12s %9s %7s %7s %8s %7s %7s %6s" % ("server", "req/s", "wrk", "main", "workers", "idle", "sum", "ratio"))
+        print("%-26s %9s %7s %7s %7s %8s %7s %7s %6s  %s" % ("server", "req/s", "wrk", "nginx", "main", "workers", "idle", "sum", "ratio", "rounds' kreq/s"))
         base = None
-        for n in names:
+        for n in here:
             if not res[n]:
-                print("%-12s did not run" % n)
+                print("%-26s did not run" % n)
                 continue
             med = {k: statistics.median(r[k] for r in res[n]) for k in res[n][0]}
             if n == "uwsgi-p2":
                 base = med["rps"]
-            total = med["wrk"] + med["main"] + med["workers"] + med["idle"]
-            print("%-12s %9.0f %7.1f %7.1f %8.1f %7.1f %7.1f %6s" % (
-                n, med["rps"], med["wrk"], med["main"], med["workers"], med["idle"], total,
-                "%.2f" % (med["rps"] / base) if base else "-"))
+            total = med["wrk"] + med["nginx"] + med["main"] + med["workers"] + med["idle"]
+            print("%-26s %9.0f %7.1f %7.1f %7.1f %8.1f %7.1f %7.1f %6s  %s" % (
+                n, med["rps"], med["wrk"], med["nginx"], med["main"], med["workers"], med["idle"], total,
+                "%.2f" % (med["rps"] / base) if base else "-", " ".join("%.1f" % (r["rps"] / 1e3) for r in res[n])))
         sys.stdout.flush()
 
 

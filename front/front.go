@@ -18,6 +18,7 @@ package front
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/binary"
 	"encoding/hex"
@@ -53,6 +54,13 @@ type Server struct {
 	pools     map[string]*sharedPool // by app name, across reloads
 	envs      sync.Pool              // *environ
 	logAccess bool
+	// handovers and adopted are the connections passed to the next berth
+	// and taken from the last one (handover.go); set before Serve.
+	handovers *handovers
+	adopted   []net.Conn
+	lnMu      sync.Mutex
+	ln        net.Listener // what Serve accepts from, closed by HandOver
+	activity  activity     // for idle_exit (activity.go)
 }
 
 // New returns a server for listener l that routes requests to apps by
@@ -60,11 +68,13 @@ type Server struct {
 // access is set.
 func New(l units.Listener, apps []*supervisor.App, log *slog.Logger, access bool) *Server {
 	s := &Server{listener: l, log: log.With(journal.KeyListener, l.Name), logAccess: access}
+	s.activity.touch()
 	s.envs.New = func() any { return new(environ) }
 	s.SetApps(apps)
 	s.srv = &fasthttp.Server{
 		Handler:      s.handle,
 		ErrorHandler: s.errorHandler,
+		ConnState:    s.connState,
 		ExpectHandler: func(ctx *fasthttp.RequestCtx) int {
 			// Routed as the handler will route it, to refuse an upload
 			// past the app's limit before it is sent.
@@ -106,7 +116,10 @@ func New(l units.Listener, apps []*supervisor.App, log *slog.Logger, access bool
 		WriteTimeout:       l.WriteTimeout,
 		IdleTimeout:        l.IdleTimeout,
 		MaxRequestBodySize: int(s.routes.Load().maxBuffer),
-		Logger:             fasthttpLogger{s.log},
+		// Past max_connections a new connection is answered 503 and
+		// closed at once.
+		Concurrency: cmp.Or(l.MaxConnections, units.DefaultMaxConnections()),
+		Logger:      fasthttpLogger{s.log},
 	}
 	return s
 }
@@ -170,7 +183,9 @@ const keepBody = 64 << 10
 
 // Serve accepts connections on ln until Shutdown.
 func (s *Server) Serve(ln net.Listener) error {
-	return s.srv.Serve(clientListener{Listener: ln, proxy: s.listener.ProxyProtocol, trust: s.listener.Trusted, log: s.log})
+	cl := newClientListener(s.withAdopted(ln), s.listener, s.log)
+	cl.handovers = s.handovers
+	return s.srv.Serve(cl)
 }
 
 // Shutdown stops accepting, lets in-flight requests finish (their
@@ -234,6 +249,7 @@ func codingUnknown(err error) bool {
 func (s *Server) reject(ctx *fasthttp.RequestCtx, status int, msg string) {
 	s.unavailable(ctx, status, msg)
 	ctx.SetConnectionClose()
+	setLinger(ctx.Conn())
 }
 
 // unavailable answers 503/502/504 (or any status berth itself gives)
@@ -394,7 +410,7 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		s.access(ctx, env, rt.log, start, int64(len(b)))
 		return
 	}
-	st := &stream{s: s, log: rt.log, ex: ex, conn: ctx.Conn(), limit: int64(contentLength)}
+	st := &stream{s: s, log: rt.log, ex: ex, conn: ctx.Conn(), limit: int64(contentLength), maxSpool: rt.maxSpool}
 	if whole && st.limit < 0 {
 		st.limit = int64(len(ex.Head.Body)) // a whole body too big to copy
 	}

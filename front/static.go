@@ -18,7 +18,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/berthd/berth/journal"
-	"github.com/berthd/berth/supervisor"
 	"github.com/berthd/berth/units"
 )
 
@@ -454,7 +453,7 @@ func (b *fileBody) Read(p []byte) (int, error) {
 
 // sendfileBody is a larger static body, which writes itself to the
 // client's socket with sendfile, as a wsgi.file_wrapper's file is
-// (stream.sendFile: write_timeout per write that makes no progress, and
+// (stream.sendRange: write_timeout per write that makes no progress, and
 // the same end when the file shrinks).
 type sendfileBody struct {
 	*fileBody
@@ -468,11 +467,12 @@ func (b *sendfileBody) SupportsBodyWriteTo() bool { return true }
 // fasthttp has flushed the head (ImmediateHeaderFlush).
 func (b *sendfileBody) WriteTo(io.Writer) (int64, error) {
 	file := os.NewFile(uintptr(b.fd), "static file")
-	b.fd = -1 // sendFile closes it
-	err := b.st.sendFile(supervisor.Part{File: file, Offset: b.off, Count: b.left})
-	b.sent += b.st.n
-	b.left -= b.st.n
-	return b.st.n, err
+	defer file.Close()
+	b.fd = -1 // file's now
+	n, err := b.st.sendRange(file, b.off, b.left)
+	b.sent += n
+	b.left -= n
+	return n, err
 }
 
 // Close closes the file and writes the access record; fasthttp calls it

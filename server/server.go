@@ -101,6 +101,9 @@ func (s *Server) Start(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.started = time.Now()
+	if err := s.cfg.CheckStaticDirs(); err != nil {
+		return err
+	}
 	s.state.Lock()
 	err := s.startAdmin()
 	s.state.Unlock()
@@ -154,11 +157,13 @@ func (s *Server) Start(ctx context.Context) error {
 			return err
 		}
 	}
+	s.dropStrayClients()
 	s.last = ReloadResult{OK: true, Message: "started", At: time.Now(), Generations: s.generations()}
 	s.heartbeat.Store(time.Now().UnixNano())
 	// Unless a stop began meanwhile: draining is never undone.
 	s.phase.CompareAndSwap(int32(phaseStarting), int32(phaseServing))
 	s.notify.Ready(s.statusLine())
+	go s.watchIdle()
 	return nil
 }
 
@@ -172,7 +177,7 @@ func spec(l units.Listener) activation.Spec {
 func (s *Server) appsOn(cfg *units.Config, name string) []*supervisor.App {
 	var apps []*supervisor.App
 	for _, a := range cfg.Apps {
-		if a.Listener == name {
+		if a.On(name) {
 			apps = append(apps, s.apps[a.Name])
 		}
 	}
@@ -187,6 +192,7 @@ func (s *Server) serve(l units.Listener, apps []*supervisor.App) error {
 		return err
 	}
 	f := front.New(l, apps, s.log, s.cfg.Log.Access)
+	s.prepareHandOver(f, l, sock)
 	s.fronts[l.Name] = f
 	go func() {
 		if err := f.Serve(ln); err != nil {
@@ -244,6 +250,9 @@ func (s *Server) reload(ctx context.Context) ReloadResult {
 		return ReloadResult{Message: fmt.Sprintf("%s: %d error(s) in the configuration", s.path, len(de.Diags.Errs())), Detail: strings.TrimRight(b.String(), "\n")}
 	}
 	if err != nil {
+		return ReloadResult{Message: err.Error()}
+	}
+	if err := cfg.CheckStaticDirs(); err != nil {
 		return ReloadResult{Message: err.Error()}
 	}
 
@@ -550,16 +559,19 @@ func (s *Server) stopAll(ctx context.Context) bool {
 		sock.Close()
 	}
 	var wg sync.WaitGroup
+	var handed atomic.Int64
 	for _, f := range s.fronts {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			s.handOverIdle(ctx, f, &handed)
 			if err := f.Shutdown(ctx); err != nil {
 				s.log.Warn("connections still open at the end of graceful_timeout", "err", err)
 			}
 		}()
 	}
 	wg.Wait()
+	s.handedOver(&handed)
 	for _, a := range s.apps {
 		wg.Add(1)
 		go func() {
@@ -631,7 +643,7 @@ func (s *Server) Status() Status {
 			ls.Addr, ls.Passed = sock.Addr(), sock.Passed
 		}
 		for _, a := range s.cfg.Apps {
-			if a.Listener != l.Name {
+			if !a.On(l.Name) {
 				continue
 			}
 			route := a.Name

@@ -18,8 +18,12 @@ type UnitOptions struct {
 	Berth string
 	// Config is the absolute path of the configuration file.
 	Config string
-	// User and Group run the service, when set (else root).
+	// User and Group run the service. Unset, it runs as the dynamic
+	// user "berth" (DynamicUser=yes, which takes the static user of that
+	// name when one exists, as the packages make).
 	User, Group string
+	// Root runs the service as root: only when asked for by name.
+	Root bool
 	// Watchdog is WatchdogSec=; zero for the default, 30s.
 	Watchdog time.Duration
 }
@@ -91,36 +95,18 @@ func writeService(b *strings.Builder, opt UnitOptions, socketNames []string, boo
 	fmt.Fprintf(b, "TimeoutStopSec=%s\n", seconds(grace+15*time.Second))
 	fmt.Fprintf(b, "WatchdogSec=%s\n", seconds(opt.Watchdog))
 	b.WriteString("Restart=on-failure\n")
+	// Each client connection is a descriptor: berth takes three quarters
+	// of this for connections (max_connections' default), the rest for
+	// bodies, workers and the journal.
+	b.WriteString("LimitNOFILE=65536\n")
 	// The control socket lives in /run/berth, where `berth reload` and
 	// `berth status` look; services share the directory, so it is kept
 	// when one of them stops.
 	b.WriteString("RuntimeDirectory=berth\nRuntimeDirectoryPreserve=yes\n")
-	if opt.User != "" {
-		fmt.Fprintf(b, "User=%s\n", opt.User)
-		if opt.Group != "" {
-			fmt.Fprintf(b, "Group=%s\n", opt.Group)
-		}
-	}
-	b.WriteString(`# Hardening, tested with start, reload and stop. Apps that write files
-# need ReadWritePaths= in a drop-in.
-NoNewPrivileges=yes
-PrivateTmp=yes
-PrivateDevices=yes
-ProtectSystem=strict
-ProtectHome=read-only
-ProtectKernelTunables=yes
-ProtectKernelModules=yes
-ProtectKernelLogs=yes
-ProtectControlGroups=yes
-ProtectClock=yes
-ProtectHostname=yes
-RestrictSUIDSGID=yes
-RestrictRealtime=yes
-RestrictNamespaces=yes
-LockPersonality=yes
-RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6 AF_NETLINK
-SystemCallArchitectures=native
-
+	writeIdentity(b, opt)
+	writeDelegation(b)
+	writeHardening(b)
+	b.WriteString(`
 [Install]
 WantedBy=multi-user.target
 `)

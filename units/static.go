@@ -1,6 +1,7 @@
 package units
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -37,6 +38,9 @@ type Static struct {
 	// (missing, a directory, a dotfile) to the app instead of answering
 	// 404 itself.
 	Fallthrough bool
+	// At is where the configuration names Dir (file:line:col), for
+	// messages.
+	At string
 }
 
 // Values of Static.Immutable.
@@ -68,8 +72,9 @@ func staticKey(app, prefix string) string { return app + "\x00" + prefix }
 
 // statics decodes an app's static blocks, with dir relative to the app's
 // chdir (already resolved). A directory that does not exist is an error
-// here, at the dir attribute, so that `berth check` and a reload find it
-// before anything serves.
+// at the dir attribute on the host (`berth check`); elsewhere the file
+// may be rendered into units or nginx's configuration on a machine
+// without it, and berth serve and a reload check it (CheckStaticDirs).
 func (d *decoder) statics(a *App, blocks hcl.Blocks) {
 	for _, b := range blocks {
 		prefix, ok := d.staticPrefix(b)
@@ -93,8 +98,9 @@ func (d *decoder) statics(a *App, blocks hcl.Blocks) {
 		s.Dir = filepath.Clean(s.Dir)
 		attrs, _ := b.Body.JustAttributes()
 		dirRange := attrs["dir"].Expr.Range()
-		if fi, err := os.Stat(s.Dir); err != nil || !fi.IsDir() {
-			d.errorf(&dirRange, "Static directory not found", "%q (dir = %q, relative to the app's chdir) is not a directory berth can read: %v.", s.Dir, raw.Dir, notDirErr(fi, err))
+		s.At = fmt.Sprintf("%s:%d:%d", dirRange.Filename, dirRange.Start.Line, dirRange.Start.Column)
+		if err := staticDir(s.Dir); err != nil && d.host {
+			d.errorf(&dirRange, "Static directory not found", "dir = %q, relative to the app's chdir, is %s: %v.", raw.Dir, s.Dir, err)
 		}
 		s.MaxAge = d.maxAge(raw.MaxAge)
 		if !slices.Contains([]string{ImmutableHashed, ImmutableAll, ImmutableNone}, s.Immutable) {
@@ -110,14 +116,6 @@ func (d *decoder) statics(a *App, blocks hcl.Blocks) {
 		a.Static = append(a.Static, s)
 		d.staticAt[staticKey(a.Name, prefix)] = b.LabelRanges[0]
 	}
-}
-
-// notDirErr says why a static dir is not one.
-func notDirErr(fi os.FileInfo, err error) error {
-	if err != nil {
-		return err
-	}
-	return fmt.Errorf("it is a %s", fi.Mode().Type())
 }
 
 // staticPrefix reads a static block's label: a path prefix, as a mount is.
@@ -165,17 +163,49 @@ func (d *decoder) checkStatics(cfg *Config) {
 	at := map[string][]taken{} // listener and path -> who answers there
 	key := func(listener, path string) string { return listener + "\x00" + path }
 	for _, a := range cfg.Apps {
-		at[key(a.Listener, a.Mount)] = append(at[key(a.Listener, a.Mount)], taken{app: a.Name, what: "app", hosts: a.Hosts})
+		for _, l := range a.Listeners {
+			at[key(l, a.Mount)] = append(at[key(l, a.Mount)], taken{app: a.Name, what: "app", hosts: a.Hosts})
+		}
 	}
 	for _, a := range cfg.Apps {
 		for _, s := range a.Static {
 			where := d.staticAt[staticKey(a.Name, s.Prefix)]
-			for _, o := range at[key(a.Listener, s.Path)] {
-				if hostsOverlap(o.hosts, a.Hosts) && !(o.app == a.Name && o.what == "app") {
-					d.errorf(&where, "Mount already taken", "%s %q already answers %q on listener %q; give the static block of app %q another prefix.", o.what, o.app, s.Path, a.Listener, a.Name)
+			for _, l := range a.Listeners {
+				for _, o := range at[key(l, s.Path)] {
+					if hostsOverlap(o.hosts, a.Hosts) && !(o.app == a.Name && o.what == "app") {
+						d.errorf(&where, "Mount already taken", "%s %q already answers %q on listener %q; give the static block of app %q another prefix.", o.what, o.app, s.Path, l, a.Name)
+					}
 				}
+				at[key(l, s.Path)] = append(at[key(l, s.Path)], taken{app: a.Name, what: "a static block of app", hosts: a.Hosts})
 			}
-			at[key(a.Listener, s.Path)] = append(at[key(a.Listener, s.Path)], taken{app: a.Name, what: "a static block of app", hosts: a.Hosts})
 		}
 	}
+}
+
+// CheckStaticDirs reports the first static directory that is not one berth
+// can open, naming where the configuration gives it. berth serve and a
+// reload call it before anything serves, so that a missing directory
+// stops the start, or fails the reload and leaves the old configuration
+// serving; `berth check` reports every one, with its source line.
+func (c *Config) CheckStaticDirs() error {
+	for _, a := range c.Apps {
+		for _, s := range a.Static {
+			if err := staticDir(s.Dir); err != nil {
+				return fmt.Errorf("%s: app %q: static directory %s: %w", s.At, a.Name, s.Dir, err)
+			}
+		}
+	}
+	return nil
+}
+
+// staticDir says why dir is not a directory, or nil.
+func staticDir(dir string) error {
+	fi, err := os.Stat(dir)
+	switch {
+	case err != nil:
+		return err
+	case !fi.IsDir():
+		return errors.New("not a directory")
+	}
+	return nil
 }

@@ -67,10 +67,10 @@ app "site" {
 	}
 	want := [][]Static{
 		{
-			{Prefix: "/static", Path: "/shop/static", Dir: filepath.Join(root, "src/staticfiles"), MaxAge: 365 * 24 * time.Hour, Immutable: ImmutableHashed},
-			{Prefix: "/media", Path: "/shop/media", Dir: filepath.Join(root, "media"), MaxAge: 10 * time.Minute, Immutable: ImmutableNone, Fallthrough: true},
+			{Prefix: "/static", Path: "/shop/static", Dir: filepath.Join(root, "src/staticfiles"), MaxAge: 365 * 24 * time.Hour, Immutable: ImmutableHashed, At: path + ":11:15"},
+			{Prefix: "/media", Path: "/shop/media", Dir: filepath.Join(root, "media"), MaxAge: 10 * time.Minute, Immutable: ImmutableNone, Fallthrough: true, At: path + ":15:19"},
 		},
-		{{Prefix: "", Path: "", Dir: filepath.Join(root, "public"), Immutable: ImmutableAll, Fallthrough: true}},
+		{{Prefix: "", Path: "", Dir: filepath.Join(root, "public"), Immutable: ImmutableAll, Fallthrough: true, At: path + ":24:19"}},
 	}
 	for i, a := range cfg.Apps {
 		if !reflect.DeepEqual(a.Static, want[i]) {
@@ -90,7 +90,7 @@ func TestStaticDiagnostics(t *testing.T) {
 		{"a directory that does not exist", app("  static \"/static\" {\n    dir = \"nowhere\"\n  }\n"),
 			[]string{"berth.hcl:7:11: error: Static directory not found: "}},
 		{"a file, not a directory", app("  static \"/static\" {\n    dir = \"berth.hcl\"\n  }\n"),
-			[]string{"berth.hcl:7:11: error: Static directory not found: ", "it is a -"}},
+			[]string{"berth.hcl:7:11: error: Static directory not found: ", "berth.hcl: not a directory."}},
 		{"no dir", app("  static \"/static\" {\n  }\n"),
 			[]string{"berth.hcl:6:20: error: Missing required argument"}},
 		{"bad prefixes", app("  static \"static\" {\n    dir = \"files\"\n  }\n  static \"/a/../b\" {\n    dir = \"files\"\n  }\n  static \"/a%20b\" {\n    dir = \"files\"\n  }\n"),
@@ -108,7 +108,7 @@ func TestStaticDiagnostics(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			path := writeConfig(t, c.src, "files")
-			_, err := Load(path)
+			_, err := LoadOnHost(path)
 			if err == nil {
 				t.Fatalf("Load accepted:\n%s", c.src)
 			}
@@ -159,5 +159,25 @@ app "c" {
 	}
 	if _, err := Load(path); err == nil || !strings.Contains(err.Error(), `berth.hcl:16:10: error: Mount already taken: a static block of app "a" already answers "/b/static"`) {
 		t.Errorf("the same static path for the same host: %v", err)
+	}
+}
+
+// TestStaticDirElsewhere: a configuration rendered on another machine
+// (Load) may name a directory that is not there; berth serve and a reload
+// refuse it (CheckStaticDirs), naming where it is written.
+func TestStaticDirElsewhere(t *testing.T) {
+	path := writeConfig(t, "listener \"http\" {\n  address = \"127.0.0.1:8000\"\n}\napp \"shop\" {\n  module = \"shop:app\"\n  static \"/static\" {\n    dir = \"later\"\n  }\n}\n")
+	cfg, err := Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.CheckStaticDirs(); err == nil || !strings.Contains(err.Error(), "berth.hcl:7:11: app \"shop\": static directory "+filepath.Join(filepath.Dir(path), "later")+": stat ") {
+		t.Errorf("CheckStaticDirs = %v", err)
+	}
+	if err := os.Mkdir(filepath.Join(filepath.Dir(path), "later"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.CheckStaticDirs(); err != nil {
+		t.Errorf("CheckStaticDirs once it exists = %v", err)
 	}
 }

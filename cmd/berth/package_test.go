@@ -184,22 +184,27 @@ app "shop" {
 	})
 
 	t.Run("upgrade under load", func(t *testing.T) {
-		before := c.prop("berth@demo.service", "MainPID")
-		load := startLoad(s.url+"/items", 4, status200, nil)
-		time.Sleep(300 * time.Millisecond)
-		c.must("dpkg", "-i", "/srv/pkg/"+filepath.Base(deb2))
+		// 50 keep-alive clients that never retry (keepAliveLoad) across
+		// two package changes, each restarting berth@demo onto another
+		// binary: the idle connections go through systemd's store.
+		load := startKeepAlive(strings.TrimPrefix(s.url, "http://"), "/items", 50, 20*time.Millisecond)
+		for _, step := range []struct{ deb, version string }{{deb2, "0.1.0~test2"}, {deb1, "0.1.0~test1"}} {
+			before := c.prop("berth@demo.service", "MainPID")
+			time.Sleep(500 * time.Millisecond)
+			c.must("dpkg", "-i", "/srv/pkg/"+filepath.Base(step.deb))
+			s.waitActive()
+			if after := c.prop("berth@demo.service", "MainPID"); after == before {
+				t.Errorf("berth@demo was not restarted onto the new binary (MainPID %s)", after)
+			}
+			if out := c.must("/usr/bin/berth", "version"); !strings.Contains(out, step.version) {
+				t.Errorf("after dpkg -i %s: %q", filepath.Base(step.deb), out)
+			}
+		}
 		time.Sleep(500 * time.Millisecond)
-		ok, failed, samples := load.finish()
-		t.Logf("package upgrade under load: %d ok, %d failed", ok, failed)
+		ok, failed, dials, samples := load.finish()
+		t.Logf("2 package changes under load from 50 keep-alive clients: %d ok, %d failed, %d connections opened", ok, failed, dials)
 		if failed != 0 || ok == 0 {
-			t.Errorf("%d requests failed during the upgrade: %v", failed, samples)
-		}
-		s.waitActive()
-		if after := c.prop("berth@demo.service", "MainPID"); after == before {
-			t.Errorf("berth@demo was not restarted onto the new binary (MainPID %s)", after)
-		}
-		if out := c.must("/usr/bin/berth", "version"); !strings.Contains(out, "0.1.0~test2") {
-			t.Errorf("after upgrade: %q", out)
+			t.Errorf("%d requests failed during the upgrades: %v", failed, samples)
 		}
 	})
 

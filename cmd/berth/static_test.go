@@ -553,7 +553,7 @@ func TestStaticConfig(t *testing.T) {
 		}
 	}
 	os.WriteFile(b.config, []byte(missing), 0o644)
-	if code, out := b.reload(); code != 1 || !strings.Contains(out, "berth.hcl:12:11: error: Static directory not found") {
+	if code, out := b.reload(); code != 1 || !strings.Contains(out, "berth.hcl:12:11: app \"site\": static directory") {
 		t.Errorf("reload with a missing static dir = %d %s; want 1 and the diagnostic", code, out)
 	}
 	if _, body := do(t, "GET", b.url("/files/b.txt"), nil); string(body) != "files b\n" {

@@ -18,7 +18,8 @@ func cmdUnits(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	name := fs.String("name", "", "unit name: NAME.service and NAME.socket (default: the config file's name)")
 	bin := fs.String("berth", "", "path of the berth binary in ExecStart= (default: this binary)")
-	user := fs.String("user", "", "run the service as this user (and group of the same name)")
+	user := fs.String("user", "", "run the service as this user (and group of the same name); default: the dynamic user berth")
+	root := fs.Bool("root", false, "run the service as root (refused otherwise: an app's bug would be root's)")
 	watchdog := fs.Duration("watchdog", 30*time.Second, "WatchdogSec=")
 	dir := fs.String("dir", "", "write the units into this directory instead of printing them")
 	template := fs.Bool("template", false, "render the packaged template units berth@.socket and berth@.service (no CONFIG)")
@@ -39,7 +40,7 @@ func cmdUnits(args []string, stdout, stderr io.Writer) int {
 		return writeUnits(units.Template(*bin, group), *dir, stdout, stderr)
 	}
 	if fs.NArg() != 1 {
-		fmt.Fprintln(stderr, "usage: berth units [--name NAME] [--berth PATH] [--user USER] [--dir DIR] CONFIG\n       berth units --instance NAME [--dir DIR] CONFIG\n       berth units --template [--package deb|rpm] [--dir DIR]")
+		fmt.Fprintln(stderr, "usage: berth units [--name NAME] [--berth PATH] [--user USER | --root] [--dir DIR] CONFIG\n       berth units --instance NAME [--dir DIR] CONFIG\n       berth units --template [--package deb|rpm] [--dir DIR]")
 		return 2
 	}
 	cfg, ok := loadConfig(fs.Arg(0), stderr)
@@ -66,7 +67,11 @@ func cmdUnits(args []string, stdout, stderr io.Writer) int {
 		}
 		*bin = exe
 	}
-	files, err := cfg.Units(units.UnitOptions{Name: *name, Berth: *bin, Config: abs, User: *user, Group: *user, Watchdog: *watchdog})
+	if (*user == "root" || *user == "0") && !*root {
+		fmt.Fprintln(stderr, "berth units: refusing to run a site as root; give --root to mean it, or drop --user for the unprivileged default")
+		return 2
+	}
+	files, err := cfg.Units(units.UnitOptions{Name: *name, Berth: *bin, Config: abs, User: *user, Group: *user, Root: *root, Watchdog: *watchdog})
 	if err != nil {
 		fmt.Fprintf(stderr, "berth units: %v\n", err)
 		return 1
