@@ -8,6 +8,7 @@ import (
 	"slices"
 
 	"github.com/berthd/berth/journal"
+	"github.com/berthd/berth/metrics"
 	"github.com/berthd/berth/supervisor"
 )
 
@@ -31,6 +32,7 @@ type route struct {
 	bufferBody int64  // bodies up to this size stay in memory
 	log        *slog.Logger
 	shared     *sharedPool // the app's, for bodies from sharedFrom
+	m          *metrics.Route
 }
 
 func newRoutes(apps []*supervisor.App, log *slog.Logger) *routes {
