@@ -518,6 +518,7 @@ func saneID(id []byte) bool {
 
 // access counts a finished request and writes its access record.
 func (s *Server) access(ctx *fasthttp.RequestCtx, env *environ, log *slog.Logger, start time.Time, n int64) {
+	n = bodyBytes(ctx, n)
 	d := s.countRequest(ctx, env, start, n)
 	if !s.logAccess || !log.Enabled(context.Background(), slog.LevelInfo) {
 		return

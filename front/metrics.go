@@ -73,6 +73,15 @@ func (s *Server) countRequest(ctx *fasthttp.RequestCtx, env *environ, start time
 	return d
 }
 
+// bodyBytes is the body a response sends: n, the app's, or else the one
+// berth itself answered with (a 404, 503 or 504 has a short message).
+func bodyBytes(ctx *fasthttp.RequestCtx, n int64) int64 {
+	if n == 0 && !ctx.Response.SkipBody && !ctx.IsHead() {
+		return int64(len(ctx.Response.Body()))
+	}
+	return n
+}
+
 // accessRecord is the request's access record, but for its duration and
 // bytes, known at its end.
 func accessRecord(ctx *fasthttp.RequestCtx, env *environ) journal.AccessRecord {

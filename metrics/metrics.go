@@ -130,4 +130,3 @@ func (r *Registry) Handler() http.Handler {
 // Gatherer is the registry, for a caller that renders it otherwise
 // (Families).
 func (r *Registry) Gatherer() prometheus.Gatherer { return r.reg }
-
