@@ -78,8 +78,9 @@ type Bucket struct {
 	Count uint64  `json:"count"`
 }
 
-// Families gathers berth's own families (berth_*; not the Go runtime's,
-// which change between any two reads).
+// Families gathers berth's own families (berth_*; not the Go runtime's
+// and the process's, which /metrics adds, and which change between any
+// two reads).
 func (r *Registry) Families() ([]Family, error) {
 	mfs, err := r.reg.Gather()
 	if err != nil {
@@ -87,9 +88,6 @@ func (r *Registry) Families() ([]Family, error) {
 	}
 	var out []Family
 	for _, mf := range mfs {
-		if !strings.HasPrefix(mf.GetName(), "berth_") {
-			continue
-		}
 		f := Family{Name: mf.GetName(), Type: strings.ToLower(mf.GetType().String()), Help: mf.GetHelp(), Samples: []Sample{}}
 		for _, m := range mf.GetMetric() {
 			f.Samples = append(f.Samples, sample(m))

@@ -32,7 +32,11 @@ var durationBuckets = []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .2
 
 // Registry holds every series of one berth process.
 type Registry struct {
-	reg *prometheus.Registry
+	// reg has berth's own series; runtime the Go runtime's and the
+	// process's, which /metrics adds but Families leaves out: gathering
+	// them reads /proc and the runtime, and status is asked for every
+	// 2 s (systemd's STATUS line).
+	reg, runtime *prometheus.Registry
 	// on says whether the per-request series are counted (the admin
 	// block's metrics attribute); the rest always is.
 	on atomic.Bool
@@ -64,6 +68,7 @@ type Registry struct {
 func New(live func() []Live) *Registry {
 	r := &Registry{
 		reg:       prometheus.NewRegistry(),
+		runtime:   prometheus.NewRegistry(),
 		apps:      map[string]*App{},
 		routes:    map[[2]string]*Route{},
 		listeners: map[string]*Listener{},
@@ -93,8 +98,8 @@ func New(live func() []Live) *Registry {
 	r.reloads.WithLabelValues("ok")
 	r.reloads.WithLabelValues("failed")
 	r.reg.MustRegister(r.requests, r.duration, r.bytes, r.queueWait, r.rejections, r.timeouts,
-		r.exits, r.served, r.backoff, r.accepted, r.open, r.reloads, liveCollector(live),
-		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		r.exits, r.served, r.backoff, r.accepted, r.open, r.reloads, liveCollector(live))
+	r.runtime.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return r
 }
 
@@ -117,7 +122,7 @@ func (r *Registry) Reload(ok bool) {
 // Handler serves the registry in Prometheus' text format; 404 while the
 // series are off, so that a scrape says so rather than reading zeros.
 func (r *Registry) Handler() http.Handler {
-	h := promhttp.HandlerFor(r.reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
+	h := promhttp.HandlerFor(prometheus.Gatherers{r.reg, r.runtime}, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		if !r.On() {
 			http.Error(w, "metrics are off (admin block: metrics = false)", http.StatusNotFound)
@@ -127,6 +132,3 @@ func (r *Registry) Handler() http.Handler {
 	})
 }
 
-// Gatherer is the registry, for a caller that renders it otherwise
-// (Families).
-func (r *Registry) Gatherer() prometheus.Gatherer { return r.reg }
