@@ -131,4 +131,3 @@ func (r *Registry) Handler() http.Handler {
 		h.ServeHTTP(w, req)
 	})
 }
-

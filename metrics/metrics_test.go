@@ -12,8 +12,8 @@ import (
 // values, so that no client can make series at will.
 func TestRequestLabels(t *testing.T) {
 	for _, tc := range []struct {
-		method        string
-		status        int
+		method       string
+		status       int
 		label, class string
 	}{
 		{"GET", 200, "GET", "2xx"},
