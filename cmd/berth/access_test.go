@@ -49,6 +49,26 @@ func TestAccessRecordJSON(t *testing.T) {
 	if _, ok := rec["duration"]; ok || rec["bytes"] == nil {
 		t.Errorf("record %v", rec)
 	}
+
+	// With its one worker asleep, a second request waits its turn: its
+	// queue_us says how long, within its duration_us.
+	slow := make(chan string)
+	go func() { slow <- b.raw("GET /sleep?0.5 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n", 5*time.Second) }()
+	time.Sleep(100 * time.Millisecond)
+	if resp := b.raw("GET /pid?queued HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n", 5*time.Second); statusOf(resp) != 200 {
+		t.Fatalf("GET /pid?queued: %q", resp)
+	}
+	<-slow
+	if err := b.waitFor(`"msg":"GET /pid\?queued"`, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	rec = nil
+	json.Unmarshal([]byte(regexpFind(b.logs.String(), `(?m)^(\{.*"msg":"GET /pid\?queued".*\})$`)), &rec)
+	wait, _ := rec["queue_us"].(float64)
+	d, _ := rec["duration_us"].(float64)
+	if wait < 200_000 || wait > d {
+		t.Errorf("queued request: queue_us %v, duration_us %v; want about 400000, within the duration", rec["queue_us"], rec["duration_us"])
+	}
 }
 
 // TestAccessCombined: with access_format = "combined", each request is a
