@@ -31,7 +31,8 @@ func checkRequest(h *fasthttp.RequestHeader, maxURI int) (int, string) {
 }
 
 // checkFields reads the raw header block, which fasthttp folds and
-// completes: it refuses what RFC 9112 section 6.3 calls a smuggling risk
+// completes: it refuses a field name that is not a token (400, RFC 9112
+// section 5.1), what RFC 9112 section 6.3 calls a smuggling risk
 // (Content-Length together with Transfer-Encoding: 400; any transfer
 // coding but "chunked": 501) and a repeated Content-Type (400: a proxy
 // that reads the first would disagree with an app that reads the last),
@@ -49,12 +50,19 @@ func (e *environ) checkFields(raw []byte) (int, string) {
 		} else {
 			raw = nil
 		}
+		if len(line) > 0 && (line[0] == ' ' || line[0] == '\t') {
+			continue // obs-fold: fasthttp joins it to the field before
+		}
 		c := bytes.IndexByte(line, ':')
 		if c < 0 {
 			continue
 		}
 		value := bytes.TrimSpace(line[c+1:])
-		switch name := bytes.TrimSpace(line[:c]); {
+		name := line[:c]
+		if !isToken(name) {
+			return fasthttp.StatusBadRequest, "a field name that is not a token"
+		}
+		switch {
 		case equalFold(name, "content-length"):
 			cl++
 		case equalFold(name, "transfer-encoding"):
@@ -77,6 +85,17 @@ func (e *environ) checkFields(raw []byte) (int, string) {
 		return fasthttp.StatusBadRequest, "more than one Content-Type"
 	}
 	return 0, ""
+}
+
+// isToken reports whether b is an RFC 9110 token, as a field name must
+// be: fasthttp takes "X Y: v" as a field named "X Y".
+func isToken(b []byte) bool {
+	for _, c := range b {
+		if c <= ' ' || c >= 0x7f || bytes.IndexByte([]byte("\"(),/:;<=>?@[\\]{}"), c) >= 0 {
+			return false
+		}
+	}
+	return len(b) > 0
 }
 
 // targetAuthority is the host of an absolute-form target

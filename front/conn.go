@@ -3,65 +3,13 @@ package front
 import (
 	"errors"
 	"io"
-	"log/slog"
 	"net"
-	"net/netip"
 	"os"
 	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
-
-	"github.com/berthd/berth/units"
 )
-
-// clientListener hands fasthttp its TCP connections as clientConns. On a
-// listener with proxy_protocol, each connection comes from a trusted peer
-// (any other is closed at once) and starts with a PROXY header, which the
-// connection reads before fasthttp reads anything.
-type clientListener struct {
-	net.Listener
-	proxy bool
-	trust units.Trust
-	log   *slog.Logger
-}
-
-func (l clientListener) Accept() (net.Conn, error) {
-	for {
-		c, err := l.Listener.Accept()
-		if err != nil {
-			return c, err
-		}
-		if l.proxy && !trustedPeer(c.RemoteAddr(), l.trust) {
-			l.log.Debug("closed a connection from a peer not in trusted_proxies on a proxy_protocol listener", "remote", c.RemoteAddr().String())
-			c.Close()
-			continue
-		}
-		var hdr *proxyHeader
-		if l.proxy {
-			hdr = &proxyHeader{log: l.log}
-		}
-		switch c := c.(type) {
-		case *net.TCPConn:
-			return &clientConn{TCPConn: c, proxy: hdr}, nil
-		case *net.UnixConn:
-			return &unixConn{UnixConn: c, proxy: hdr}, nil
-		}
-		return c, nil
-	}
-}
-
-// trustedPeer reports whether a connection's peer is in trust.
-func trustedPeer(a net.Addr, trust units.Trust) bool {
-	switch a := a.(type) {
-	case *net.TCPAddr:
-		ip, ok := netip.AddrFromSlice(a.IP)
-		return ok && trust.Contains(ip)
-	case *net.UnixAddr:
-		return trust.Unix
-	}
-	return false
-}
 
 // peerClosed reports whether a read of c has met the end of the client's
 // stream: a body whose framing fasthttp took as ended there (a chunked
@@ -80,8 +28,69 @@ func peerClosed(c net.Conn) bool {
 // the same host, most often; with proxy_protocol, HAProxy.
 type unixConn struct {
 	*net.UnixConn
-	proxy *proxyHeader // as clientConn's
-	eof   bool         // as clientConn's
+	proxy  *proxyHeader // as clientConn's
+	eof    bool         // as clientConn's
+	linger bool         // as clientConn's
+	closed func()       // as clientConn's
+}
+
+func (c *unixConn) Close() error {
+	if c.closed != nil {
+		c.closed()
+	}
+	if c.linger {
+		linger(c.UnixConn)
+	}
+	return c.UnixConn.Close()
+}
+
+// Lingering close (nginx's lingering_close): a request refused while its
+// client may still be sending (a 413 for a declared body past the limit,
+// a 400) is answered, then berth shuts its side and reads and drops what
+// still comes, until the client closes, pauses for lingerWait, or
+// lingerTotal has passed (nginx's lingering_timeout and lingering_time). Closing at once with bytes unread
+// makes the kernel send a reset, which destroys the answer before the
+// client reads it (curl: 2 uploads in 6 saw "connection reset" instead
+// of the 413).
+const (
+	lingerWait  = 2 * time.Second
+	lingerTotal = 10 * time.Second
+)
+
+// halfCloser is a connection whose writing side can be shut alone.
+type halfCloser interface {
+	net.Conn
+	CloseWrite() error
+}
+
+// linger shuts c's writing side and drains c (see lingerWait).
+func linger(c halfCloser) {
+	if c.CloseWrite() != nil {
+		return
+	}
+	bp := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(bp)
+	end := time.Now().Add(lingerTotal)
+	for {
+		wait := time.Now().Add(lingerWait)
+		if wait.After(end) {
+			wait = end
+		}
+		_ = c.SetReadDeadline(wait)
+		if _, err := c.Read(*bp); err != nil {
+			return
+		}
+	}
+}
+
+// setLinger has c linger when it closes.
+func setLinger(c net.Conn) {
+	switch c := c.(type) {
+	case *clientConn:
+		c.linger = true
+	case *unixConn:
+		c.linger = true
+	}
 }
 
 func (c *unixConn) Read(p []byte) (int, error) {
@@ -138,6 +147,22 @@ type clientConn struct {
 	proxy *proxyHeader
 	// eof: a read met the end of the client's stream.
 	eof bool
+	// linger: a request was refused while the client may still be
+	// sending; Close lingers (see linger).
+	linger bool
+	// closed tells the listener the connection is gone (its counts);
+	// it runs once, whoever closes first.
+	closed func()
+}
+
+func (c *clientConn) Close() error {
+	if c.closed != nil {
+		c.closed()
+	}
+	if c.linger {
+		linger(c.TCPConn)
+	}
+	return c.TCPConn.Close()
 }
 
 func (c *clientConn) Read(p []byte) (int, error) {

@@ -18,6 +18,7 @@ package front
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/binary"
 	"encoding/hex"
@@ -111,7 +112,10 @@ func New(l units.Listener, apps []*supervisor.App, log *slog.Logger, access bool
 		WriteTimeout:       l.WriteTimeout,
 		IdleTimeout:        l.IdleTimeout,
 		MaxRequestBodySize: int(s.routes.Load().maxBuffer),
-		Logger:             fasthttpLogger{s.log},
+		// Past max_connections a new connection is answered 503 and
+		// closed at once.
+		Concurrency: cmp.Or(l.MaxConnections, units.DefaultMaxConnections()),
+		Logger:      fasthttpLogger{s.log},
 	}
 	return s
 }
@@ -176,7 +180,7 @@ const keepBody = 64 << 10
 
 // Serve accepts connections on ln until Shutdown.
 func (s *Server) Serve(ln net.Listener) error {
-	return s.srv.Serve(clientListener{Listener: ln, proxy: s.listener.ProxyProtocol, trust: s.listener.Trusted, log: s.log})
+	return s.srv.Serve(newClientListener(ln, s.listener, s.log))
 }
 
 // Shutdown stops accepting, lets in-flight requests finish (their
@@ -240,6 +244,7 @@ func codingUnknown(err error) bool {
 func (s *Server) reject(ctx *fasthttp.RequestCtx, status int, msg string) {
 	s.unavailable(ctx, status, msg)
 	ctx.SetConnectionClose()
+	setLinger(ctx.Conn())
 }
 
 // unavailable answers 503/502/504 (or any status berth itself gives)

@@ -60,6 +60,8 @@ type rawListener struct {
 	SocketGroup    hcl.Expression `hcl:"socket_group,optional"`
 	TrustedProxies hcl.Expression `hcl:"trusted_proxies,optional"`
 	ProxyProtocol  hcl.Expression `hcl:"proxy_protocol,optional"`
+	MaxConns       hcl.Expression `hcl:"max_connections,optional"`
+	MaxConnsPerIP  hcl.Expression `hcl:"max_connections_per_ip,optional"`
 }
 
 // rawWorkers is the `workers { min, max }` block of a scaling pool.
@@ -325,13 +327,15 @@ func (d *decoder) listener(name string, b *hcl.Block) (Listener, bool) {
 		return Listener{}, false
 	}
 	l := Listener{
-		Name:           name,
-		HeaderTimeout:  d.duration(raw.HeaderTimeout, DefaultHeaderTimeout),
-		BodyTimeout:    d.duration(raw.BodyTimeout, DefaultBodyTimeout),
-		WriteTimeout:   d.duration(raw.WriteTimeout, DefaultWriteTimeout),
-		IdleTimeout:    d.duration(raw.IdleTimeout, DefaultIdleTimeout),
-		MaxHeaderBytes: int(d.size(raw.MaxHeaderBytes, DefaultMaxHeaderBytes, 1<<10, 1<<20)),
-		MaxURIBytes:    int(d.size(raw.MaxURIBytes, DefaultMaxURIBytes, 256, 1<<20)),
+		Name:                name,
+		HeaderTimeout:       d.duration(raw.HeaderTimeout, DefaultHeaderTimeout),
+		BodyTimeout:         d.duration(raw.BodyTimeout, DefaultBodyTimeout),
+		WriteTimeout:        d.duration(raw.WriteTimeout, DefaultWriteTimeout),
+		IdleTimeout:         d.duration(raw.IdleTimeout, DefaultIdleTimeout),
+		MaxHeaderBytes:      int(d.size(raw.MaxHeaderBytes, DefaultMaxHeaderBytes, 1<<10, 1<<20)),
+		MaxURIBytes:         int(d.size(raw.MaxURIBytes, DefaultMaxURIBytes, 256, 1<<20)),
+		MaxConnections:      int(d.integer(raw.MaxConns, 0, 1, 1<<24)),
+		MaxConnectionsPerIP: int(d.integer(raw.MaxConnsPerIP, 0, 1, 1<<24)),
 	}
 	var ok bool
 	if l.Network, l.Address, ok = d.address(raw.Address, b); !ok {

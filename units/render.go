@@ -90,6 +90,10 @@ func writeService(b *strings.Builder, opt UnitOptions, socketNames []string, boo
 	fmt.Fprintf(b, "TimeoutStopSec=%s\n", seconds(grace+15*time.Second))
 	fmt.Fprintf(b, "WatchdogSec=%s\n", seconds(opt.Watchdog))
 	b.WriteString("Restart=on-failure\n")
+	// Each client connection is a descriptor: berth takes three quarters
+	// of this for connections (max_connections' default), the rest for
+	// bodies, workers and the journal.
+	b.WriteString("LimitNOFILE=65536\n")
 	// The control socket lives in /run/berth, where `berth reload` and
 	// `berth status` look; services share the directory, so it is kept
 	// when one of them stops.

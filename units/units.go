@@ -13,6 +13,7 @@ import (
 	"reflect"
 	"runtime"
 	"sort"
+	"syscall"
 	"time"
 )
 
@@ -105,6 +106,14 @@ type Listener struct {
 	// ProxyProtocol: every connection starts with a PROXY protocol (v1
 	// or v2) header from a trusted peer, or is closed.
 	ProxyProtocol bool
+
+	// MaxConnections caps the listener's open connections (0: from the
+	// file limit, see DefaultMaxConnections); past it a new one gets 503
+	// and is closed.
+	MaxConnections int
+	// MaxConnectionsPerIP caps what one peer outside Trusted may hold
+	// (0: no cap); past it a new one is closed at once.
+	MaxConnectionsPerIP int
 }
 
 // Equal reports whether l and o are the same listener with the same
@@ -230,6 +239,20 @@ const (
 	// connects through socket_group.
 	DefaultSocketMode = 0o660
 )
+
+// DefaultMaxConnections is a listener's max_connections when not set:
+// three quarters of the process's file limit (RLIMIT_NOFILE, which Go
+// raises to its hard limit at start), leaving the rest for request bodies
+// spilled to files, workers' sockets and pipes, and the journal. With
+// several listeners, set it on each so that they add up below the limit;
+// past it accept backs off rather than failing.
+func DefaultMaxConnections() int {
+	var r syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &r); err != nil || r.Cur > 1<<24 {
+		return 1 << 16
+	}
+	return max(int(r.Cur)*3/4, 16)
+}
 
 // DefaultWorkers is one worker per core: Python runs one request at a time
 // per process, and more processes than cores only add context switches.

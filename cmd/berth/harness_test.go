@@ -135,7 +135,13 @@ app %q {
 // "ready"; the test fails if that does not happen within 30 s.
 func startBerth(t *testing.T, config string) *instance {
 	t.Helper()
-	inst := launch(t, config)
+	return startBerthUnder(t, config)
+}
+
+// startBerthUnder is startBerth under a wrapper command (launchUnder).
+func startBerthUnder(t *testing.T, config string, wrapper ...string) *instance {
+	t.Helper()
+	inst := launchUnder(t, config, wrapper...)
 	if err := inst.waitFor(`INFO  ready `, 30*time.Second); err != nil {
 		t.Fatalf("berth did not become ready: %v\nlogs:\n%s", err, inst.logs)
 	}
@@ -150,7 +156,21 @@ func startBerth(t *testing.T, config string) *instance {
 // launch starts berth without waiting for it.
 func launch(t *testing.T, config string) *instance {
 	t.Helper()
-	return launchWith(t, config, nil)
+	return launchUnder(t, config)
+}
+
+// launchUnder starts berth under a command such as prlimit (its words
+// then berth's), without waiting for it.
+func launchUnder(t *testing.T, config string, wrapper ...string) *instance {
+	t.Helper()
+	if len(wrapper) == 0 {
+		return launchWith(t, config, nil)
+	}
+	return launchWith(t, config, func(c *exec.Cmd) {
+		c.Args = append(append([]string(nil), wrapper...), c.Args...)
+		c.Args[len(wrapper)] = c.Path
+		c.Path = wrapper[0]
+	})
 }
 
 // launchWith is launch with prepare, when not nil, changing the command

@@ -1,0 +1,120 @@
+// Package fakeworker is a worker in Go that speaks berth's frame protocol
+// (package wire) in place of the Python one, for tests of the front and
+// the supervisor that need a worker's side of the wire but not an app:
+// it answers in microseconds, and what it answers says what it was sent.
+//
+// A test binary becomes the worker: its TestMain calls MaybeRun first,
+// and the app's python is the test binary itself with Env set (see
+// Config). berth starts it as it starts Python (`PYTHON -u -c SOURCE
+// MODULE THREADS`, the socket on fd 3); the fake serves one thread.
+//
+// Each request is answered 200 with a text body: the method, the path,
+// the query and the length of the body it got, one per line. A request
+// whose body rides in a descriptor (a spilled file, shared memory, the
+// client's socket) is answered with the length berth declared; the
+// descriptor is dropped unread.
+package fakeworker
+
+import (
+	"bufio"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strconv"
+
+	"github.com/berthd/berth/wire"
+)
+
+// EnvVar, set to "1" in a worker's environment, makes MaybeRun serve.
+const EnvVar = "BERTH_FAKE_WORKER"
+
+// MaybeRun serves as a fake worker, and exits, when the process was
+// started as one; else it returns at once.
+func MaybeRun() {
+	if os.Getenv(EnvVar) != "1" {
+		return
+	}
+	if err := serve(os.NewFile(3, "berth-wire")); err != nil && err != io.EOF {
+		fmt.Fprintln(os.Stderr, "fake worker:", err)
+		os.Exit(1)
+	}
+	os.Exit(0)
+}
+
+func serve(f *os.File) error {
+	c, err := net.FileConn(f)
+	if err != nil {
+		return fmt.Errorf("fd 3 is not berth's socket: %w", err)
+	}
+	f.Close()
+	w := bufio.NewWriter(c)
+	hello := fmt.Sprintf("berth-wire\x00%d\x00%d\x00fake", wire.Version, os.Getpid())
+	if err := writeFrame(w, wire.TypeHello, []byte(hello), nil); err != nil {
+		return err
+	}
+	br := bufio.NewReaderSize(c, 64<<10)
+	r := wire.NewReader(br)
+	for {
+		fr, err := r.Next()
+		if err != nil {
+			return err
+		}
+		if fr.Type != wire.TypeRequest {
+			continue // a cancel: every answer is whole at once
+		}
+		if err := answer(w, fr); err != nil {
+			return err
+		}
+		if br.Buffered() == 0 { // the last of a batch: answer them all
+			if err := w.Flush(); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// answer writes the response to request frame fr.
+func answer(w *bufio.Writer, fr wire.Frame) error {
+	env, body, ok := wire.DecodeRequest(fr.Payload)
+	if !ok {
+		return fmt.Errorf("a request frame that does not decode")
+	}
+	get := func(k string) string {
+		for _, kv := range env {
+			if kv[0] == k {
+				return kv[1]
+			}
+		}
+		return ""
+	}
+	n := strconv.Itoa(len(body))
+	if fr.Flags&(wire.FlagBodyFD|wire.FlagBodySocket) != 0 {
+		n = get("CONTENT_LENGTH")
+	}
+	text := fmt.Sprintf("%s\n%s\n%s\n%s\n", get("REQUEST_METHOD"), get("PATH_INFO"), get("QUERY_STRING"), n)
+	head := "200 OK\x00Content-Type\x00text/plain\x00Content-Length\x00" + strconv.Itoa(len(text))
+	return writeFrame(w, wire.TypeResponse, []byte(head), []byte(text))
+}
+
+// writeFrame writes a frame whose payload is a uint32 length of head,
+// head, then body (the layout of hello is the head alone).
+func writeFrame(w *bufio.Writer, t wire.Type, head, body []byte) error {
+	var hdr [wire.HeaderSize]byte
+	payload := head
+	if t == wire.TypeResponse {
+		var n [4]byte
+		binary.LittleEndian.PutUint32(n[:], uint32(len(head)))
+		payload = append(append(n[:], head...), body...)
+	}
+	wire.PutHeader(hdr[:], t, 0, len(payload))
+	w.Write(hdr[:])
+	if _, err := w.Write(payload); err != nil {
+		return err
+	}
+	if t == wire.TypeHello {
+		return w.Flush()
+	}
+	return nil
+}
