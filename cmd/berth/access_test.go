@@ -53,7 +53,9 @@ func TestAccessRecordJSON(t *testing.T) {
 	// With its one worker asleep, a second request waits its turn: its
 	// queue_us says how long, within its duration_us.
 	slow := make(chan string)
-	go func() { slow <- b.raw("GET /sleep?0.5 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n", 5*time.Second) }()
+	go func() {
+		slow <- b.raw("GET /sleep?0.5 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n", 5*time.Second)
+	}()
 	time.Sleep(100 * time.Millisecond)
 	if resp := b.raw("GET /pid?queued HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n", 5*time.Second); statusOf(resp) != 200 {
 		t.Fatalf("GET /pid?queued: %q", resp)
