@@ -403,7 +403,7 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		s.access(ctx, env, rt.log, start, int64(len(b)))
 		return
 	}
-	st := &stream{s: s, log: rt.log, ex: ex, conn: ctx.Conn(), limit: int64(contentLength)}
+	st := &stream{s: s, log: rt.log, ex: ex, conn: ctx.Conn(), limit: int64(contentLength), maxSpool: rt.maxSpool}
 	if whole && st.limit < 0 {
 		st.limit = int64(len(ex.Head.Body)) // a whole body too big to copy
 	}

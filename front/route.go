@@ -30,6 +30,7 @@ type route struct {
 	maxBody    int64
 	tooLarge   string // the 413's message, which names maxBody
 	bufferBody int64  // bodies up to this size stay in memory
+	maxSpool   int64  // max_buffered_response
 	log        *slog.Logger
 	shared     *sharedPool // the app's, for bodies from sharedFrom
 	m          *metrics.Route
@@ -47,6 +48,7 @@ func newRoutes(apps []*supervisor.App, log *slog.Logger) *routes {
 			maxBody:    maxBody,
 			tooLarge:   fmt.Sprintf("request body too large: this app takes at most %d bytes (max_body_bytes)", maxBody),
 			bufferBody: max(min(cfg.BufferBodyBytes, maxBody), 1),
+			maxSpool:   cfg.MaxBufferedResponse,
 			log:        log.With(journal.KeyApp, app.Name()),
 		}
 		rs.list = append(rs.list, rt)

@@ -85,3 +85,19 @@ const (
 	skMeminfoWmemQueued = 5
 	skMeminfoVars       = 9
 )
+
+// outQueue is how many bytes c's send queue holds (SIOCOUTQ: for TCP, the
+// bytes not yet acknowledged by the client), or -1 when unknown.
+func outQueue(c net.Conn) int {
+	raw := rawConn(c)
+	if raw == nil {
+		return -1
+	}
+	q := -1
+	_ = raw.Control(func(fd uintptr) {
+		if n, err := unix.IoctlGetInt(int(fd), unix.SIOCOUTQ); err == nil {
+			q = n
+		}
+	})
+	return q
+}

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -25,9 +26,11 @@ var errShort = errors.New("the app sent less than its Content-Length")
 
 // stream is a response body that arrives in several frames, or as a file.
 // fasthttp asks it to write itself (WriteTo) once the head is out, and it
-// writes straight to the client's socket as the socket takes it: a slow
-// reader holds the worker rather than making berth buffer the body, and a
-// file goes out with sendfile.
+// writes straight to the client's socket as the socket takes it; what a
+// slow reader does not take at once waits in the stream's spool, so that
+// the worker goes on to its next request (up to the app's
+// max_buffered_response; past it the worker waits for the client). A
+// file goes out with sendfile, the worker released first.
 //
 // write_timeout is the longest a write may make no progress (as nginx's
 // send_timeout): a client reading slowly but steadily gets the whole body,
@@ -46,6 +49,11 @@ type stream struct {
 	size    [20]byte    // a chunk's size line
 	closed  bool
 	done    func(n int64) // writes the access record
+	// spool keeps what the client has not taken yet, up to maxSpool
+	// bytes (0: nothing is kept); released is set once the worker is.
+	spool    spool
+	maxSpool int64
+	released bool
 }
 
 // next returns the next part of the body: the head frame's bytes and a
@@ -71,31 +79,47 @@ func (st *stream) SupportsBodyWriteTo() bool { return true }
 // Content-Length, and fails when the app sends less, so the connection
 // closes and the client sees the body is short.
 func (st *stream) WriteTo(io.Writer) (int64, error) {
+	err := st.take()
+	if err == nil {
+		// The worker's whole answer is taken: it goes on to its next
+		// request while the client takes the rest from the spool.
+		st.release()
+		err = st.spool.flush(st)
+	}
+	return st.n, err
+}
+
+// take reads the body from the worker and writes it (or spools it) to
+// the client, up to its end or the app's Content-Length.
+func (st *stream) take() error {
 	for st.limit < 0 || st.n < st.limit {
 		p, err := st.next()
 		if err == io.EOF {
 			if st.limit >= 0 {
 				st.log.Error("response cut short: the app sent less than its Content-Length; closing the connection",
 					"content_length", st.limit, "sent", st.n, journal.KeyPID, st.ex.PID)
-				return st.n, errShort
+				return errShort
 			}
-			return st.n, nil
+			return nil
 		}
 		if err != nil {
 			// The response has started; all that is left is to cut the
 			// connection so the client sees it is incomplete.
 			st.log.Error("response cut short", "err", err, journal.KeyPID, st.ex.PID)
-			return st.n, err
+			return err
 		}
 		switch {
 		case p.File != nil:
+			if !st.ex.More() {
+				st.release() // the file is berth's to send
+			}
 			err = st.sendFile(p)
 		case len(p.Data) == 0:
 			// The app is waiting for something to send. A client that
 			// left meanwhile is noticed here rather than at the next
 			// write, which may never come.
 			if clientGone(st.conn) {
-				return st.n, errClientGone
+				return errClientGone
 			}
 		default:
 			data := p.Data
@@ -106,7 +130,7 @@ func (st *stream) WriteTo(io.Writer) (int64, error) {
 			err = st.write(data)
 		}
 		if err != nil {
-			return st.n, err
+			return err
 		}
 	}
 	// At the Content-Length: the app should be done. If it is not, the
@@ -119,11 +143,20 @@ func (st *stream) WriteTo(io.Writer) (int64, error) {
 			st.overrun()
 		}
 	}
-	return st.n, nil
+	return nil
+}
+
+// release frees the worker, once.
+func (st *stream) release() {
+	if !st.released {
+		st.released = true
+		st.ex.Close()
+	}
 }
 
 // write sends data, as one chunk when the body is chunked (one writev
-// with its framing).
+// with its framing): what the socket does not take at once goes to the
+// spool while it has room, else it is written at the client's pace.
 func (st *stream) write(data []byte) error {
 	var head []byte
 	if st.chunked {
@@ -134,14 +167,21 @@ func (st *stream) write(data []byte) error {
 		st.vec = [3][]byte{data}
 		st.bufs = st.vec[:1]
 	}
-	var sent int64
-	err := progress(st, func() (int64, error) {
-		n, err := st.bufs.WriteTo(st.conn)
-		sent += n
-		return n, err
-	})
+	total := int64(len(head) + len(data))
+	if st.chunked {
+		total += int64(len(crlf))
+	}
+	var err error
+	if st.spool.size()+total <= st.maxSpool {
+		var n int64
+		if n, err = st.spool.offer(st.conn, st.bufs); err == nil && n < total {
+			err = st.spool.add(st.bufs, n)
+		}
+	} else if err = st.spool.flush(st); err == nil {
+		err = progress(st, func() (int64, error) { return st.bufs.WriteTo(st.conn) })
+	}
 	st.vec = [3][]byte{} // no reference to the worker's frame
-	st.n += max(0, min(sent-int64(len(head)), int64(len(data))))
+	st.n += int64(len(data))
 	return err
 }
 
@@ -155,13 +195,20 @@ func chunkSize(b []byte, n int64) []byte {
 
 // progress runs write until it is done, giving each attempt
 // write_timeout: a write that timed out having sent something is tried
-// again, one that sent nothing in write_timeout fails.
+// again, and so is one while the client took bytes from the socket's
+// queue (a large queue drains for a while before the kernel takes more:
+// a client reading steadily is making progress); one that saw neither in
+// write_timeout fails.
 func progress(st *stream, write func() (int64, error)) error {
 	for {
 		st.deadline()
+		queued := outQueue(st.conn)
 		n, err := write()
 		var ne net.Error
-		if err == nil || n == 0 || !errors.As(err, &ne) || !ne.Timeout() {
+		if err == nil || !errors.As(err, &ne) || !ne.Timeout() {
+			return err
+		}
+		if now := outQueue(st.conn); n == 0 && (queued < 0 || now >= queued) {
 			return err
 		}
 	}
@@ -190,29 +237,66 @@ func (st *stream) sendFile(p supervisor.Part) error {
 	if count == 0 {
 		return nil
 	}
-	if _, err := p.File.Seek(p.Offset, io.SeekStart); err != nil {
-		return fmt.Errorf("file from wsgi.file_wrapper: %w", err)
+	if err := st.spool.flush(st); err != nil {
+		return err
 	}
 	if st.chunked {
 		if err := st.raw(chunkSize(st.size[:0], count)); err != nil {
 			return err
 		}
 	}
-	lr := &io.LimitedReader{R: p.File, N: count}
-	err := progress(st, func() (int64, error) {
-		if rf, ok := st.conn.(io.ReaderFrom); ok {
-			return rf.ReadFrom(lr) // sendfile
-		}
-		return io.Copy(st.conn, lr)
-	})
-	st.n += count - lr.N
-	if err == nil && lr.N > 0 {
-		err = io.ErrUnexpectedEOF // the file shrank
+	sent, err := st.sendRange(p.File, p.Offset, count)
+	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) {
+		err = fmt.Errorf("file from wsgi.file_wrapper: %w", err)
 	}
+	st.n += sent
 	if err == nil && st.chunked {
 		err = st.raw(crlf)
 	}
 	return err
+}
+
+// sendRange sends n bytes of f from off, with sendfile where the
+// connection has it (TCP), else through a buffer, each wait at most
+// write_timeout without progress. It reports how many bytes went, and
+// io.ErrUnexpectedEOF when the file ended first (it shrank meanwhile).
+func (st *stream) sendRange(f *os.File, off, n int64) (int64, error) {
+	if rf, ok := st.conn.(io.ReaderFrom); ok {
+		if _, err := f.Seek(off, io.SeekStart); err != nil {
+			return 0, err
+		}
+		lr := &io.LimitedReader{R: f, N: n}
+		err := progress(st, func() (int64, error) { return rf.ReadFrom(lr) })
+		if err == nil && lr.N > 0 {
+			err = io.ErrUnexpectedEOF
+		}
+		return n - lr.N, err
+	}
+	// Each slice read is written whole before the next is read: a
+	// write that times out having sent part of it goes on from there.
+	bp := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(bp)
+	sent := int64(0)
+	for sent < n {
+		m, err := f.ReadAt((*bp)[:min(int64(len(*bp)), n-sent)], off+sent)
+		if m == 0 {
+			if err == nil || err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return sent, err
+		}
+		b := (*bp)[:m]
+		err = progress(st, func() (int64, error) {
+			w, err := st.conn.Write(b)
+			b = b[w:]
+			return int64(w), err
+		})
+		sent += int64(m - len(b))
+		if err != nil {
+			return sent, err
+		}
+	}
+	return sent, nil
 }
 
 // raw writes framing bytes (not counted as body).
@@ -254,7 +338,8 @@ func (st *stream) Close() error {
 		}
 	}
 	st.parts = nil
-	st.ex.Close()
+	st.release()
+	st.spool.release()
 	st.done(st.n)
 	return nil
 }

@@ -177,7 +177,7 @@ func spec(l units.Listener) activation.Spec {
 func (s *Server) appsOn(cfg *units.Config, name string) []*supervisor.App {
 	var apps []*supervisor.App
 	for _, a := range cfg.Apps {
-		if a.Listener == name {
+		if a.On(name) {
 			apps = append(apps, s.apps[a.Name])
 		}
 	}
@@ -643,7 +643,7 @@ func (s *Server) Status() Status {
 			ls.Addr, ls.Passed = sock.Addr(), sock.Passed
 		}
 		for _, a := range s.cfg.Apps {
-			if a.Listener != l.Name {
+			if !a.On(l.Name) {
 				continue
 			}
 			route := a.Name

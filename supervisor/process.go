@@ -52,6 +52,8 @@ type process struct {
 	log    *slog.Logger
 	exited chan struct{} // closed once the process has been reaped
 	python string
+	// version is the Python version the worker said hello with.
+	version string
 	// starts is the last request each lane's thread started, read from
 	// the worker's marks once it has been reaped (see started).
 	starts []uint32
@@ -333,6 +335,7 @@ func spawn(ctx context.Context, app *units.App, gen int, log *slog.Logger) (*pro
 			return nil, fmt.Errorf("worker %d: %w", p.pid, err)
 		}
 		p.log.Debug("worker ready", "python", h.Python)
+		p.version = h.Python
 		return p, nil
 	case wire.TypeBootFailed:
 		p.kill()

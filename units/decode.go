@@ -85,7 +85,7 @@ type rawApp struct {
 	Mount        hcl.Expression    `hcl:"mount,optional"`
 	Hosts        hcl.Expression    `hcl:"hosts,optional"`
 	Module       hcl.Expression    `hcl:"module"`
-	Python       *string           `hcl:"python,optional"`
+	Python       hcl.Expression    `hcl:"python,optional"`
 	Chdir        *string           `hcl:"chdir,optional"`
 	PythonPath   []string          `hcl:"pythonpath,optional"`
 	Env          map[string]string `hcl:"env,optional"`
@@ -102,10 +102,15 @@ type rawApp struct {
 	MaxBodyBytes hcl.Expression    `hcl:"max_body_bytes,optional"`
 	BufferBody   hcl.Expression    `hcl:"buffer_body_bytes,optional"`
 	Scheduling   hcl.Expression    `hcl:"scheduling,optional"`
+	MaxBuffered  hcl.Expression    `hcl:"max_buffered_response,optional"`
 }
 
 // moduleRE accepts "pkg.mod", "pkg.mod:name" and "pkg.mod:factory()".
 var moduleRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*(:[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*(\(\))?)?$`)
+
+// ValidModule reports whether s is spelled as an app's module may be:
+// "pkg.mod", "pkg.mod:callable" or "pkg.mod:factory()".
+func ValidModule(s string) bool { return moduleRE.MatchString(s) }
 
 // nameRE is what listener and app names may be: they become systemd
 // FileDescriptorName= values and journal fields.
@@ -117,10 +122,17 @@ type decoder struct {
 	src    []byte
 	parser *hclparse.Parser
 	diags  hcl.Diagnostics
+	// ctx evaluates every expression (env.go); env is what env() read.
+	ctx *hcl.EvalContext
+	env []EnvUse
+	// host: also check what the file names on this machine (host.go).
+	host bool
 }
 
 func newDecoder(path, dir string, src []byte) *decoder {
-	return &decoder{path: path, dir: dir, src: src, parser: hclparse.NewParser()}
+	d := &decoder{path: path, dir: dir, src: src, parser: hclparse.NewParser()}
+	d.ctx = d.evalContext()
+	return d
 }
 
 func (d *decoder) files() map[string]*hcl.File { return d.parser.Files() }
@@ -207,7 +219,7 @@ func (d *decoder) decode() *Config {
 	return cfg
 }
 
-// linkListeners resolves each app's listener: the one it names, or the
+// linkListeners resolves each app's listeners: those it names, or the
 // only one declared; apps that share a listener must mount apart.
 func (d *decoder) linkListeners(cfg *Config, blocks []*hcl.Block, raws []*rawApp) {
 	var names []string
@@ -215,46 +227,85 @@ func (d *decoder) linkListeners(cfg *Config, blocks []*hcl.Block, raws []*rawApp
 		names = append(names, l.Name)
 	}
 	sort.Strings(names)
-	var placed []int // apps whose listener resolved
+	var placed []int // apps whose listeners resolved
 	for i := range cfg.Apps {
 		a := &cfg.Apps[i]
 		rng := raws[i].Listener.Range()
-		if a.Listener == "" {
+		if len(a.Listeners) == 0 {
 			switch len(cfg.Listeners) {
 			case 0:
 				d.errorf(&blocks[i].DefRange, "No listener", "App %q needs a listener to serve on; declare one, for example:\n  listener \"http\" {\n    address = \"127.0.0.1:8000\"\n  }", a.Name)
 				continue
 			case 1:
-				a.Listener = cfg.Listeners[0].Name
+				a.Listeners = []string{cfg.Listeners[0].Name}
 				rng = blocks[i].DefRange
 			default:
 				d.errorf(&blocks[i].DefRange, "Missing listener", "App %q must name its listener: several are declared (%s).", a.Name, strings.Join(names, ", "))
 				continue
 			}
 		}
-		if _, ok := cfg.Listener(a.Listener); !ok {
-			d.errorf(&rng, "Unknown listener", "No listener %q is declared; declared: %s.", a.Listener, strings.Join(names, ", "))
+		a.Listener = a.Listeners[0]
+		known := true
+		for _, name := range a.Listeners {
+			if _, ok := cfg.Listener(name); !ok {
+				d.errorf(&rng, "Unknown listener", "No listener %q is declared; declared: %s.", name, strings.Join(names, ", "))
+				known = false
+			}
+		}
+		if known && !d.mountTaken(cfg, placed, i, blocks[i], raws[i]) {
+			placed = append(placed, i)
+		}
+	}
+}
+
+// mountTaken reports (as an error at the app) an app of placed that
+// already answers app i's mount and hosts on one of its listeners.
+func (d *decoder) mountTaken(cfg *Config, placed []int, i int, block *hcl.Block, raw *rawApp) bool {
+	a := &cfg.Apps[i]
+	for _, j := range placed {
+		o := &cfg.Apps[j]
+		shared := ""
+		for _, name := range a.Listeners {
+			if o.On(name) {
+				shared = name
+				break
+			}
+		}
+		if shared == "" || o.Mount != a.Mount || !hostsOverlap(o.Hosts, a.Hosts) {
 			continue
 		}
-		for _, j := range placed {
-			o := &cfg.Apps[j]
-			if o.Listener != a.Listener || o.Mount != a.Mount || !hostsOverlap(o.Hosts, a.Hosts) {
-				continue
-			}
-			at := blocks[i].DefRange
-			if _, ok := d.value(raws[i].Mount); ok {
-				at = raws[i].Mount.Range()
-			}
-			where := "at the root"
-			if a.Mount != "" {
-				where = fmt.Sprintf("under %q", a.Mount)
-			}
-			d.errorf(&at, "Mount already taken", "App %q already answers %s on listener %q%s; give app %q another mount = \"/prefix\" (or hosts = [...], or a listener of its own).",
-				o.Name, where, a.Listener, hostsNote(o.Hosts, a.Hosts), a.Name)
-			break
+		at := block.DefRange
+		if _, ok := d.value(raw.Mount); ok {
+			at = raw.Mount.Range()
 		}
-		placed = append(placed, i)
+		where := "at the root"
+		if a.Mount != "" {
+			where = fmt.Sprintf("under %q", a.Mount)
+		}
+		d.errorf(&at, "Mount already taken", "App %q already answers %s on listener %q%s; give app %q another mount = \"/prefix\" (or hosts = [...], or a listener of its own).",
+			o.Name, where, shared, hostsNote(o.Hosts, a.Hosts), a.Name)
+		return true
 	}
+	return false
+}
+
+// listenerNames reads an app's listener: a name, or a list of names
+// (none when not written).
+func (d *decoder) listenerNames(expr hcl.Expression) []string {
+	v, ok := d.value(expr)
+	if !ok {
+		return nil
+	}
+	if v.Type() == cty.String {
+		return []string{v.AsString()}
+	}
+	var names []string
+	if diags := gohcl.DecodeExpression(expr, d.ctx, &names); diags.HasErrors() || len(names) == 0 {
+		rng := expr.Range()
+		d.errorf(&rng, "Invalid listener", "Want a listener's name, such as \"http\", or a list of names, such as [\"http\", \"local\"].")
+		return nil
+	}
+	return slices.Compact(names)
 }
 
 // hostsOverlap reports whether two apps' host lists can both match a
@@ -303,7 +354,7 @@ func (d *decoder) mount(a *App, raw *rawApp) {
 	}
 	if _, ok := d.value(raw.Hosts); ok {
 		var hosts []string
-		diags := gohcl.DecodeExpression(raw.Hosts, nil, &hosts)
+		diags := gohcl.DecodeExpression(raw.Hosts, d.ctx, &hosts)
 		d.diags = append(d.diags, diags...)
 		rng := raw.Hosts.Range()
 		for _, h := range hosts {
@@ -321,7 +372,7 @@ func (d *decoder) mount(a *App, raw *rawApp) {
 
 func (d *decoder) listener(name string, b *hcl.Block) (Listener, bool) {
 	var raw rawListener
-	diags := gohcl.DecodeBody(b.Body, nil, &raw)
+	diags := gohcl.DecodeBody(b.Body, d.ctx, &raw)
 	d.diags = append(d.diags, diags...)
 	if diags.HasErrors() {
 		return Listener{}, false
@@ -344,7 +395,7 @@ func (d *decoder) listener(name string, b *hcl.Block) (Listener, bool) {
 	l.Socket = d.socketOwner(l.Network, raw.SocketMode, raw.SocketUser, raw.SocketGroup)
 	l.Trusted = d.trust(raw.TrustedProxies)
 	if v, ok := d.value(raw.ProxyProtocol); ok {
-		d.diags = append(d.diags, gohcl.DecodeExpression(raw.ProxyProtocol, nil, &l.ProxyProtocol)...)
+		d.diags = append(d.diags, gohcl.DecodeExpression(raw.ProxyProtocol, d.ctx, &l.ProxyProtocol)...)
 		if v.True() && l.Trusted.Empty() {
 			rng := raw.ProxyProtocol.Range()
 			d.errorf(&rng, "No trusted proxies", "proxy_protocol takes its header only from trusted peers, and trusted_proxies is empty: name the load balancers' addresses.")
@@ -423,7 +474,7 @@ func (d *decoder) trust(expr hcl.Expression) Trust {
 	}
 	var list []string
 	rng := expr.Range()
-	if diags := gohcl.DecodeExpression(expr, nil, &list); diags.HasErrors() {
+	if diags := gohcl.DecodeExpression(expr, d.ctx, &list); diags.HasErrors() {
 		d.errorf(&rng, "Invalid trusted_proxies", "Want a list of addresses, networks and \"unix\", such as [\"127.0.0.1\", \"10.0.0.0/8\", \"unix\"], or [] to trust no one.")
 		return Trust{}
 	}
@@ -439,7 +490,7 @@ func (d *decoder) trust(expr hcl.Expression) Trust {
 // admin reads the admin block.
 func (d *decoder) admin(b *hcl.Block) *Admin {
 	var raw rawAdmin
-	diags := gohcl.DecodeBody(b.Body, nil, &raw)
+	diags := gohcl.DecodeBody(b.Body, d.ctx, &raw)
 	d.diags = append(d.diags, diags...)
 	if diags.HasErrors() {
 		return nil
@@ -456,31 +507,31 @@ func (d *decoder) admin(b *hcl.Block) *Admin {
 func (d *decoder) app(name string, b *hcl.Block) (App, *rawApp, bool) {
 	wc, rest, diags := b.Body.PartialContent(workersSchema)
 	var raw rawApp
-	diags = append(diags, gohcl.DecodeBody(rest, nil, &raw)...)
+	diags = append(diags, gohcl.DecodeBody(rest, d.ctx, &raw)...)
 	d.diags = append(d.diags, diags...)
 	if diags.HasErrors() {
 		return App{}, nil, false
 	}
 	a := App{
-		Name:              name,
-		Listener:          d.str(raw.Listener, ""),
-		Module:            d.str(raw.Module, ""),
-		Python:            DefaultPython,
-		Chdir:             d.dir,
-		Env:               raw.Env,
-		Threads:           int(d.integer(raw.Threads, 1, 1, 256)),
-		MaxRequests:       int(d.integer(raw.MaxRequests, 0, 0, 1<<40)),
-		MaxRequestsJitter: int(d.integer(raw.MaxJitter, 0, 0, 1<<40)),
-		MaxLifetime:       d.optDuration(raw.MaxLifetime),
-		MaxRSS:            d.size(raw.MaxRSS, 0, 0, 1<<50),
-		GracefulTimeout:   d.duration(raw.Graceful, DefaultGraceful),
-		Timeout:           d.duration(raw.Timeout, DefaultTimeout),
-		BootTimeout:       d.duration(raw.BootTimeout, DefaultBootTimeout),
-		QueueSize:         int(d.integer(raw.QueueSize, DefaultQueueSize, 0, 1<<20)),
-		QueueTimeout:      d.duration(raw.QueueTimeout, DefaultQueueTimeout),
-		MaxBodyBytes:      d.size(raw.MaxBodyBytes, DefaultMaxBodyBytes, 0, MaxMaxBodyBytes),
-		BufferBodyBytes:   d.size(raw.BufferBody, DefaultBufferBodyBytes, 0, MaxBufferBodyBytes),
-		Scheduling:        d.str(raw.Scheduling, SchedBatch),
+		Name:                name,
+		Listeners:           d.listenerNames(raw.Listener),
+		Module:              d.str(raw.Module, ""),
+		Chdir:               d.dir,
+		Env:                 raw.Env,
+		Threads:             int(d.integer(raw.Threads, 1, 1, 256)),
+		MaxRequests:         int(d.integer(raw.MaxRequests, 0, 0, 1<<40)),
+		MaxRequestsJitter:   int(d.integer(raw.MaxJitter, 0, 0, 1<<40)),
+		MaxLifetime:         d.optDuration(raw.MaxLifetime),
+		MaxRSS:              d.size(raw.MaxRSS, 0, 0, 1<<50),
+		GracefulTimeout:     d.duration(raw.Graceful, DefaultGraceful),
+		Timeout:             d.duration(raw.Timeout, DefaultTimeout),
+		BootTimeout:         d.duration(raw.BootTimeout, DefaultBootTimeout),
+		QueueSize:           int(d.integer(raw.QueueSize, DefaultQueueSize, 0, 1<<20)),
+		QueueTimeout:        d.duration(raw.QueueTimeout, DefaultQueueTimeout),
+		MaxBodyBytes:        d.size(raw.MaxBodyBytes, DefaultMaxBodyBytes, 0, MaxMaxBodyBytes),
+		BufferBodyBytes:     d.size(raw.BufferBody, DefaultBufferBodyBytes, 0, MaxBufferBodyBytes),
+		Scheduling:          d.str(raw.Scheduling, SchedBatch),
+		MaxBufferedResponse: d.size(raw.MaxBuffered, DefaultMaxBufferedResponse, 0, 1<<40),
 	}
 	if a.Scheduling != SchedBatch && a.Scheduling != SchedNormal {
 		rng := raw.Scheduling.Range()
@@ -493,11 +544,12 @@ func (d *decoder) app(name string, b *hcl.Block) (App, *rawApp, bool) {
 		rng := raw.Module.Range()
 		d.errorf(&rng, "Invalid module", "Want \"package.module:callable\", \"package.module:factory()\" or \"package.module\"; got %q.", a.Module)
 	}
-	if raw.Python != nil {
-		a.Python = *raw.Python
-		if strings.Contains(a.Python, "/") && !filepath.IsAbs(a.Python) {
-			a.Python = filepath.Join(d.dir, a.Python)
-		}
+	a.Python = d.str(raw.Python, DefaultPython)
+	if strings.Contains(a.Python, "/") && !filepath.IsAbs(a.Python) {
+		a.Python = filepath.Join(d.dir, a.Python)
+	}
+	if d.host {
+		d.checkPython(a.Python, raw.Python, b)
 	}
 	if raw.Chdir != nil {
 		a.Chdir = *raw.Chdir
@@ -517,7 +569,7 @@ func (d *decoder) app(name string, b *hcl.Block) (App, *rawApp, bool) {
 
 func (d *decoder) logBlock(l *Log, b *hcl.Block) {
 	var raw rawLog
-	diags := gohcl.DecodeBody(b.Body, nil, &raw)
+	diags := gohcl.DecodeBody(b.Body, d.ctx, &raw)
 	d.diags = append(d.diags, diags...)
 	if diags.HasErrors() {
 		return
@@ -561,7 +613,7 @@ func (d *decoder) workers(a *App, wc *hcl.BodyContent) {
 		a.Workers = int(d.integer(attr.Expr, int64(DefaultWorkers()), 1, 1024))
 	case len(wc.Blocks) == 1:
 		var rw rawWorkers
-		diags := gohcl.DecodeBody(wc.Blocks[0].Body, nil, &rw)
+		diags := gohcl.DecodeBody(wc.Blocks[0].Body, d.ctx, &rw)
 		d.diags = append(d.diags, diags...)
 		if diags.HasErrors() {
 			return
@@ -601,7 +653,7 @@ func (d *decoder) delay(expr hcl.Expression) time.Duration {
 // value evaluates an optional expression; ok is false when the attribute
 // was not written (gohcl hands us an expression that evaluates to null).
 func (d *decoder) value(expr hcl.Expression) (cty.Value, bool) {
-	v, diags := expr.Value(nil)
+	v, diags := expr.Value(d.ctx)
 	d.diags = append(d.diags, diags...)
 	if diags.HasErrors() || v.IsNull() {
 		return cty.NilVal, false
@@ -614,7 +666,7 @@ func (d *decoder) str(expr hcl.Expression, def string) string {
 		return def
 	}
 	var s string
-	d.diags = append(d.diags, gohcl.DecodeExpression(expr, nil, &s)...)
+	d.diags = append(d.diags, gohcl.DecodeExpression(expr, d.ctx, &s)...)
 	return s
 }
 
@@ -623,7 +675,7 @@ func (d *decoder) integer(expr hcl.Expression, def, min, max int64) int64 {
 		return def
 	}
 	var n int64
-	diags := gohcl.DecodeExpression(expr, nil, &n)
+	diags := gohcl.DecodeExpression(expr, d.ctx, &n)
 	d.diags = append(d.diags, diags...)
 	if diags.HasErrors() {
 		return def
@@ -669,7 +721,7 @@ func (d *decoder) size(expr hcl.Expression, def, min, max int64) int64 {
 	var n int64
 	switch v.Type() {
 	case cty.Number:
-		if diags := gohcl.DecodeExpression(expr, nil, &n); diags.HasErrors() {
+		if diags := gohcl.DecodeExpression(expr, d.ctx, &n); diags.HasErrors() {
 			d.diags = append(d.diags, diags...)
 			return def
 		}

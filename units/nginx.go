@@ -142,7 +142,7 @@ func (c *Config) nginxSites(opt NginxOptions) ([]*nginxSite, error) {
 		}
 		var apps []App
 		for _, a := range c.Apps {
-			if a.Listener == l.Name {
+			if a.On(l.Name) {
 				apps = append(apps, a)
 			}
 		}

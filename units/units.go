@@ -12,7 +12,9 @@ import (
 	"path/filepath"
 	"reflect"
 	"runtime"
+	"slices"
 	"sort"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -26,6 +28,8 @@ type Config struct {
 	Log       Log
 	// Admin is the admin listener (health and readiness), or nil.
 	Admin *Admin
+	// Env is what the file read with env(), in the order first read.
+	Env []EnvUse
 }
 
 // Admin is the admin listener: /healthz and /readyz for load balancers
@@ -124,8 +128,12 @@ func (l Listener) Equal(o Listener) bool {
 
 // App is one WSGI application and the pool of Python workers that runs it.
 type App struct {
-	Name     string
-	Listener string
+	Name string
+	// Listener is the app's first listener; Listeners all of them
+	// (`listener = ["http", "local"]`), as Gunicorn serves one app on
+	// every --bind.
+	Listener  string
+	Listeners []string
 	// Mount is the path prefix the app answers under on its listener
 	// ("" for the root): it becomes SCRIPT_NAME and is cut from
 	// PATH_INFO. Several apps share a listener by mounting apart; the
@@ -190,6 +198,11 @@ type App struct {
 	// Scheduling is the workers' Linux scheduling policy: SchedBatch
 	// (the default) or SchedNormal.
 	Scheduling string
+	// MaxBufferedResponse is how much of a streamed response berth takes
+	// from the worker ahead of a slow client (memory, then a temp file),
+	// so that the worker goes on; past it the worker waits for the
+	// client. 0: the worker always waits.
+	MaxBufferedResponse int64
 }
 
 // Worker scheduling policies (App.Scheduling).
@@ -226,6 +239,10 @@ const (
 	// are on disk, so the cap is about disk, not memory.
 	MaxMaxBodyBytes        = 1 << 40
 	DefaultBufferBodyBytes = 1 << 20
+	// DefaultMaxBufferedResponse is the most of one response berth holds
+	// for a slow client, on disk past a little memory (as nginx's
+	// proxy_max_temp_file_size, 1 GiB, with proxy buffering).
+	DefaultMaxBufferedResponse = 256 << 20
 	// MaxBufferBodyBytes caps buffer_body_bytes: a body held in memory
 	// also crosses to the worker in one frame.
 	MaxBufferBodyBytes    = 256 << 20
@@ -272,12 +289,21 @@ func Load(path string) (*Config, error) {
 // Parse validates src as if read from path. Relative paths in the
 // configuration are resolved against the directory of path.
 func Parse(path string, src []byte) (*Config, error) {
+	return parse(path, src, false)
+}
+
+// parse is Parse, with host true also checking what the file names on
+// this machine (host.go).
+func parse(path string, src []byte, host bool) (*Config, error) {
 	abs, err := filepath.Abs(path)
 	if err != nil {
 		return nil, fmt.Errorf("resolving config path: %w", err)
 	}
 	d := newDecoder(path, filepath.Dir(abs), src)
+	d.host = host
 	cfg := d.decode()
+	d.diags = dedupe(d.diags)
+	hintEnv(d.diags)
 	if d.diags.HasErrors() {
 		// Report in file order, as a reader goes through the file.
 		sort.SliceStable(d.diags, func(i, j int) bool {
@@ -290,6 +316,7 @@ func Parse(path string, src []byte) (*Config, error) {
 		return nil, &DiagError{Diags: d.diags, Files: d.files()}
 	}
 	cfg.File = path
+	cfg.Env = d.env
 	return cfg, nil
 }
 
@@ -301,9 +328,14 @@ func (c *Config) Summary() string {
 		if i == 0 {
 			sep = ": "
 		}
-		s += fmt.Sprintf("%s%s (%s, %d workers, on %s)", sep, a.Name, a.Module, a.Workers, a.Listener)
+		s += fmt.Sprintf("%s%s (%s, %d workers, on %s)", sep, a.Name, a.Module, a.Workers, strings.Join(a.Listeners, ", "))
 	}
 	return s
+}
+
+// On reports whether the app answers on the listener named listener.
+func (a App) On(listener string) bool {
+	return slices.Contains(a.Listeners, listener)
 }
 
 // Listener returns the listener named name.

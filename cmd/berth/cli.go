@@ -2,7 +2,6 @@ package main
 
 import (
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -17,8 +16,10 @@ var version = ""
 const usage = `berth — a systemd-native application server for Python WSGI apps
 
 Usage:
-  berth serve [--log-level LEVEL] CONFIG   serve CONFIG: SIGHUP reloads, SIGTERM drains and stops
-  berth check CONFIG                       validate CONFIG; print a summary or the errors
+  berth serve [FLAGS] MODULE:CALLABLE      serve a WSGI app, no file needed (berth serve --help: the flags)
+  berth serve [--reload] [--log-level LEVEL] CONFIG
+                                           serve CONFIG: SIGHUP reloads, SIGTERM drains and stops
+  berth check [--import] CONFIG            validate CONFIG; with --import, import each app in a worker
   berth reload [--json] CONFIG             reload the instance serving CONFIG; wait for the outcome
   berth status [--json] CONFIG             show the live state of the instance serving CONFIG
   berth units [--name NAME] CONFIG         print the systemd .socket and .service units for CONFIG
@@ -37,7 +38,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	switch args[0] {
 	case "serve":
-		return cmdServe(args[1:], stderr)
+		return serveCommand(args[1:], stdout, stderr)
 	case "check":
 		return cmdCheck(args[1:], stdout, stderr)
 	case "reload", "status":
@@ -67,28 +68,15 @@ func versionString() string {
 	return "devel"
 }
 
-func cmdCheck(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("check", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	if err := fs.Parse(args); err != nil {
-		return 2
-	}
-	if fs.NArg() != 1 {
-		fmt.Fprintln(stderr, "usage: berth check CONFIG")
-		return 2
-	}
-	cfg, ok := loadConfig(fs.Arg(0), stderr)
-	if !ok {
-		return 1
-	}
-	fmt.Fprintln(stdout, cfg.Summary())
-	return 0
-}
-
 // loadConfig loads path, printing its diagnostics with source lines on
 // failure.
 func loadConfig(path string, stderr io.Writer) (*units.Config, bool) {
-	cfg, err := units.Load(path)
+	return loadConfigWith(units.Load, path, stderr)
+}
+
+// loadConfigWith is loadConfig with load reading the file.
+func loadConfigWith(load func(string) (*units.Config, error), path string, stderr io.Writer) (*units.Config, bool) {
+	cfg, err := load(path)
 	var de *units.DiagError
 	switch {
 	case errors.As(err, &de):

@@ -35,6 +35,7 @@ func cmdServe(args []string, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	levelName := fs.String("log-level", "", "lowest level logged: debug, info, warn or error (default: the config's log block, else info)")
 	controlPath := fs.String("control", "", "control socket path (default: derived from CONFIG in the runtime directory)")
+	reload := fs.Bool("reload", false, "reload when the apps' Python files or CONFIG change (watch.go): for development")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -176,6 +177,9 @@ func cmdServe(args []string, stderr io.Writer) int {
 	runCtx, stopRun := context.WithCancel(context.Background())
 	defer stopRun()
 	go srv.Run(runCtx)
+	if *reload {
+		go watchReload(runCtx, srv, path, log)
+	}
 
 	code := runUntilStopped(srv, sigs, pending, log)
 	log.Info("stopped")
