@@ -38,7 +38,9 @@ PY = "/usr/bin/python3"
 PORT = int(os.environ.get("BENCH_PORT", "18000"))
 ADDR = "127.0.0.1:%d" % PORT
 
-# name: (app module, path, wrk connections, extra wrk args, slow clients)
+# name: (app module, path, wrk connections, extra wrk args, slow clients:
+# a number of slowloris connections, or ("read", N) for N readers that
+# take a 10 MiB answer 16 bytes at a time)
 WORKLOADS = {
     "hello": ("mixed", "/", 50, [], 0),
     "hello-c1000": ("mixed", "/", 1000, [], 0),
@@ -47,6 +49,7 @@ WORKLOADS = {
     "big-256k": ("mixed", "/big", 50, [], 0),
     "upload-1m": ("mixed", "/upload", 8, ["-s", os.path.join(HERE, "post1m.lua")], 0),
     "hello-slow1000": ("mixed", "/", 50, [], 1000),
+    "hello-slowread200": ("mixed", "/", 50, [], ("read", 200)),
     # Behind nginx (see NGINX): wrk talks to nginx on ADDR, nginx to
     # each server over a Unix socket.
     "nginx-hello": ("mixed", "/", 50, [], 0),
@@ -407,7 +410,11 @@ def measure_one(name, st, path, conns, extra, slow, secs):
             print("  %s did not start" % name, file=sys.stderr)
             return None
         wrk(path, 1, min(conns, 50), extra)  # warm-up
-        if slow:
+        if isinstance(slow, tuple):
+            slowproc = subprocess.Popen([PY, os.path.join(HERE, "slowreader.py"), str(slow[1]), "0.1", str(secs + 12), str(PORT), "/stream10m"],
+                                        stderr=subprocess.DEVNULL)
+            time.sleep(10)  # until the workers have made every answer
+        elif slow:
             slowproc = subprocess.Popen([PY, os.path.join(HERE, "slowloris.py"), str(slow), "0.5", str(secs + 4), str(PORT)],
                                         stderr=subprocess.DEVNULL)
             time.sleep(2)
@@ -537,7 +544,7 @@ def main():
         _, path, conns, extra, slow = WORKLOADS[workload]
         print("\n## %s: %s, %d connections%s%s%s, %d round(s) of %d s" % (
             workload, path, conns, " " + " ".join(extra) if extra and "-s" not in extra else "",
-            ", %d slow clients" % slow if slow else "",
+            (", %d slow readers of 10 MiB" % slow[1] if isinstance(slow, tuple) else ", %d slow clients" % slow) if slow else "",
             ", through nginx (1 worker) to a Unix socket; -defaults: nginx's proxy defaults" if workload.startswith("nginx-") else "",
             a.rounds, a.secs))
         print("%-26s %9s %8s %8s %7s %9s %9s %6s" % ("server", "req/s", "p50 ms", "p99 ms", "errors", "RSS MiB", "Go MiB", "ratio"))

@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/netip"
 	"strconv"
+	"time"
 
 	"github.com/valyala/fasthttp"
 
@@ -32,6 +33,10 @@ type environ struct {
 	// connection and trailer are those fields' values as the client sent
 	// them (checkFields).
 	connection, trailer [][]byte
+	// route and wait are the request's app and its wait for a worker,
+	// for its series and access record (metrics.go).
+	route *route
+	wait  time.Duration
 }
 
 type header struct {

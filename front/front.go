@@ -37,6 +37,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/berthd/berth/journal"
+	"github.com/berthd/berth/metrics"
 	"github.com/berthd/berth/supervisor"
 	"github.com/berthd/berth/units"
 	"github.com/berthd/berth/wire"
@@ -61,6 +62,10 @@ type Server struct {
 	lnMu      sync.Mutex
 	ln        net.Listener // what Serve accepts from, closed by HandOver
 	activity  activity     // for idle_exit (activity.go)
+	// metrics and unrouted are the listener's series (metrics.go), nil
+	// until SetMetrics.
+	metrics  *metrics.Listener
+	unrouted *metrics.Route
 }
 
 // New returns a server for listener l that routes requests to apps by
@@ -129,6 +134,7 @@ func New(l units.Listener, apps []*supervisor.App, log *slog.Logger, access bool
 // the apps' new generations.
 func (s *Server) SetApps(apps []*supervisor.App) {
 	rs := newRoutes(apps, s.log)
+	bindMetrics(s.metrics, rs)
 	s.poolsMu.Lock()
 	pools := make(map[string]*sharedPool, len(rs.list))
 	for _, rt := range rs.list {
@@ -271,13 +277,14 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	// The start is read only for the access log: a clock read is not free
 	// on every machine (on this VM's, the vDSO was 4% of berth's time).
 	var start time.Time
-	if s.logAccess {
+	if s.timed() {
 		start = time.Now()
 	}
 	h := &ctx.Request.Header
 	env := s.envs.Get().(*environ)
 	defer s.putEnv(env)
 	env.addr = env.addr[:0] // the client's address once known (build)
+	env.route, env.wait = nil, 0
 	status, msg := checkRequest(h, s.listener.MaxURIBytes)
 	if status == 0 {
 		status, msg = env.checkFields(h.RawHeaders())
@@ -296,6 +303,7 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		s.access(ctx, env, s.log, start, 0)
 		return
 	}
+	env.route = rt
 	if rt.static != nil {
 		if rt = s.serveStatic(ctx, env, rt, start); rt == nil {
 			return // answered from the static directory
@@ -329,6 +337,7 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		req.Frame = env.enc.Finish(len(body.mem))
 	}
 	ex, err := rt.app.Do(req)
+	env.wait = queueWait(ex, err, rt)
 	// An answer means the worker got past reading a shared body, or one
 	// in the socket (it does so before the app starts).
 	body.reuse = err == nil
@@ -415,13 +424,7 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		st.limit = int64(len(ex.Head.Body)) // a whole body too big to copy
 	}
 	st.parts = append(st.parts, supervisor.Part{Data: ex.Head.Body}, first)
-	method, uri := string(ctx.Method()), string(ctx.Request.Header.RequestURI())
-	status, remote, id := ctx.Response.StatusCode(), clientIP(ctx, env), string(requestID(ctx))
-	st.done = func(n int64) {
-		if s.logAccess {
-			journal.Access(rt.log, method, uri, status, n, time.Since(start), remote, id)
-		}
-	}
+	st.done = s.streamDone(ctx, env, rt.log, start)
 	if st.limit < 0 && !ctx.Request.Header.IsHTTP11() {
 		s.closeDelimited(ctx, st)
 		return
@@ -534,13 +537,16 @@ func saneID(id []byte) bool {
 	return true
 }
 
-// access writes the access record of a finished request.
+// access counts a finished request and writes its access record.
 func (s *Server) access(ctx *fasthttp.RequestCtx, env *environ, log *slog.Logger, start time.Time, n int64) {
+	n = bodyBytes(ctx, n)
+	d := s.countRequest(ctx, env, start, n)
 	if !s.logAccess || !log.Enabled(context.Background(), slog.LevelInfo) {
 		return
 	}
-	journal.Access(log, string(ctx.Method()), string(ctx.Request.Header.RequestURI()),
-		ctx.Response.StatusCode(), n, time.Since(start), clientIP(ctx, env), string(requestID(ctx)))
+	rec := accessRecord(ctx, env)
+	rec.Duration, rec.Bytes = d, n
+	journal.Access(log, rec)
 }
 
 // clientIP is the address the access record names: the client's as the

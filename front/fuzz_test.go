@@ -62,7 +62,7 @@ app "fuzz" {
 			return
 		}
 		log := slog.New(slog.NewTextHandler(io.Discard, nil))
-		app := supervisor.NewApp(cfg.Apps[0], log)
+		app := supervisor.NewApp(cfg.Apps[0], log, nil)
 		if fuzzErr = app.Start(context.Background()); fuzzErr != nil {
 			return
 		}

@@ -8,6 +8,7 @@ import (
 	"slices"
 
 	"github.com/berthd/berth/journal"
+	"github.com/berthd/berth/metrics"
 	"github.com/berthd/berth/supervisor"
 )
 
@@ -32,6 +33,7 @@ type route struct {
 	maxSpool   int64  // max_buffered_response
 	log        *slog.Logger
 	shared     *sharedPool // the app's, for bodies from sharedFrom
+	m          *metrics.Route
 	// static is the app's static mount this route serves (static.go),
 	// nil for the app's own route.
 	static *staticMount

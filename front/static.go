@@ -2,7 +2,6 @@ package front
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -135,6 +134,7 @@ func (s *Server) serveStatic(ctx *fasthttp.RequestCtx, env *environ, rt *route, 
 	cl := h.ContentLength()
 	body := cl > 0 || cl == -1 // a length, or chunked
 	if m.cfg.Fallthrough && (!get || body) {
+		env.route = m.app
 		return m.app // only a GET or HEAD without a body asks for a file
 	}
 	var f staticFile
@@ -143,6 +143,7 @@ func (s *Server) serveStatic(ctx *fasthttp.RequestCtx, env *environ, rt *route, 
 		f, status = m.open(env.path[len(rt.mount):], h.Peek(fasthttp.HeaderAcceptEncoding))
 	}
 	if status != 0 && m.cfg.Fallthrough {
+		env.route = m.app
 		return m.app
 	}
 	requestID(ctx)
@@ -402,7 +403,7 @@ func (s *Server) staticBody(ctx *fasthttp.RequestCtx, env *environ, rt *route, f
 		s.access(ctx, env, rt.log, start, 0)
 		return
 	}
-	b := &fileBody{fd: f.fd, off: part.start, left: part.n, done: s.staticDone(ctx, env, rt, start)}
+	b := &fileBody{fd: f.fd, off: part.start, left: part.n, done: s.streamDone(ctx, env, rt.log, start)}
 	if part.n <= staticCopyMax {
 		ctx.Response.SetBodyStream(b, int(part.n))
 		return
@@ -411,19 +412,6 @@ func (s *Server) staticBody(ctx *fasthttp.RequestCtx, env *environ, rt *route, f
 	// cache to the socket (sendfileBody.WriteTo).
 	ctx.Response.ImmediateHeaderFlush = true
 	ctx.Response.SetBodyStream(&sendfileBody{fileBody: b, st: &stream{s: s, log: rt.log, conn: ctx.Conn(), limit: part.n}}, int(part.n))
-}
-
-// staticDone is what writes the access record of a static response once
-// its body is sent, or nil when there are no access records.
-func (s *Server) staticDone(ctx *fasthttp.RequestCtx, env *environ, rt *route, start time.Time) func(int64) {
-	if !s.logAccess || !rt.log.Enabled(context.Background(), slog.LevelInfo) {
-		return nil
-	}
-	method, uri := string(ctx.Method()), string(ctx.Request.Header.RequestURI())
-	status, remote, id := ctx.Response.StatusCode(), clientIP(ctx, env), string(requestID(ctx))
-	return func(n int64) {
-		journal.Access(rt.log, method, uri, status, n, time.Since(start), remote, id)
-	}
 }
 
 // fileBody is a static response's body: a part of an open file, which
@@ -479,8 +467,8 @@ func (b *sendfileBody) WriteTo(io.Writer) (int64, error) {
 	return n, err
 }
 
-// Close closes the file and writes the access record; fasthttp calls it
-// when the response is done or abandoned.
+// Close closes the file, counts the request and writes its access
+// record; fasthttp calls it when the response is done or abandoned.
 func (b *fileBody) Close() error {
 	if b.fd >= 0 {
 		unix.Close(b.fd)

@@ -229,17 +229,24 @@ func needsQuote(s string) bool {
 	return false
 }
 
-// Access logs one served request: the line operators grep first. In the
-// journal its fields are HTTP_METHOD, HTTP_PATH, HTTP_STATUS, BYTES,
-// DURATION_USEC, REMOTE_ADDR and REQUEST_ID.
-func Access(l *slog.Logger, method, path string, status int, bytes int64, d time.Duration, remote, requestID string) {
-	l.LogAttrs(context.Background(), slog.LevelInfo, method+" "+path,
-		slog.String(KeyMethod, method),
-		slog.String(KeyPath, path),
-		slog.Int(KeyStatus, status),
-		slog.Int64(KeyBytes, bytes),
-		slog.Duration(KeyDuration, d.Round(time.Microsecond)),
-		slog.String(KeyRemote, remote),
-		slog.String(KeyRequestID, requestID),
+// Access logs one served request (see AccessRecord): the line operators
+// grep first. In the journal its fields are HTTP_METHOD, HTTP_PATH,
+// HTTP_PROTOCOL, HTTP_STATUS, BYTES, DURATION_USEC, QUEUE_USEC,
+// REMOTE_ADDR, REQUEST_ID, HTTP_USER_AGENT and HTTP_REFERER. A logger made
+// WithAccessFormat(..., "combined", w) writes it to w as a combined line
+// instead.
+func Access(l *slog.Logger, r AccessRecord) {
+	l.LogAttrs(context.Background(), slog.LevelInfo, r.Method+" "+r.Path,
+		slog.String(KeyMethod, r.Method),
+		slog.String(KeyPath, r.Path),
+		slog.String(KeyProto, r.Proto),
+		slog.Int(KeyStatus, r.Status),
+		slog.Int64(KeyBytes, r.Bytes),
+		slog.Int64(KeyDuration, r.Duration.Microseconds()),
+		slog.Int64(KeyQueue, r.QueueWait.Microseconds()),
+		slog.String(KeyRemote, r.Remote),
+		slog.String(KeyRequestID, r.RequestID),
+		slog.String(KeyUserAgent, r.UserAgent),
+		slog.String(KeyReferer, r.Referer),
 	)
 }

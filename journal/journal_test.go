@@ -26,8 +26,9 @@ func TestTextHandler(t *testing.T) {
 			`^ERROR Traceback:\n      File x\n    ValueError\n$`},
 		{"debug dropped", func(l *slog.Logger) { l.Debug("noise") }, `^$`},
 		{"access", func(l *slog.Logger) {
-			Access(l.With(KeyApp, "hello"), "GET", "/a b", 200, 13, 1500*time.Microsecond, "127.0.0.1", "abc")
-		}, `^INFO  hello GET /a b status=200 bytes=13 duration=1.5ms remote=127.0.0.1 request_id=abc\n$`},
+			Access(l.With(KeyApp, "hello"), AccessRecord{Method: "GET", Path: "/a b", Proto: "HTTP/1.1", Status: 200, Bytes: 13,
+				Duration: 1500 * time.Microsecond, QueueWait: 250 * time.Microsecond, Remote: "127.0.0.1", RequestID: "abc", UserAgent: "curl/8.0"})
+		}, `^INFO  hello GET /a b proto=HTTP/1.1 status=200 bytes=13 duration_us=1500 queue_us=250 remote=127.0.0.1 request_id=abc user_agent=curl/8.0 referer=""\n$`},
 		{"groups", func(l *slog.Logger) { l.WithGroup("q").Info("x", "depth", 3) }, `^INFO  x q.depth=3\n$`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -18,10 +18,14 @@ const (
 	KeyMethod     = "method"
 	KeyPath       = "path"
 	KeyStatus     = "status"
+	KeyProto      = "proto"
 	KeyBytes      = "bytes"
-	KeyDuration   = "duration"
+	KeyDuration   = "duration_us"
+	KeyQueue      = "queue_us"
 	KeyRemote     = "remote"
 	KeyRequestID  = "request_id"
+	KeyUserAgent  = "user_agent"
+	KeyReferer    = "referer"
 	KeyGeneration = "generation"
 	KeyLogger     = "logger"
 )
@@ -36,10 +40,14 @@ var journalFields = map[string]string{
 	KeyMethod:     "HTTP_METHOD",
 	KeyPath:       "HTTP_PATH",
 	KeyStatus:     "HTTP_STATUS",
+	KeyProto:      "HTTP_PROTOCOL",
 	KeyBytes:      "BYTES",
 	KeyDuration:   "DURATION_USEC",
+	KeyQueue:      "QUEUE_USEC",
 	KeyRemote:     "REMOTE_ADDR",
 	KeyRequestID:  "REQUEST_ID",
+	KeyUserAgent:  "HTTP_USER_AGENT",
+	KeyReferer:    "HTTP_REFERER",
 	KeyLogger:     "PYTHON_LOGGER",
 }
 

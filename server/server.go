@@ -24,6 +24,7 @@ import (
 	"github.com/berthd/berth/admin"
 	"github.com/berthd/berth/front"
 	"github.com/berthd/berth/journal"
+	"github.com/berthd/berth/metrics"
 	"github.com/berthd/berth/notify"
 	"github.com/berthd/berth/supervisor"
 	"github.com/berthd/berth/units"
@@ -60,6 +61,9 @@ type Server struct {
 	adminSock *activation.Socket
 	adminSrv  *admin.Server
 
+	// metrics outlives every reload (metrics.go).
+	metrics *metrics.Registry
+
 	heartbeat atomic.Int64 // unix nanos of the supervision loop's last turn
 	wedge     chan struct{}
 }
@@ -89,6 +93,7 @@ func New(path string, cfg *units.Config, log *slog.Logger, set *activation.Set, 
 		serveErr: make(chan error, 16),
 	}
 	s.adminHandler = admin.NewHandler(admin.Checks{Healthy: s.Healthy, Ready: s.Ready})
+	s.initMetrics()
 	return s
 }
 
@@ -142,7 +147,7 @@ func (s *Server) Start(ctx context.Context) error {
 		}
 	}()
 	for i, cfg := range s.cfg.Apps {
-		app := supervisor.NewApp(cfg, s.log)
+		app := supervisor.NewApp(cfg, s.log, s.appMetrics(cfg.Name))
 		s.log.Info("starting app", journal.KeyApp, cfg.Name, "workers", cfg.Workers, "python", cfg.Python)
 		s.notify.Status(fmt.Sprintf("starting app %s (%d of %d): %d workers", cfg.Name, i+1, len(s.cfg.Apps), cfg.Workers))
 		if err := app.Start(ctx); err != nil {
@@ -193,6 +198,7 @@ func (s *Server) serve(l units.Listener, apps []*supervisor.App) error {
 	}
 	f := front.New(l, apps, s.log, s.cfg.Log.Access)
 	s.prepareHandOver(f, l, sock)
+	f.SetMetrics(s.metrics.Listener(l.Name))
 	s.fronts[l.Name] = f
 	go func() {
 		if err := f.Serve(ln); err != nil {
@@ -223,6 +229,7 @@ func (s *Server) Reload(ctx context.Context) ReloadResult {
 	res := s.reload(ctx)
 	s.state.Lock()
 	s.reloads++
+	s.metrics.Reload(res.OK)
 	res.At = time.Now()
 	res.Generations = s.generations()
 	s.last = res
@@ -292,7 +299,7 @@ func (s *Server) reload(ctx context.Context) ReloadResult {
 			pools[a.Name] = p
 			continue
 		}
-		app := supervisor.NewApp(a, s.log)
+		app := supervisor.NewApp(a, s.log, s.appMetrics(a.Name))
 		if err := app.Start(ctx); err != nil {
 			undo(pools, added)
 			return bootFailure(a.Name, err)
@@ -380,6 +387,7 @@ func (s *Server) reload(ctx context.Context) ReloadResult {
 		changes = append(changes, change)
 	}
 	s.cfg = cfg
+	s.metrics.SetOn(cfg.MetricsOn())
 	var gens []string
 	for name, p := range pools {
 		gens = append(gens, fmt.Sprintf("%s generation %d", name, p.Generation()))
@@ -611,6 +619,9 @@ type Status struct {
 	Busy       int                    `json:"busy"`
 	Queued     int                    `json:"queued"`
 	Served     int64                  `json:"served"`
+	// Metrics is berth's metric families, as /metrics has them: the
+	// counts since berth started, across reloads.
+	Metrics []metrics.Family `json:"metrics"`
 }
 
 // ListenerStatus is one listener in Status.
@@ -625,11 +636,12 @@ type ListenerStatus struct {
 
 // Status reports the server's live figures.
 func (s *Server) Status() Status {
-	// Before the state lock: Ready takes it too.
+	// Before the state lock: Ready and the metrics' live series take it too.
 	ready := s.Ready()
+	fams := s.metricFamilies()
 	s.state.RLock()
 	defer s.state.RUnlock()
-	st := Status{Config: s.path, Unit: ownUnit(), Uptime: time.Since(s.started).Seconds(), Reloads: s.reloads, LastReload: s.last}
+	st := Status{Config: s.path, Unit: ownUnit(), Uptime: time.Since(s.started).Seconds(), Reloads: s.reloads, LastReload: s.last, Metrics: fams}
 	st.Readiness = readinessWord(ready)
 	if ready != nil {
 		st.ReadyReason = ready.Error()

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/berthd/berth/metrics"
 	"github.com/berthd/berth/units"
 )
 
@@ -20,17 +21,28 @@ type App struct {
 	name string
 	log  *slog.Logger
 	cur  atomic.Pointer[Pool]
+	// m is the app's series, kept across generations: every pool counts
+	// into it, so a reload never resets a count.
+	m *metrics.App
 
 	mu       sync.Mutex // serialises Start, Reload and Stop
 	gen      int
 	draining sync.WaitGroup // old generations finishing their requests
 }
 
-// NewApp returns an app that serves nothing until Start.
-func NewApp(cfg units.App, log *slog.Logger) *App {
-	a := &App{name: cfg.Name, log: log}
-	a.cur.Store(NewPool(cfg, 0, log))
+// NewApp returns an app that serves nothing until Start; its pools count
+// into m (nil: they count nothing).
+func NewApp(cfg units.App, log *slog.Logger, m *metrics.App) *App {
+	a := &App{name: cfg.Name, log: log, m: m}
+	a.cur.Store(a.newPool(cfg, 0))
 	return a
+}
+
+// newPool returns generation gen of the app, counting into its series.
+func (a *App) newPool(cfg units.App, gen int) *Pool {
+	p := NewPool(cfg, gen, a.log)
+	p.m = a.m
+	return p
 }
 
 // Name is the app's name.
@@ -47,7 +59,7 @@ func (a *App) Start(ctx context.Context) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.gen = 1
-	p := NewPool(a.cur.Load().App(), a.gen, a.log)
+	p := a.newPool(a.cur.Load().App(), a.gen)
 	if err := p.Start(ctx); err != nil {
 		return err
 	}
@@ -63,7 +75,7 @@ func (a *App) Prepare(ctx context.Context, cfg units.App) (*Pool, error) {
 	a.mu.Lock()
 	gen := a.gen + 1
 	a.mu.Unlock()
-	p := NewPool(cfg, gen, a.log)
+	p := a.newPool(cfg, gen)
 	if err := p.Start(ctx); err != nil {
 		return nil, fmt.Errorf("generation %d of app %q did not start; generation %d keeps serving: %w", gen, a.name, gen-1, err)
 	}
@@ -106,6 +118,9 @@ func (a *App) Do(r Request) (*Exchange, error) {
 		if errors.Is(err, ErrStopped) && a.cur.Load() != p {
 			continue
 		}
+		if err != nil {
+			a.countRefusal(err)
+		}
 		return ex, err
 	}
 }
@@ -119,4 +134,43 @@ func (a *App) Stop(ctx context.Context) error {
 	err := a.cur.Load().Stop(ctx)
 	a.draining.Wait()
 	return err
+}
+
+// countRefusal counts a request Do refused with 503.
+func (a *App) countRefusal(err error) {
+	switch {
+	case errors.Is(err, ErrQueueFull):
+		a.m.Rejected(metrics.RejectFull)
+	case errors.Is(err, ErrQueueTimeout):
+		a.m.Rejected(metrics.RejectTimeout)
+	case errors.Is(err, ErrStopped):
+		a.m.Rejected(metrics.RejectStopping)
+	}
+}
+
+// Live is the app's state now, for the metrics that are states: its
+// current generation's workers by state and its queue. Unlike Status, it
+// reads no /proc file.
+func (a *App) Live() metrics.Live {
+	p := a.cur.Load()
+	l := metrics.Live{App: a.name, Generation: p.gen, Queued: p.q.len()}
+	p.slotsMu.Lock()
+	slots := make([]*slot, 0, len(p.slots))
+	for s := range p.slots {
+		slots = append(slots, s)
+	}
+	p.slotsMu.Unlock()
+	for _, s := range slots {
+		switch {
+		case s.current() == nil:
+			l.Booting++
+		case s.busy.Load() > 0:
+			l.Busy++
+		default:
+			l.Idle++
+		}
+	}
+	// Workers being added by scaling, and recycles' replacements booting.
+	l.Booting += max(int(p.nslots.Load())-len(slots), 0) + int(p.replaces.Load())
+	return l
 }

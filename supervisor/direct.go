@@ -144,6 +144,7 @@ func (s *slot) direct(r Request) (ex *Exchange, err error, ok bool) {
 	}
 	start := time.Now()
 	p.lastTake.Store(start.UnixNano())
+	p.m.QueueWait(0)
 	s.busy.Add(1)
 	ln := proc.lanes[0]
 	_ = ln.conn.SetDeadline(start.Add(p.app.Timeout))
@@ -200,6 +201,7 @@ func (s *slot) endDirect(hb handback) {
 func (s *slot) finishDirect(e *Exchange) {
 	s.served.Add(1)
 	s.pool.served.Add(1)
+	s.pool.m.Served()
 	hb := hbAsked
 	switch {
 	case e.broken:

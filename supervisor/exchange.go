@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/berthd/berth/metrics"
 	"github.com/berthd/berth/wire"
 )
 
@@ -21,6 +22,9 @@ type Exchange struct {
 	Head wire.Head
 	// PID is the worker that answered.
 	PID int
+	// QueueWait is how long the request waited for an idle worker (0 when
+	// one was idle at once).
+	QueueWait time.Duration
 	// Invalid is set when the app's status or headers cannot be sent as
 	// HTTP; the client gets a 500 instead.
 	Invalid error
@@ -68,6 +72,9 @@ func (e *Exchange) Next() (Part, error) {
 		if err != nil {
 			e.more, e.broken = false, true
 			if errors.Is(err, os.ErrDeadlineExceeded) {
+				// The worker is killed when the exchange closes.
+				e.proc.setCause(metrics.CauseTimeout)
+				e.proc.m.Timeout()
 				return Part{}, ErrTimeout
 			}
 			return Part{}, fmt.Errorf("%w: %v", ErrWorkerDied, err)

@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/berthd/berth/journal"
+	"github.com/berthd/berth/metrics"
 	"github.com/berthd/berth/units"
 )
 
@@ -81,6 +82,7 @@ type job struct {
 	ready   chan struct{} // a response head or an error is available
 	release chan struct{} // the front is done with the exchange
 	queued  int64         // unix nanos when it was queued
+	wait    time.Duration // how long it waited, once taken
 	ex      Exchange
 	err     error
 }
@@ -120,6 +122,8 @@ type Pool struct {
 	// request, in nanoseconds; it sizes batches.
 	serviceNS atomic.Int64
 	started   time.Time
+	// m is the app's series, which outlive the pool (nil: not counted).
+	m *metrics.App
 }
 
 // observe folds one request's service time into serviceNS (an EWMA with
@@ -182,7 +186,7 @@ func (p *Pool) Start(ctx context.Context) error {
 	results := make(chan result, n)
 	for i := 0; i < n; i++ {
 		go func() {
-			proc, err := spawn(ctx, &p.app, p.log)
+			proc, err := p.spawn(ctx)
 			results <- result{proc, err}
 		}()
 	}
@@ -324,7 +328,7 @@ func (p *Pool) scale() {
 			go func() {
 				defer p.wg.Done()
 				defer spawning.Store(false)
-				proc, err := spawn(p.ctx, &p.app, p.log)
+				proc, err := p.spawn(p.ctx)
 				if err != nil {
 					p.nslots.Add(-1)
 					if !p.isStopped() {
@@ -385,6 +389,7 @@ func (p *Pool) Stop(ctx context.Context) error {
 	}
 	p.slotsMu.Unlock()
 	for _, proc := range left {
+		proc.setCause(metrics.CauseStop)
 		proc.kill()
 	}
 	<-done

@@ -16,12 +16,14 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/berthd/berth/journal"
+	"github.com/berthd/berth/metrics"
 	"github.com/berthd/berth/units"
 	"github.com/berthd/berth/wire"
 )
@@ -60,7 +62,14 @@ type process struct {
 	asks *os.File
 	// out is where the worker's threads may leave response bodies.
 	out *outRegion
+	// m counts the worker's end, by cause: a crash unless berth said
+	// otherwise before it killed the worker (setCause).
+	m     *metrics.App
+	cause atomic.Int32
 }
+
+// setCause says why berth is about to end the worker, for its count.
+func (p *process) setCause(c metrics.Cause) { p.cause.Store(int32(c)) }
 
 // askFlush asks the worker to send the answers of a batch it has made so
 // far, without waiting for the rest of the batch: one of its requests is
@@ -171,8 +180,12 @@ func (e *BootError) Error() string {
 // spawn starts one worker and waits for its hello, at most the app's boot
 // timeout. The worker's socket is fd 3; its stdout and stderr are pipes
 // whose lines go to the log with the worker's pid.
-func spawn(ctx context.Context, app *units.App, log *slog.Logger) (*process, error) {
+func spawn(ctx context.Context, app *units.App, gen int, log *slog.Logger) (*process, error) {
 	threads := max(app.Threads, 1)
+	args, err := workerArgs(app.Name, gen)
+	if err != nil {
+		return nil, err
+	}
 	var lanes []*lane
 	var children []*os.File
 	defer func() {
@@ -246,9 +259,9 @@ func spawn(ctx context.Context, app *units.App, log *slog.Logger) (*process, err
 		}
 	}()
 
-	cmd := exec.Command(app.Python, "-u", "-c", wire.WorkerSource, app.Module, strconv.Itoa(threads))
+	cmd := exec.Command(app.Python, args...)
 	cmd.Dir = app.Chdir
-	cmd.Env = workerEnv(app)
+	cmd.Env = append(workerEnv(app), "BERTH_MODULE="+app.Module, "BERTH_THREADS="+strconv.Itoa(threads))
 	cmd.Stdout, cmd.Stderr = outW, errW
 	// fd 3: lane 0; fd 4: the log pipe; fds 5...: lanes 1...; then the
 	// marks, the flush pipe and the out file.

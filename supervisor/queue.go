@@ -189,6 +189,7 @@ func (p *Pool) expire() {
 		old, next := p.q.expired(now.Add(-limit).UnixNano())
 		for _, j := range old {
 			if j.state.CompareAndSwap(jobQueued, jobAbandoned) {
+				p.m.QueueWait(time.Duration(now.UnixNano() - j.queued))
 				j.err = ErrQueueTimeout
 				close(j.ready)
 			}

@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/berthd/berth/metrics"
 	"github.com/berthd/berth/wire"
 )
 
@@ -38,6 +39,7 @@ type slot struct {
 	rssAt    time.Time
 	young    bool             // the last worker died within youngDeath of its start
 	replace  chan replacement // a recycle's new worker, when one is booting
+	recycled metrics.Cause    // why: max_requests, max_lifetime or max_rss
 	jobs     []*job           // reused for batches
 	owner    atomic.Int32     // who holds the worker's first lane (direct.go)
 	lent     bool             // the slot's goroutine lent the lane (idle)
@@ -118,16 +120,19 @@ func (s *slot) run() {
 			// A worker that died young is not respawned in a tight loop:
 			// the app may be crashing on every start or every request.
 			if s.young {
+				p.m.Backoff(1)
 				select {
 				case <-time.After(backoff):
 				case <-p.stop:
+					p.m.Backoff(-1)
 					continue
 				}
+				p.m.Backoff(-1)
 				backoff = min(backoff*2, 30*time.Second)
 			} else {
 				backoff = 100 * time.Millisecond
 			}
-			np, err := spawn(p.ctx, &p.app, p.log)
+			np, err := p.spawn(p.ctx)
 			if err != nil {
 				if !p.isStopped() {
 					p.log.Error("replacing worker failed; retrying", "err", err, "retry_in", backoff)
@@ -184,6 +189,7 @@ func (s *slot) run() {
 			}
 			if n := p.nslots.Load(); int(n) > p.app.MinWorkers && p.nslots.CompareAndSwap(n, n-1) {
 				proc.log.Info("retiring idle worker", "idle", p.app.IdleTimeout, "workers", n-1)
+				p.m.Exit(metrics.CauseScaleDown)
 				s.stopLanes()
 				proc.stop(5 * time.Second)
 				return
@@ -284,6 +290,7 @@ func (s *slot) lost() {
 	s.young = time.Since(s.since) < youngDeath
 	if proc := s.current(); proc != nil {
 		proc.closeLanes()
+		s.pool.m.Exit(metrics.Cause(proc.cause.Load()))
 	}
 	s.stopLanes()
 	s.mu.Lock()
@@ -361,6 +368,7 @@ func (s *slot) drain(proc *process) {
 		}
 	}
 	s.stopLanes()
+	p.m.Exit(metrics.CauseStop)
 	if proc.stop(5 * time.Second) {
 		proc.log.Warn("worker did not exit after its socket closed; killed it")
 	}
@@ -405,12 +413,20 @@ func (s *slot) maybeRecycle() {
 		return // others are recycling; try again on the next request or check
 	}
 	proc.log.Info("recycling worker", append([]any{"reason", reason}, args...)...)
+	s.recycled = recycleCauses[reason]
 	ch := make(chan replacement, 1)
 	s.replace = ch
 	go func() {
-		np, err := spawn(p.ctx, &p.app, p.log)
+		np, err := p.spawn(p.ctx)
 		ch <- replacement{np, err}
 	}()
+}
+
+// recycleCauses are maybeRecycle's reasons as worker exit causes.
+var recycleCauses = map[string]metrics.Cause{
+	"max_requests": metrics.CauseMaxRequests,
+	"max_lifetime": metrics.CauseMaxLifetime,
+	"max_rss":      metrics.CauseMaxRSS,
 }
 
 // swap puts a booted replacement in place of the (idle) current worker.
@@ -432,6 +448,7 @@ func (s *slot) swap(r replacement) {
 		return
 	}
 	r.proc.log.Info("worker replaced", "old_pid", old.pid)
+	s.pool.m.Exit(s.recycled)
 	go old.stop(5 * time.Second)
 }
 
@@ -463,8 +480,13 @@ func (s *slot) serve(proc *process, ln *lane, jobs []*job) (retry []*job, ok boo
 	// A job held from a worker that died before getting it is taken
 	// already; a queued one is taken now, unless its client gave up.
 	all := jobs[:0]
+	now := time.Now().UnixNano()
 	for _, j := range jobs {
-		if j.state.Load() == jobTaken || j.state.CompareAndSwap(jobQueued, jobTaken) {
+		if j.state.Load() == jobTaken {
+			all = append(all, j) // held for a replacement: its wait is counted
+		} else if j.state.CompareAndSwap(jobQueued, jobTaken) {
+			j.wait = time.Duration(now - j.queued)
+			p.m.QueueWait(j.wait)
 			all = append(all, j)
 		}
 	}
@@ -519,7 +541,7 @@ func (s *slot) serve(proc *process, ln *lane, jobs []*job) (retry []*job, ok boo
 			return lost(i, err), false
 		}
 		ex := &j.ex
-		*ex = Exchange{proc: proc, lane: ln, seq: base + uint32(i) + 1, timeout: p.app.Timeout, PID: proc.pid, release: j.release}
+		*ex = Exchange{proc: proc, lane: ln, seq: base + uint32(i) + 1, timeout: p.app.Timeout, PID: proc.pid, QueueWait: j.wait, release: j.release}
 		if !readHead(proc, f, ex) {
 			j.err = ErrWorkerDied
 			close(j.ready)
@@ -529,6 +551,7 @@ func (s *slot) serve(proc *process, ln *lane, jobs []*job) (retry []*job, ok boo
 		<-j.release
 		s.served.Add(1)
 		p.served.Add(1)
+		p.m.Served()
 		if ex.broken {
 			proc.kill()
 			return lost(i+1, nil), false
@@ -678,6 +701,8 @@ func (s *slot) send(ln *lane, jobs []*job) (int64, error) {
 func (s *slot) killFor(proc *process, err error) error {
 	if errors.Is(err, os.ErrDeadlineExceeded) {
 		proc.log.Error("request timed out; dumping the worker's stack and killing it", "timeout", s.pool.app.Timeout)
+		proc.setCause(metrics.CauseTimeout)
+		s.pool.m.Timeout()
 		proc.dumpAndKill()
 		return ErrTimeout
 	}

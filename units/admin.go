@@ -18,3 +18,16 @@ func (c *Config) DrainDelay() time.Duration {
 	}
 	return c.Admin.DrainDelay
 }
+
+// Access record formats (the log block's access_format).
+const (
+	AccessFields   = "fields"
+	AccessCombined = "combined"
+)
+
+// MetricsOn reports whether berth counts its per-request series: yes
+// unless the admin block says metrics = false. Without an admin block
+// they are still counted, for `berth status`.
+func (c *Config) MetricsOn() bool {
+	return c.Admin == nil || c.Admin.Metrics
+}

@@ -35,12 +35,14 @@ type rawAdmin struct {
 	SocketMode  hcl.Expression `hcl:"socket_mode,optional"`
 	SocketUser  hcl.Expression `hcl:"socket_user,optional"`
 	SocketGroup hcl.Expression `hcl:"socket_group,optional"`
+	Metrics     *bool          `hcl:"metrics,optional"`
 }
 
 type rawLog struct {
-	Format *string `hcl:"format,optional"`
-	Level  *string `hcl:"level,optional"`
-	Access *bool   `hcl:"access,optional"`
+	Format       *string `hcl:"format,optional"`
+	Level        *string `hcl:"level,optional"`
+	Access       *bool   `hcl:"access,optional"`
+	AccessFormat *string `hcl:"access_format,optional"`
 }
 
 // rawListener and rawApp are the attributes as written. Attributes that
@@ -158,7 +160,7 @@ func (d *decoder) decode() *Config {
 	if content == nil {
 		return nil
 	}
-	cfg := &Config{Log: Log{Format: "auto", Level: "info", Access: true}}
+	cfg := &Config{Log: Log{Format: "auto", Level: "info", Access: true, AccessFormat: AccessFields}}
 	cfg.IdleExit = d.idleExit(content.Attributes["idle_exit"])
 	seen := map[string]map[string]*hcl.Block{"listener": {}, "app": {}, "log": {}, "admin": {}}
 	var appBlocks []*hcl.Block
@@ -498,7 +500,7 @@ func (d *decoder) admin(b *hcl.Block) *Admin {
 	if diags.HasErrors() {
 		return nil
 	}
-	a := &Admin{DrainDelay: d.delay(raw.DrainDelay)}
+	a := &Admin{DrainDelay: d.delay(raw.DrainDelay), Metrics: raw.Metrics == nil || *raw.Metrics}
 	var ok bool
 	if a.Network, a.Address, ok = d.address(raw.Address, b); !ok {
 		return nil
@@ -599,6 +601,9 @@ func (d *decoder) logBlock(l *Log, b *hcl.Block) {
 	}
 	if raw.Access != nil {
 		l.Access = *raw.Access
+	}
+	if raw.AccessFormat != nil && check("access_format", *raw.AccessFormat, AccessFields, AccessCombined) {
+		l.AccessFormat = *raw.AccessFormat
 	}
 }
 

@@ -47,6 +47,9 @@ type Admin struct {
 	// with /readyz answering 503, before it stops accepting: the time a
 	// load balancer needs to see the instance leave.
 	DrainDelay time.Duration
+	// Metrics serves /metrics and counts the per-request series; off, the
+	// front skips them.
+	Metrics bool
 }
 
 // SocketOwner is the mode and ownership of a Unix socket berth binds (and
@@ -69,6 +72,10 @@ type Log struct {
 	Level string
 	// Access logs one record per request.
 	Access bool
+	// AccessFormat is the access records' form: "fields" (a record of the
+	// log's format with one field each) or "combined" (Apache's and
+	// nginx's combined line, on stdout).
+	AccessFormat string
 }
 
 // Listener is a listening socket. Under systemd the socket is passed in

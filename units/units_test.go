@@ -107,7 +107,7 @@ func TestValid(t *testing.T) {
 		t.Fatal(err)
 	}
 	dir, _ := filepath.Abs("testdata")
-	if cfg.Log != (Log{Format: "json", Level: "warn", Access: false}) {
+	if cfg.Log != (Log{Format: "json", Level: "warn", Access: false, AccessFormat: "fields"}) {
 		t.Errorf("log = %+v", cfg.Log)
 	}
 	if len(cfg.Listeners) != 2 || len(cfg.Apps) != 2 {
@@ -168,7 +168,7 @@ func TestOnlyListenerIsDefault(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.Log != (Log{Format: "auto", Level: "info", Access: true}) {
+	if cfg.Log != (Log{Format: "auto", Level: "info", Access: true, AccessFormat: "fields"}) {
 		t.Errorf("default log = %+v", cfg.Log)
 	}
 	if cfg.Apps[0].Listener != "web" || cfg.Listeners[0].Network != "tcp" {

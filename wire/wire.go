@@ -162,8 +162,9 @@ const (
 // ToEOF is the count of a file frame that sends the file to its end.
 const ToEOF = 1 << 63
 
-// WorkerSource is the Python worker program. berth runs it with the app's
-// interpreter as `python -c WorkerSource MODULE`, the socket on fd 3.
+// WorkerSource is the Python worker program. berth writes it to a file and
+// runs it with the app's interpreter as `python -u FILE APP gen N`, the
+// module and thread count in its environment and the socket on fd 3.
 //
 //go:embed worker.py
 var WorkerSource string

@@ -1,6 +1,8 @@
 """berth worker: runs one WSGI application for berth.
 
-berth starts this program as `python -c SOURCE MODULE THREADS` with a Unix
+berth writes this program to a file and starts it as `python -u FILE APP gen
+N` (so that ps shows the app and generation a worker serves), with the
+app's module and thread count in BERTH_MODULE and BERTH_THREADS, and a Unix
 stream socket on fd 3 and speaks the frame protocol of berth's wire package
 over it. With THREADS above 1, fds 5 onwards are one more socket per
 thread: each thread serves its own socket, one request at a time, so berth
@@ -724,11 +726,11 @@ def main():
     # stack of every thread goes to stderr, into berth's log.
     faulthandler.register(signal.SIGUSR1, all_threads=True)
     logging.lastResort = LOG
-    threads = int(sys.argv[2]) if len(sys.argv) > 2 else 1
+    module, threads = take_args()
     sock = socket.socket(fileno=3)
     wire = Wire(sock)
     try:
-        app = load(sys.argv[1])
+        app = load(module)
     except BaseException:
         wire.frame(T_BOOT_FAILED, 0, traceback.format_exc().encode("utf-8", "replace"))
         wire.flush()
@@ -760,6 +762,20 @@ def main():
     for t in pool:
         t.join()
     leave()
+
+
+def take_args():
+    """The app's module and thread count, taken out of the environment so
+    that the app and its subprocesses do not see them. The program runs
+    from a file, so Python put the file's directory first on sys.path:
+    the working directory (the app's chdir) goes there instead, as for
+    `python -c`, where the app's modules are found."""
+    module = os.environ.pop("BERTH_MODULE", "")
+    threads = int(os.environ.pop("BERTH_THREADS", "1"))
+    here = (os.path.dirname(os.path.abspath(__file__)), os.path.dirname(os.path.realpath(__file__)))
+    if sys.path and sys.path[0] in here:
+        sys.path[0] = ""
+    return module, threads
 
 
 def leave():

@@ -121,7 +121,7 @@ func TestAdminEndpoints(t *testing.T) {
 		{"HEAD", "/readyz", 200, ""},
 		{"HEAD", "/healthz", 200, ""},
 		{"GET", "/", 404, "404 page not found\n"},
-		{"GET", "/metrics", 404, "404 page not found\n"},
+		{"GET", "/nothing", 404, "404 page not found\n"},
 		{"POST", "/readyz", 405, "Method Not Allowed\n"},
 	}
 	for _, tc := range cases {

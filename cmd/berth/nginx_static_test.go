@@ -76,7 +76,7 @@ app "site" {
 	if seen := strings.Join(s.seenLines(), " "); seen != "GET_/hello" {
 		t.Errorf("requests that reached the app: %s; want GET /hello alone", seen)
 	}
-	if b.waitFor(`GET /hello listener=http status=200`, 5*time.Second) != nil || strings.Contains(b.logs.String(), "GET /static/") {
+	if b.waitFor(`GET /hello listener=http proto=HTTP/1.1 status=200`, 5*time.Second) != nil || strings.Contains(b.logs.String(), "GET /static/") {
 		t.Errorf("berth's access records: want GET /hello and no static file (nginx serves those):\n%s", b.logs)
 	}
 	if t.Failed() {

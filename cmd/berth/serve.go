@@ -96,6 +96,8 @@ func cmdServe(args []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "berth: %v\n", err)
 		return 1
 	}
+	log = journal.WithAccessFormat(log, cfg.Log.AccessFormat, os.Stdout)
+	supervisor.WorkerDir = control.RuntimeDir()
 	ctlPath, err := controlSocket(path, *controlPath)
 	if err != nil {
 		log.Error("control socket", "err", err)

@@ -45,7 +45,7 @@ app "hello" {
 	if resp.StatusCode != 200 || string(body) != "Hello, World!\n" || resp.Header.Get("Content-Type") != "text/plain" {
 		t.Errorf("GET / = %d %q %v", resp.StatusCode, body, resp.Header)
 	}
-	if err := b.waitFor(`hello GET / listener=http status=200 bytes=14 duration=\S+ remote=127.0.0.1`, 5*time.Second); err != nil {
+	if err := b.waitFor(`hello GET / listener=http proto=HTTP/1.1 status=200 bytes=14 duration_us=\d+ queue_us=\d+ remote=127.0.0.1 request_id=\w+ user_agent=\S+`, 5*time.Second); err != nil {
 		t.Errorf("no access line: %v", err)
 	}
 }

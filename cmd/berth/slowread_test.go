@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"sync"
 	"syscall"
 	"testing"
@@ -102,8 +103,14 @@ func TestSlowReaders(t *testing.T) {
 	if loaded < 0.9*unloaded {
 		t.Errorf("the normal client kept %.0f%% of its rate, want ≥ 90%%", 100*loaded/unloaded)
 	}
-	if rss > 200<<20 {
-		t.Errorf("berth's RSS is %d MiB holding 2 GiB of answers: not bounded", rss>>20)
+	// berth holds at most 64 MiB of answers in memory, the rest in temp
+	// files; the race detector's shadow memory multiplies what is left.
+	bound := int64(200 << 20)
+	if slices.Contains(buildFlags, "-race") {
+		bound = 600 << 20
+	}
+	if rss > bound {
+		t.Errorf("berth's RSS is %d MiB holding 2 GiB of answers: not bounded (%d MiB)", rss>>20, bound>>20)
 	}
 	close(stop)
 	trickling.Wait()

@@ -255,10 +255,10 @@ func TestStatic(t *testing.T) {
 			t.Errorf("a request for a static file reached the app: %s", l)
 		}
 	}
-	if err := b.waitFor(`GET /static/css/app\.css listener=http status=200 bytes=21 .*remote=127\.0\.0\.1`, 5*time.Second); err != nil {
+	if err := b.waitFor(`GET /static/css/app\.css listener=http proto=HTTP/1.1 status=200 bytes=21 .*remote=127\.0\.0\.1`, 5*time.Second); err != nil {
 		t.Errorf("no access record for a static file: %v", err)
 	}
-	if err := b.waitFor(fmt.Sprintf(`GET /static/big\.bin listener=http status=200 bytes=%d `, 3<<20), 5*time.Second); err != nil {
+	if err := b.waitFor(fmt.Sprintf(`GET /static/big\.bin listener=http proto=HTTP/1.1 status=200 bytes=%d `, 3<<20), 5*time.Second); err != nil {
 		t.Errorf("no access record for a large static file: %v", err)
 	}
 }

@@ -31,7 +31,8 @@ func printStatus(w io.Writer, st server.Status) {
 		last = "failed: " + st.LastReload.Message
 	}
 	fmt.Fprintf(w, "berth serving %s, up %s, %d reload(s), last: %s\n", st.Config, seconds(st.Uptime), st.Reloads, last)
-	fmt.Fprintf(w, "totals: %d workers, %d busy, %d queued, %d requests served\n", st.Workers, st.Busy, st.Queued, st.Served)
+	fmt.Fprintf(w, "totals: %d workers, %d busy, %d queued, %d requests served by the current generations\n", st.Workers, st.Busy, st.Queued, st.Served)
+	printSinceStart(w, st, "")
 	printReadiness(w, st)
 	for _, l := range st.Listeners {
 		app := strings.Join(l.Apps, ", ")
@@ -52,6 +53,7 @@ func printStatus(w io.Writer, st server.Status) {
 		}
 		fmt.Fprintf(w, "app %s (%s) generation %d, up %s: %d/%s workers, %d busy, queue %d/%d, %d served\n",
 			a.Name, a.Module, a.Generation, seconds(a.Uptime), len(a.Workers), size, a.Busy, a.Queued, a.QueueSize, a.Served)
+		printSinceStart(w, st, a.Name)
 		for _, wk := range a.Workers {
 			if wk.PID == 0 {
 				fmt.Fprintf(w, "  worker    -  %-8s\n", wk.State)

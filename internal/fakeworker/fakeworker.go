@@ -5,8 +5,9 @@
 //
 // A test binary becomes the worker: its TestMain calls MaybeRun first,
 // and the app's python is the test binary itself with Env set (see
-// Config). berth starts it as it starts Python (`PYTHON -u -c SOURCE
-// MODULE THREADS`, the socket on fd 3); the fake serves one thread.
+// Config). berth starts it as it starts Python (`PYTHON -u FILE APP gen
+// N`, the socket on fd 3); the fake ignores its arguments and serves one
+// thread.
 //
 // Each request is answered 200 with a text body: the method, the path,
 // the query and the length of the body it got, one per line. A request
