@@ -91,3 +91,22 @@ func TestStaticOpen(t *testing.T) {
 		}
 	}
 }
+
+// TestStaticRouteOrder: a static mount wins over its app's mount at the
+// same path (a block at the app's root, with fallthrough), and the longest
+// path wins between static mounts and other apps' mounts.
+func TestStaticRouteOrder(t *testing.T) {
+	m := &staticMount{}
+	app, root, static, deeper := &route{mount: ""}, &route{mount: "", static: m}, &route{mount: "/static", static: m}, &route{mount: "/static/app"}
+	for _, order := range [][]*route{{app, root, static, deeper}, {deeper, static, root, app}} {
+		list := append([]*route(nil), order...)
+		sortRoutes(list)
+		rs := &routes{list: list}
+		name := map[*route]string{app: "app", root: "root static", static: "/static", deeper: "app at /static/app", nil: "none"}
+		for path, want := range map[string]string{"/x": "root static", "/static/a.css": "/static", "/static/app/x": "app at /static/app", "/staticx": "root static"} {
+			if got := name[rs.match([]byte("h"), []byte(path))]; got != want {
+				t.Errorf("%s -> %s, want %s", path, got, want)
+			}
+		}
+	}
+}
