@@ -280,6 +280,7 @@ func (s *Server) withAdopted(ln net.Listener) net.Listener {
 // activity (idle_exit) and for its hand-over.
 func (s *Server) connState(c net.Conn, st fasthttp.ConnState) {
 	s.activity.note(st)
+	s.countConn(st)
 	var h *handover
 	switch c := c.(type) {
 	case *clientConn:

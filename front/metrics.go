@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"net"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -25,15 +24,21 @@ func (s *Server) SetMetrics(l *metrics.Listener) {
 	s.metrics = l
 	s.unrouted = l.Route("")
 	bindMetrics(l, s.routes.Load())
-	s.srv.ConnState = func(_ net.Conn, st fasthttp.ConnState) {
-		switch st {
-		case fasthttp.StateNew:
-			l.Accepted()
-		case fasthttp.StateClosed, fasthttp.StateHijacked:
-			// A hijacked connection (a close-delimited body) is berth's
-			// own from then on, and closed at its end.
-			l.Closed()
-		}
+}
+
+// countConn counts a connection's changes of state in the listener's
+// series (connState calls it, with the hand-over's and idle_exit's own).
+func (s *Server) countConn(st fasthttp.ConnState) {
+	if s.metrics == nil {
+		return
+	}
+	switch st {
+	case fasthttp.StateNew:
+		s.metrics.Accepted()
+	case fasthttp.StateClosed, fasthttp.StateHijacked:
+		// A hijacked connection (a close-delimited body) is berth's own
+		// from then on, and closed at its end.
+		s.metrics.Closed()
 	}
 }
 
