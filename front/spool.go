@@ -49,6 +49,12 @@ var (
 	spoolFiles atomic.Int64
 )
 
+// SpoolFiles is how many temp files spools have made since berth started.
+func SpoolFiles() int64 { return spoolFiles.Load() }
+
+// SpooledMemory is how many bytes all spools hold in memory now.
+func SpooledMemory() int64 { return spooledMem.Load() }
+
 // size is what the spool holds.
 func (sp *spool) size() int64 {
 	return int64(len(sp.mem)-sp.memOff) + sp.fileEnd - sp.fileOff

@@ -103,6 +103,17 @@ func New(live func() []Live) *Registry {
 	return r
 }
 
+// Spool adds the series of the responses berth holds for slow clients
+// (front's spool), read at each scrape from files (temp files made, ever)
+// and memory (bytes held in memory now).
+func (r *Registry) Spool(files, memory func() float64) {
+	r.reg.MustRegister(
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "berth_response_spool_files_total",
+			Help: "Temp files made to hold responses for clients slower than their worker (max_buffered_response)."}, files),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "berth_response_spool_memory_bytes",
+			Help: "Bytes of responses held in memory for slow clients (at most 64 MiB in all)."}, memory))
+}
+
 // SetOn turns the per-request series (requests, durations, bytes, queue
 // waits) on or off; off, the front skips them (one atomic load a request).
 func (r *Registry) SetOn(on bool) { r.on.Store(on) }

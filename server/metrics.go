@@ -1,6 +1,7 @@
 package server
 
 import (
+	"github.com/berthd/berth/front"
 	"github.com/berthd/berth/metrics"
 )
 
@@ -14,6 +15,7 @@ import (
 func (s *Server) initMetrics() {
 	s.metrics = metrics.New(s.live)
 	s.metrics.SetOn(s.cfg.MetricsOn())
+	s.metrics.Spool(func() float64 { return float64(front.SpoolFiles()) }, func() float64 { return float64(front.SpooledMemory()) })
 	s.adminHandler.Handle("GET /metrics", s.metrics.Handler())
 }
 

@@ -13,7 +13,15 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/berthd/berth/metrics"
 )
+
+// bestRate is the best of three rates over d each: the machine's other
+// work lowers a window now and then, never raises one.
+func bestRate(t *testing.T, b *instance, d time.Duration) float64 {
+	return max(rate(t, b, d), rate(t, b, d), rate(t, b, d))
+}
 
 // rate is how many GET /pid a client answers in d, one after another on
 // one keep-alive connection.
@@ -48,7 +56,7 @@ func TestSlowReaders(t *testing.T) {
 		t.Skip("-short: 2 GiB of answers")
 	}
 	b := startBerth(t, appConfig(systemPython(t), "probe:app", "workers = 2", `write_timeout = "30s"`))
-	unloaded := rate(t, b, 3*time.Second)
+	unloaded := bestRate(t, b, 1500*time.Millisecond)
 
 	const slow, size = 200, 160 << 16 // /big?160: 160 chunks of 64 KiB
 	// A small receive buffer, set before connecting so that the window
@@ -67,25 +75,27 @@ func TestSlowReaders(t *testing.T) {
 		fmt.Fprintf(c, "GET /big?160 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
 		conns[i] = c
 	}
+	// One goroutine reads 16 bytes of each every 100 ms, until told to
+	// stop: the readers' own cost stays small beside berth's.
 	stop := make(chan struct{})
 	var trickling sync.WaitGroup
-	for i, c := range conns {
-		trickling.Add(1)
-		go func() { // 16 bytes every 100 ms until told to read at last
-			defer trickling.Done()
-			var p [16]byte
-			for {
-				select {
-				case <-stop:
-					return
-				case <-time.After(100 * time.Millisecond):
-					c.SetReadDeadline(time.Now().Add(time.Second))
-					n, _ := c.Read(p[:])
-					got[i].Write(p[:n])
-				}
+	trickling.Add(1)
+	go func() {
+		defer trickling.Done()
+		var p [16]byte
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(100 * time.Millisecond):
 			}
-		}()
-	}
+			for i, c := range conns {
+				c.SetReadDeadline(time.Now().Add(time.Millisecond))
+				n, _ := c.Read(p[:])
+				got[i].Write(p[:n])
+			}
+		}
+	}()
 	// Once every answer is taken from the workers, they are free.
 	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(200 * time.Millisecond) {
 		st := b.status()
@@ -96,7 +106,11 @@ func TestSlowReaders(t *testing.T) {
 			t.Fatalf("the workers are still busy with the slow clients: %+v", st)
 		}
 	}
-	loaded := rate(t, b, 3*time.Second)
+	if st := b.status(); metrics.Total(st.Metrics, "berth_response_spool_files_total", nil) < 1 {
+		t.Errorf("berth_response_spool_files_total is %v holding 2 GiB of answers: spool files are not counted",
+			metrics.Total(st.Metrics, "berth_response_spool_files_total", nil))
+	}
+	loaded := bestRate(t, b, 1500*time.Millisecond)
 	rss := rssOf(b.cmd.Process.Pid)
 	t.Logf("normal client: %.0f req/s unloaded, %.0f beside %d slow readers (%.0f%%); berth's RSS %d MiB",
 		unloaded, loaded, slow, 100*loaded/unloaded, rss>>20)
