@@ -74,7 +74,7 @@ func (c *Config) Units(opt UnitOptions) ([]UnitFile, error) {
 	fmt.Fprintf(&b, "# Rendered by `berth units` from %s.\n", opt.Config)
 	fmt.Fprintf(&b, "[Unit]\nDescription=berth %s: Python WSGI apps of %s\n", opt.Name, filepath.Base(opt.Config))
 	writeService(&b, opt, socketNames, boot, grace+c.DrainDelay())
-	service := strings.Replace(b.String(), "\n\n[Install]\n", "\n"+c.staticBinds()+"\n[Install]\n", 1)
+	service := strings.Replace(b.String(), "\n\n[Install]\n", "\n"+c.tmpBinds(opt.Config)+"\n[Install]\n", 1)
 	files = append(files, UnitFile{Name: opt.Name + ".service", Content: service})
 	return files, nil
 }

@@ -13,27 +13,34 @@ import (
 // unless the unit binds it back in.
 var privateTmp = []string{"/tmp", "/var/tmp"}
 
-// staticBinds are the unit lines that let berth read the static
-// directories under its hardening: ProtectSystem=strict and
-// ProtectHome=read-only leave every other path readable, so only a
-// directory in /tmp or /var/tmp needs one, BindReadOnlyPaths=, which
-// systemd applies over the private /tmp. "" when there is none.
-func (c *Config) staticBinds() string {
-	var dirs []string
+// tmpBinds are the unit lines that let berth read what a site needs under
+// its hardening: ProtectSystem=strict and ProtectHome=read-only leave
+// every other path readable, so only a path in /tmp or /var/tmp needs
+// one, BindReadOnlyPaths=, which systemd applies over the private /tmp:
+// the configuration file's directory, each app's chdir, pythonpath and
+// virtualenv (its python's), and the static directories. "" when none
+// does.
+func (c *Config) tmpBinds(config string) string {
+	var paths []string
+	if config != "" {
+		paths = append(paths, filepath.Dir(config))
+	}
 	for _, a := range c.Apps {
+		paths = append(paths, a.Chdir)
+		paths = append(paths, a.PythonPath...)
+		if filepath.IsAbs(a.Python) {
+			paths = append(paths, filepath.Dir(filepath.Dir(a.Python))) // the venv
+		}
 		for _, s := range a.Static {
-			for _, tmp := range privateTmp {
-				if rel, err := filepath.Rel(tmp, s.Dir); err == nil && !strings.HasPrefix(rel, "..") && !slices.Contains(dirs, s.Dir) {
-					dirs = append(dirs, s.Dir)
-				}
-			}
+			paths = append(paths, s.Dir)
 		}
 	}
+	dirs := underPrivateTmp(paths)
 	if len(dirs) == 0 {
 		return ""
 	}
 	var b strings.Builder
-	b.WriteString("# Static directories in the private /tmp or /var/tmp (PrivateTmp=), bound\n# back in read-only.\n")
+	b.WriteString("# What the site reads from the private /tmp or /var/tmp (PrivateTmp=),\n# bound back in read-only.\n")
 	for _, d := range dirs {
 		if strings.ContainsAny(d, " \t\"'\\") {
 			d = strconv.Quote(d) // systemd unquotes C-style
@@ -41,4 +48,26 @@ func (c *Config) staticBinds() string {
 		fmt.Fprintf(&b, "BindReadOnlyPaths=%s\n", d)
 	}
 	return b.String()
+}
+
+// underPrivateTmp are the paths in /tmp or /var/tmp (not those themselves),
+// sorted, without one inside another kept.
+func underPrivateTmp(paths []string) []string {
+	var in []string
+	for _, p := range paths {
+		for _, tmp := range privateTmp {
+			if rel, err := filepath.Rel(tmp, filepath.Clean(p)); err == nil && rel != "." && !strings.HasPrefix(rel, "..") {
+				in = append(in, filepath.Clean(p))
+			}
+		}
+	}
+	slices.Sort(in)
+	var out []string
+	for _, p := range in {
+		if n := len(out); n > 0 && (p == out[n-1] || strings.HasPrefix(p, out[n-1]+"/")) {
+			continue
+		}
+		out = append(out, p)
+	}
+	return out
 }
