@@ -28,6 +28,21 @@ func TestSystemdSites(t *testing.T) {
 	t.Run("berth sites: instances in three states", func(t *testing.T) { testSites(t, c) })
 }
 
+// examples copies the repository's examples into the container, once,
+// and returns where: a checkout under /tmp (as a CI clone may be) is not
+// what the container's /tmp holds.
+func (c *container) examples() string {
+	c.t.Helper()
+	const at = "/srv/berth-examples"
+	if _, err := os.Stat(filepath.Join(c.root, at)); err == nil {
+		return at
+	}
+	if err := os.CopyFS(filepath.Join(c.root, at), os.DirFS("../../examples")); err != nil {
+		c.t.Fatalf("copying the examples into the container: %v", err)
+	}
+	return at
+}
+
 // installConfig writes /etc/berth/NAME.hcl, renders its units with
 // `berth units` inside the container (default user), adds the drop-in
 // lines to its service and enables its sockets.
@@ -51,10 +66,7 @@ var overallExposure = regexp.MustCompile(`Overall exposure level for \S+: ([0-9.
 // at most 2.0, run berth and its workers as a user other than root, and
 // the Flask and Django examples serve under them.
 func testSandbox(t *testing.T, c *container) {
-	examples, err := filepath.Abs("../../examples")
-	if err != nil {
-		t.Fatal(err)
-	}
+	examples := c.examples()
 	flask, django := freePort(t), freePort(t)
 	c.installConfig("ex", fmt.Sprintf(`
 listener "flask" {
@@ -189,10 +201,7 @@ func testHandOver(t *testing.T, c *container) {
 // once idle, its socket listening on; the next connection starts it and
 // is answered 200, and the cold start (connect to first byte) is logged.
 func testIdleExit(t *testing.T, c *container) {
-	examples, err := filepath.Abs("../../examples")
-	if err != nil {
-		t.Fatal(err)
-	}
+	examples := c.examples()
 	port := freePort(t)
 	c.installConfig("idle", fmt.Sprintf(`
 idle_exit = "3s"
