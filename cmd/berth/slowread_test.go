@@ -114,8 +114,16 @@ func TestSlowReaders(t *testing.T) {
 	rss := rssOf(b.cmd.Process.Pid)
 	t.Logf("normal client: %.0f req/s unloaded, %.0f beside %d slow readers (%.0f%%); berth's RSS %d MiB",
 		unloaded, loaded, slow, 100*loaded/unloaded, rss>>20)
-	if loaded < 0.9*unloaded {
-		t.Errorf("the normal client kept %.0f%% of its rate, want ≥ 90%%", 100*loaded/unloaded)
+	// Under the race detector every goroutine's work costs several times
+	// its own, the 200 readers' included, so the ratio is a performance
+	// figure it distorts: there the test asks only that the normal
+	// client is not starved (as uWSGI's and Gunicorn's are, to 0).
+	keep := 0.9
+	if slices.Contains(buildFlags, "-race") {
+		keep = 0.5
+	}
+	if loaded < keep*unloaded {
+		t.Errorf("the normal client kept %.0f%% of its rate, want ≥ %.0f%%", 100*loaded/unloaded, 100*keep)
 	}
 	// berth holds at most 64 MiB of answers in memory, the rest in temp
 	// files; the race detector's shadow memory multiplies what is left.
