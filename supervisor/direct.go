@@ -144,6 +144,7 @@ func (s *slot) direct(r Request) (ex *Exchange, err error, ok bool) {
 	}
 	start := time.Now()
 	p.lastTake.Store(start.UnixNano())
+	s.began.Store(start.UnixNano())
 	p.m.QueueWait(0)
 	s.busy.Add(1)
 	ln := proc.lanes[0]
@@ -191,6 +192,10 @@ func (s *slot) directFailed(proc *process, ln *lane, err error) (ex *Exchange, f
 func (s *slot) endDirect(hb handback) {
 	s.lastBusy.Store(time.Now().UnixNano())
 	s.busy.Add(-1)
+	if hb == hbAsked && s.pool.q.len() > 0 {
+		// This worker is warm: it serves the queue itself (wake.go).
+		hb = hbQueue
+	}
 	s.giveBack(hb)
 	if hb == hbAsked && s.pool.q.len() > 0 {
 		s.pool.kick()

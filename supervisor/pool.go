@@ -263,7 +263,8 @@ func (p *Pool) Do(r Request) (*Exchange, error) {
 		p.mu.RUnlock()
 		return nil, ErrStopped
 	}
-	if p.q.len() == 0 {
+	hold := p.hold()
+	if p.q.len() == 0 && !hold {
 		// A worker is idle and nobody waits before this request: it is
 		// served on this goroutine (direct.go).
 		if s := p.takeIdle(); s != nil {
@@ -286,9 +287,16 @@ func (p *Pool) Do(r Request) (*Exchange, error) {
 		return nil, ErrQueueFull
 	}
 	p.mu.RUnlock()
-	p.kick()
 	// A slot answers, or Pool.expire with ErrQueueTimeout.
-	<-j.ready
+	// A held request whose busy workers all ended while it was queued
+	// wakes one after all: they may have looked at the queue before it
+	// was in (they look again after going idle, and kick finds them).
+	if hold && p.busyFast() > 0 {
+		p.awaitHeld(j)
+	} else {
+		p.kick()
+		<-j.ready
+	}
 	if j.err != nil {
 		return nil, j.err
 	}

@@ -31,6 +31,7 @@ type slot struct {
 	mu       sync.Mutex // guards proc, for Status and a forced Stop
 	proc     *process
 	busy     atomic.Int32 // lanes serving a request
+	began    atomic.Int64 // unix nanos when a lane last began serving (wake.go)
 	lastBusy atomic.Int64 // unix nanos when a lane last finished a request
 	served   atomic.Int64 // by the current worker
 	since    time.Time    // the current worker's start
@@ -498,6 +499,7 @@ func (s *slot) serve(proc *process, ln *lane, jobs []*job) (retry []*job, ok boo
 	// what follows the first request must fit in the socket's buffer.
 	// Requests past that go in the next write.
 	live := all[:fitBatch(all)]
+	s.began.Store(now)
 	s.busy.Add(1)
 	defer func() {
 		s.lastBusy.Store(time.Now().UnixNano())

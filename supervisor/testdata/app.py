@@ -57,6 +57,10 @@ def app(environ, start_response):
             time.sleep(600)
         start_response("200 OK", [py])
         return [b"recorded"]
+    if path == "/nap":
+        time.sleep(0.5 if environ.get("HTTP_X_TEST") == "long" else 0.001)
+        start_response("200 OK", [py, ("X-Pid", str(os.getpid()))])
+        return [b"napped"]
     if path == "/pattern":
         # X-Test "n,seed": n bytes, byte i being (seed + i) % 251.
         n, seed = (int(v) for v in environ["HTTP_X_TEST"].split(","))
