@@ -62,9 +62,6 @@ type Tree struct {
 // Find returns the cgroup v2 subtree systemd delegated to this process,
 // or an error saying why there is none, in a sentence for the log.
 func Find() (*Tree, error) {
-	if err := cloneIntoSupported(); err != nil {
-		return nil, err
-	}
 	mount, err := v2Mount()
 	if err != nil {
 		return nil, err
@@ -109,22 +106,15 @@ func ownCgroup(procSelf []byte) (string, error) {
 	return "", errors.New("berth is in no cgroup v2 (no 0:: line in /proc/self/cgroup)")
 }
 
-// cloneIntoSupported: workers are started straight into their app's
-// cgroup (CLONE_INTO_CGROUP), which Linux has since 5.7.
-func cloneIntoSupported() error {
-	var u unix.Utsname
-	if err := unix.Uname(&u); err != nil {
-		return fmt.Errorf("reading the kernel's version: %w", err)
-	}
-	release := unix.ByteSliceToString(u.Release[:])
-	var major, minor int
-	if _, err := fmt.Sscanf(release, "%d.%d", &major, &minor); err != nil {
-		return fmt.Errorf("reading the kernel's version %q: %w", release, err)
-	}
-	if major < 5 || major == 5 && minor < 7 {
-		return fmt.Errorf("Linux %s cannot start a process in a cgroup (CLONE_INTO_CGROUP needs 5.7)", release)
-	}
-	return nil
+// CanCloneInto reports whether a process can be started straight into a
+// cgroup (clone3 with CLONE_INTO_CGROUP, Linux 5.7). systemd refuses
+// clone3 with ENOSYS to a service with RestrictNamespaces= (its seccomp
+// filter cannot see clone3's flags), as the units berth renders have; the
+// probe passes clone3 no arguments, which the kernel refuses with EINVAL,
+// so no process is made.
+func CanCloneInto() bool {
+	_, _, errno := unix.Syscall(unix.SYS_CLONE3, 0, 0, 0)
+	return errno != unix.ENOSYS
 }
 
 // Open returns the tree at dir, a cgroup v2 directory, if systemd
@@ -230,4 +220,30 @@ func writeFile(path, value string) error {
 		err = cerr
 	}
 	return err
+}
+
+// Machine says why this machine cannot enforce per-app limits, or nil:
+// they need the unified cgroup v2 hierarchy with the memory, pids and
+// cpu controllers. (Whether berth's own cgroup is delegated only berth
+// under systemd can tell: Find.)
+func Machine() error {
+	var st unix.Statfs_t
+	if err := unix.Statfs("/sys/fs/cgroup", &st); err != nil || st.Type != unix.CGROUP2_SUPER_MAGIC {
+		return errors.New("its controllers are on cgroup v1 (a legacy or hybrid hierarchy; systemd.unified_cgroup_hierarchy=1 on the kernel's command line makes it cgroup v2)")
+	}
+	b, err := os.ReadFile("/sys/fs/cgroup/cgroup.controllers")
+	if err != nil {
+		return fmt.Errorf("reading its cgroup controllers: %w", err)
+	}
+	have := strings.Fields(string(b))
+	var missing []string
+	for _, c := range []string{Memory, Pids, CPU} {
+		if !slices.Contains(have, c) {
+			missing = append(missing, c)
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("its cgroup v2 lacks the %s controller(s)", strings.Join(missing, ", "))
+	}
+	return nil
 }

@@ -117,6 +117,15 @@ func (g *Group) Memory() (int64, error) {
 	return strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
 }
 
+// Move moves the process pid, every thread of it, into the group: for
+// where a process cannot be started in it (CanCloneInto).
+func (g *Group) Move(pid int) error {
+	if err := writeFile(filepath.Join(g.dir, "cgroup.procs"), strconv.Itoa(pid)); err != nil {
+		return fmt.Errorf("moving process %d into %s: %w", pid, g.dir, err)
+	}
+	return nil
+}
+
 // Close closes the group's directory; its cgroup stays.
 func (g *Group) Close() error { return unix.Close(g.fd) }
 

@@ -45,7 +45,13 @@ func TestRealCgroup(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Run("files", func(t *testing.T) { checkFiles(t, tree, g, limits) })
-	t.Run("clone into", func(t *testing.T) { checkCloneInto(t, g) })
+	t.Run("clone into", func(t *testing.T) {
+		if !CanCloneInto() {
+			t.Skip("clone3 is refused here (ENOSYS)")
+		}
+		checkCloneInto(t, g)
+	})
+	t.Run("move", func(t *testing.T) { checkMove(t, g) })
 	t.Run("oom", func(t *testing.T) { checkOOM(t, g) })
 	if err := g.Remove(); err != nil {
 		t.Errorf("removing the empty group: %v", err)
@@ -119,4 +125,21 @@ func checkOOM(t *testing.T, g *Group) {
 		t.Errorf("oom_kill went from %d to %d (%v), want one more", before, after, err)
 	}
 	t.Logf("OOM-killed %s after its start", time.Since(start).Round(time.Millisecond))
+}
+
+// checkMove: a process started elsewhere is moved into the group.
+func checkMove(t *testing.T, g *Group) {
+	cmd := exec.Command("sleep", "30")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Wait()
+	defer cmd.Process.Kill()
+	if err := g.Move(cmd.Process.Pid); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", cmd.Process.Pid))
+	if !strings.Contains(string(b), "/"+appPrefix+"real\n") {
+		t.Errorf("the moved process's cgroup:\n%s", b)
+	}
 }
