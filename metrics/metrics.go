@@ -89,7 +89,7 @@ func New(live func() []Live) *Registry {
 	r.queueWait = histogram("berth_queue_wait_seconds", "Time requests waited for an idle worker (0 for one served at once), including those refused after queue_timeout.", "app")
 	r.rejections = counter("berth_queue_rejections_total", "Requests refused with 503: the queue was full, queue_timeout passed, or the app was stopping.", "app", "reason")
 	r.timeouts = counter("berth_request_timeouts_total", "Requests that ran past the app's timeout (504, or a streamed body cut off).", "app")
-	r.exits = counter("berth_worker_exits_total", "Workers that ended, by cause: crash, timeout (killed), max_requests, max_lifetime, max_rss (recycled), scale_down, stop (their generation ended).", "app", "cause")
+	r.exits = counter("berth_worker_exits_total", "Workers that ended, by cause: crash, oom (killed by the kernel's OOM killer), timeout (killed), max_requests, max_lifetime, max_rss (recycled), scale_down, stop (their generation ended).", "app", "cause")
 	r.served = counter("berth_served_total", "Requests the app's workers answered, across generations.", "app")
 	r.backoff = gauge("berth_worker_backoff", "Worker slots waiting out a respawn back-off: their last worker died young or failed to boot.", "app")
 	r.accepted = counter("berth_connections_accepted_total", "Client connections accepted.", "listener")

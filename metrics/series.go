@@ -29,10 +29,13 @@ const (
 	CauseMaxRSS
 	CauseScaleDown
 	CauseStop
+	// CauseOOM: the kernel's OOM killer ended the worker (its app's
+	// cgroup counted the kill).
+	CauseOOM
 	nCauses
 )
 
-var causeNames = [nCauses]string{"crash", "timeout", "max_requests", "max_lifetime", "max_rss", "scale_down", "stop"}
+var causeNames = [nCauses]string{"crash", "timeout", "max_requests", "max_lifetime", "max_rss", "scale_down", "stop", "oom"}
 
 func (c Cause) String() string { return causeNames[c] }
 

@@ -63,6 +63,8 @@ type Server struct {
 
 	// metrics outlives every reload (metrics.go).
 	metrics *metrics.Registry
+	// cgroups are the apps' cgroups, set up at Start.
+	cgroups *supervisor.Cgroups
 
 	heartbeat atomic.Int64 // unix nanos of the supervision loop's last turn
 	wedge     chan struct{}
@@ -109,6 +111,10 @@ func (s *Server) Start(ctx context.Context) error {
 	if err := s.cfg.CheckStaticDirs(); err != nil {
 		return err
 	}
+	// Before any worker starts: berth leaves the cgroup its apps' go
+	// beside (supervisor/cgroup.go).
+	s.cgroups = supervisor.SetupCgroups(s.log)
+	s.cgroups.LimitsOff(s.cfg)
 	s.state.Lock()
 	err := s.startAdmin()
 	s.state.Unlock()
@@ -262,6 +268,7 @@ func (s *Server) reload(ctx context.Context) ReloadResult {
 	if err := cfg.CheckStaticDirs(); err != nil {
 		return ReloadResult{Message: err.Error()}
 	}
+	s.cgroups.LimitsOff(cfg)
 
 	// Phase 1: open new sockets and boot new generations, touching
 	// nothing that serves.
@@ -280,8 +287,8 @@ func (s *Server) reload(ctx context.Context) ReloadResult {
 		if newAdmin != nil {
 			newAdmin.Close()
 		}
-		for _, p := range pools {
-			p.Stop(context.Background())
+		for name, p := range pools {
+			s.apps[name].Discard(context.Background(), p)
 		}
 		for _, a := range apps {
 			a.Stop(context.Background())

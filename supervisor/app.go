@@ -60,7 +60,9 @@ func (a *App) Start(ctx context.Context) error {
 	defer a.mu.Unlock()
 	a.gen = 1
 	p := a.newPool(a.cur.Load().App(), a.gen)
+	begin(p)
 	if err := p.Start(ctx); err != nil {
+		end(p)
 		return err
 	}
 	a.cur.Store(p)
@@ -76,7 +78,9 @@ func (a *App) Prepare(ctx context.Context, cfg units.App) (*Pool, error) {
 	gen := a.gen + 1
 	a.mu.Unlock()
 	p := a.newPool(cfg, gen)
+	begin(p)
 	if err := p.Start(ctx); err != nil {
+		end(p)
 		return nil, fmt.Errorf("generation %d of app %q did not start; generation %d keeps serving: %w", gen, a.name, gen-1, err)
 	}
 	return p, nil
@@ -105,7 +109,16 @@ func (a *App) retire(old *Pool) {
 		} else {
 			old.log.Info("old generation drained")
 		}
+		end(old)
 	}()
+}
+
+// Discard stops a generation that Prepare booted and that is not to be
+// committed (another app's failed to boot).
+func (a *App) Discard(ctx context.Context, p *Pool) error {
+	err := p.Stop(ctx)
+	end(p)
+	return err
 }
 
 // Do sends a request to the current generation. A generation retired
@@ -131,7 +144,9 @@ func (a *App) Do(r Request) (*Exchange, error) {
 func (a *App) Stop(ctx context.Context) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	err := a.cur.Load().Stop(ctx)
+	p := a.cur.Load()
+	err := p.Stop(ctx)
+	end(p)
 	a.draining.Wait()
 	return err
 }

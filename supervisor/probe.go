@@ -34,7 +34,7 @@ func Probe(ctx context.Context, app units.App, log *slog.Logger) (Probed, error)
 		res.Python, _ = filepath.Abs(p)
 	}
 	start := time.Now()
-	proc, err := spawn(ctx, &app, 0, log) // generation 0: no generation serves
+	proc, err := spawn(ctx, &app, 0, log, nil) // generation 0: no generation serves
 	if err != nil {
 		return res, fmt.Errorf("importing app %q: %w", app.Name, err)
 	}

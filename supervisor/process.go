@@ -66,6 +66,11 @@ type process struct {
 	// otherwise before it killed the worker (setCause).
 	m     *metrics.App
 	cause atomic.Int32
+	// group is the app's cgroup the worker runs in (nil: berth's own);
+	// oom, once the worker is reaped, what it was killed under when the
+	// kernel's OOM killer ended it ("" otherwise).
+	group *appGroup
+	oom   string
 }
 
 // setCause says why berth is about to end the worker, for its count.
@@ -180,7 +185,9 @@ func (e *BootError) Error() string {
 // spawn starts one worker and waits for its hello, at most the app's boot
 // timeout. The worker's socket is fd 3; its stdout and stderr are pipes
 // whose lines go to the log with the worker's pid.
-func spawn(ctx context.Context, app *units.App, gen int, log *slog.Logger) (*process, error) {
+//
+// With g, the worker starts in the app's cgroup (see workerAttr).
+func spawn(ctx context.Context, app *units.App, gen int, log *slog.Logger, g *appGroup) (*process, error) {
 	threads := max(app.Threads, 1)
 	args, err := workerArgs(app.Name, gen)
 	if err != nil {
@@ -266,10 +273,8 @@ func spawn(ctx context.Context, app *units.App, gen int, log *slog.Logger) (*pro
 	// fd 3: lane 0; fd 4: the log pipe; fds 5...: lanes 1...; then the
 	// marks, the flush pipe and the out file.
 	cmd.ExtraFiles = append(append([]*os.File{children[0], logW}, children[1:]...), marks, asksR, out.file)
-	// If berth dies without stopping its workers (SIGKILL), the kernel
-	// kills them: no orphans. Workers also exit on EOF of their socket.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	err = cmd.Start()
+	cmd.SysProcAttr = workerAttr(g)
+	err = startIn(cmd, g)
 	outW.Close()
 	errW.Close()
 	logW.Close()
@@ -295,12 +300,14 @@ func spawn(ctx context.Context, app *units.App, gen int, log *slog.Logger) (*pro
 		python: app.Python,
 		asks:   asksW,
 		out:    out,
+		group:  g,
 	}
 	go p.pump(outR, slog.LevelInfo, "stdout")
 	go p.pump(errR, slog.LevelWarn, "stderr")
 	go p.pumpRecords(logR)
 	go func() {
 		_ = cmd.Wait()
+		p.checkOOM()
 		p.starts = readMarks(marks, threads)
 		marks.Close()
 		asksW.Close()
@@ -538,8 +545,64 @@ func (p *process) exitStatus() string {
 	case <-time.After(time.Second):
 		return "still running"
 	}
+	if p.oom != "" {
+		return "killed by the OOM killer: " + p.oom
+	}
 	if st := p.cmd.ProcessState; st != nil {
 		return st.String()
 	}
 	return "unknown"
+}
+
+// workerAttr is how a worker starts. If berth dies without stopping its
+// workers (SIGKILL), the kernel kills them: no orphans (workers also exit
+// on EOF of their socket). With its app's cgroup g, the worker is cloned
+// into it where clone3 is allowed (CLONE_INTO_CGROUP): it is held to the
+// app's limits before it runs anything, with no moment in berth's cgroup.
+func workerAttr(g *appGroup) *syscall.SysProcAttr {
+	attr := &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if g != nil && g.cloneInto {
+		attr.UseCgroupFD, attr.CgroupFD = true, g.g.FD()
+	}
+	return attr
+}
+
+// startIn starts cmd in g, holding g's directory open meanwhile (the
+// app's removal closes it). Where clone3 is refused, the worker is moved
+// into g once started: in the time Python takes to start, well before
+// it imports the app. A worker that cannot be put in g is killed.
+func startIn(cmd *exec.Cmd, g *appGroup) error {
+	if g == nil {
+		return cmd.Start()
+	}
+	g.use.RLock()
+	defer g.use.RUnlock()
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("in cgroup %s: %w", g.g.Dir(), err)
+	}
+	if !g.cloneInto {
+		if err := g.g.Move(cmd.Process.Pid); err != nil {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+			return err
+		}
+	}
+	return nil
+}
+
+// checkOOM, once the worker is reaped, tells a worker the kernel's OOM
+// killer ended from a crash: it died of SIGKILL that berth did not send
+// for a reason of its own, and its app's cgroup counts an OOM kill not
+// yet put down to another worker. It is logged and counted as such.
+func (p *process) checkOOM() {
+	if p.group == nil || metrics.Cause(p.cause.Load()) != metrics.CauseCrash {
+		return
+	}
+	ws, ok := p.cmd.ProcessState.Sys().(syscall.WaitStatus)
+	if !ok || !ws.Signaled() || ws.Signal() != syscall.SIGKILL || !p.group.claimOOM() {
+		return
+	}
+	p.oom = p.group.oomNote()
+	p.setCause(metrics.CauseOOM)
+	p.log.Error("worker killed by the OOM killer: " + p.oom)
 }

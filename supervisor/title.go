@@ -121,9 +121,10 @@ func writeAtomic(path string, b []byte) error {
 }
 
 // spawn starts one worker of the pool (see the package-level spawn),
-// titled with the app and generation and counted in the app's series.
+// titled with the app and generation, in the app's cgroup and counted in
+// the app's series.
 func (p *Pool) spawn(ctx context.Context) (*process, error) {
-	proc, err := spawn(ctx, &p.app, p.gen, p.log)
+	proc, err := spawn(ctx, &p.app, p.gen, p.log, groupOf(p.app.Name))
 	if err == nil {
 		proc.m = p.m
 	}

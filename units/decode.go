@@ -513,6 +513,8 @@ func (d *decoder) app(name string, b *hcl.Block) (App, *rawApp, bool) {
 	wc, rest, diags := b.Body.PartialContent(workersSchema)
 	sc, rest, sdiags := rest.PartialContent(staticSchema)
 	diags = append(diags, sdiags...)
+	lc, rest, ldiags := rest.PartialContent(limitsSchema)
+	diags = append(diags, ldiags...)
 	var raw rawApp
 	diags = append(diags, gohcl.DecodeBody(rest, d.ctx, &raw)...)
 	d.diags = append(d.diags, diags...)
@@ -545,6 +547,7 @@ func (d *decoder) app(name string, b *hcl.Block) (App, *rawApp, bool) {
 		d.errorf(&rng, "Invalid scheduling", "Want \"batch\" (workers do not preempt berth's front when they wake; the default) or \"normal\"; got %q.", a.Scheduling)
 	}
 	d.workers(&a, wc)
+	d.limits(&a, lc.Blocks)
 	if a.Module == "" {
 		d.errorf(&b.DefRange, "Missing module", "App %q needs module = \"package.module:callable\", the WSGI application to serve.", name)
 	} else if !moduleRE.MatchString(a.Module) {

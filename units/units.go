@@ -179,6 +179,8 @@ type App struct {
 	// MaxRSS recycles a worker whose resident memory exceeds this many
 	// bytes (0: never).
 	MaxRSS int64
+	// Limits are what the kernel holds the app's workers to (limits.go).
+	Limits Limits
 	// GracefulTimeout bounds draining a generation on reload and on
 	// shutdown; workers still busy then are killed.
 	GracefulTimeout time.Duration

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/berthd/berth/cgroup"
 	"github.com/berthd/berth/journal"
 	"github.com/berthd/berth/supervisor"
 	"github.com/berthd/berth/units"
@@ -42,6 +43,12 @@ func cmdCheck(args []string, stdout, stderr io.Writer) int {
 	}
 	if note := cfg.IdleExitNote(); note != "" {
 		fmt.Fprintln(stderr, "warning: "+note)
+	}
+	if note := cfg.LimitsNote(); note != "" {
+		fmt.Fprintln(stderr, "warning: "+note)
+		if err := cgroup.Machine(); err != nil {
+			fmt.Fprintf(stderr, "warning: this machine cannot enforce them: %v\n", err)
+		}
 	}
 	if !*doImport {
 		return 0
