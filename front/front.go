@@ -300,6 +300,11 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	rt := s.routes.Load().match(requestHost(h), routePath(env.path))
 	if rt == nil {
 		s.unavailable(ctx, fasthttp.StatusNotFound, "no app is mounted at this path")
+		if h.ContentLength() == -1 {
+			// Its chunked body is left unread: fasthttp would drain it
+			// with its own, lenient chunk parser and go on.
+			ctx.SetConnectionClose()
+		}
 		s.access(ctx, env, s.log, start, 0)
 		return
 	}
