@@ -34,8 +34,11 @@ import (
 //
 // Decoding costs no more than fasthttp's stream did: chunk data is read
 // with one bufio Read per call as there, and a size line with one
-// ReadSlice instead of a byte at a time (BenchmarkChunkedBody: see
-// chunked_test.go for the figures).
+// ReadSlice instead of a byte at a time. BenchmarkChunkedBody (1 MiB from
+// memory, -cpu 1, 5 runs of 0.5 s on the shared 2-core VM, medians): in
+// 64-byte chunks 378 µs here against fasthttp's 461 µs; in 16 KiB chunks
+// 22 µs against 31 µs (copying dominates; the runs spread by ±30%); two
+// more allocations (96 bytes) per body.
 type chunkedReader struct {
 	br      *bufio.Reader
 	left    int64 // bytes of the current chunk not yet read
