@@ -142,15 +142,18 @@ func readBody(ctx *fasthttp.RequestCtx, rt *route, buf []byte) (reqBody, int, st
 		}
 		return reqBody{mem: buf, n: cl}, 0, ""
 	}
-	return chunkedBody(ctx, r, rt, buf)
+	return chunkedBody(r, rt, buf)
 }
 
-// chunkedBody reads a chunked body: in memory while it fits, then on to
-// a file. fasthttp's stream ends a chunked body alike at its last chunk
-// and where the client's stream ends; a body that met the end of the
-// stream was cut short, and never reaches the app.
-func chunkedBody(ctx *fasthttp.RequestCtx, r io.Reader, rt *route, buf []byte) (reqBody, int, string) {
-	const cut = "chunked request body cut short: the connection ended before its last chunk"
+// chunkedBody reads a chunked body with berth's decoder (chunkedReader:
+// fasthttp's takes chunk-size lines RFC 9112 does not): in memory while
+// it fits, then on to a file. A body that is malformed or cut short
+// never reaches the app.
+func chunkedBody(stream io.Reader, rt *route, buf []byte) (reqBody, int, string) {
+	r, end := chunkStream.decoder(stream)
+	if r == nil {
+		return reqBody{}, fasthttp.StatusInternalServerError, "cannot read the chunked request body"
+	}
 	buf = buf[:0]
 	for len(buf) < cap(buf) || int64(len(buf)) <= rt.bufferBody {
 		var err error
@@ -158,10 +161,8 @@ func chunkedBody(ctx *fasthttp.RequestCtx, r io.Reader, rt *route, buf []byte) (
 		if int64(len(buf)) > rt.maxBody {
 			return reqBody{}, fasthttp.StatusRequestEntityTooLarge, rt.tooLarge
 		}
-		if err == io.EOF && peerClosed(ctx.Conn()) {
-			return reqBody{}, fasthttp.StatusBadRequest, cut
-		}
 		if err == io.EOF {
+			end()
 			return reqBody{mem: buf, n: int64(len(buf))}, 0, ""
 		}
 		if err != nil {
@@ -174,14 +175,11 @@ func chunkedBody(ctx *fasthttp.RequestCtx, r io.Reader, rt *route, buf []byte) (
 		return reqBody{}, fasthttp.StatusInternalServerError, "cannot store the request body: " + err.Error()
 	}
 	body := reqBody{file: f}
-	status, msg := body.spill(r, buf, -1, rt)
-	if status == 0 && peerClosed(ctx.Conn()) {
-		status, msg = fasthttp.StatusBadRequest, cut
-	}
-	if status != 0 {
+	if status, msg := body.spill(r, buf, -1, rt); status != 0 {
 		body.close()
 		return reqBody{}, status, msg
 	}
+	end()
 	return body, 0, ""
 }
 
@@ -305,12 +303,16 @@ func (b *reqBody) spill(r io.Reader, head []byte, want int64, rt *route) (int, s
 }
 
 // readError maps a failure to read a body to the answer: 408 when the
-// client was too slow (body_timeout), else 400 (a broken chunk, or the
-// connection ended early).
+// client was too slow (body_timeout), else 400 (a malformed chunked
+// body, saying what is wrong, or the connection ended early).
 func readError(err error) (int, string) {
 	var ne net.Error
-	if errors.As(err, &ne) && ne.Timeout() {
+	var ce *chunkError
+	switch {
+	case errors.As(err, &ne) && ne.Timeout():
 		return fasthttp.StatusRequestTimeout, "request body not received in time"
+	case errors.As(err, &ce), errors.Is(err, errChunkCut):
+		return fasthttp.StatusBadRequest, err.Error()
 	}
 	return fasthttp.StatusBadRequest, "malformed or incomplete request body"
 }

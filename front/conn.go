@@ -11,25 +11,11 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// peerClosed reports whether a read of c has met the end of the client's
-// stream: a body whose framing fasthttp took as ended there (a chunked
-// body cut off before its last chunk) was cut short.
-func peerClosed(c net.Conn) bool {
-	switch c := c.(type) {
-	case *clientConn:
-		return c.eof
-	case *unixConn:
-		return c.eof
-	}
-	return false
-}
-
 // unixConn is a client's connection on a Unix socket: a reverse proxy on
 // the same host, most often; with proxy_protocol, HAProxy.
 type unixConn struct {
 	*net.UnixConn
 	proxy  *proxyHeader // as clientConn's
-	eof    bool         // as clientConn's
 	linger bool         // as clientConn's
 	closed func()       // as clientConn's
 	ho     *handover    // as clientConn's
@@ -106,9 +92,6 @@ func (c *unixConn) Read(p []byte) (int, error) {
 	}
 	n, err := c.UnixConn.Read(p)
 	c.ho.endRead(n)
-	if err == io.EOF {
-		c.eof = true
-	}
 	return n, err
 }
 
@@ -151,8 +134,6 @@ type clientConn struct {
 	// proxy is the connection's PROXY header on a proxy_protocol
 	// listener, read before anything else; nil elsewhere.
 	proxy *proxyHeader
-	// eof: a read met the end of the client's stream.
-	eof bool
 	// linger: a request was refused while the client may still be
 	// sending; Close lingers (see linger).
 	linger bool
@@ -195,9 +176,6 @@ func (c *clientConn) Read(p []byte) (int, error) {
 	}
 	n, err := c.TCPConn.Read(p)
 	c.ho.endRead(n)
-	if err == io.EOF {
-		c.eof = true
-	}
 	return n, err
 }
 

@@ -226,17 +226,18 @@ func badRequest(data []byte) string {
 	return ""
 }
 
-// chunkedEnds reports whether b holds a whole chunked body: chunks, the
-// last chunk, trailer fields and the empty line. It is lenient about
-// what a chunk-size line holds after the size.
+// chunkedEnds reports whether b holds a whole chunked body as RFC 9112
+// section 7.1 writes one: chunks whose size lines are a size and
+// extensions (chunkLine), the last chunk, trailer fields and the empty
+// line.
 func chunkedEnds(b []byte) bool {
 	br := bufio.NewReader(bytes.NewReader(b))
 	for {
 		line, err := br.ReadString('\n')
-		if err != nil || !strings.HasSuffix(line, "\r\n") {
+		if err != nil || !chunkLine.MatchString(asciiOnly(line)) {
 			return false
 		}
-		size := strings.TrimRight(strings.SplitN(strings.TrimSuffix(line, "\r\n"), ";", 2)[0], " \t")
+		size := strings.TrimRight(strings.SplitN(line, ";", 2)[0], " \t\r\n")
 		n, err := strconv.ParseUint(size, 16, 63)
 		if err != nil {
 			return false
@@ -254,11 +255,34 @@ func chunkedEnds(b []byte) bool {
 	}
 	for {
 		line, err := br.ReadString('\n')
-		if err != nil || !strings.HasSuffix(line, "\r\n") {
+		switch {
+		case line == "\r\n":
+			return true
+		case err != nil || !trailerLine.MatchString(asciiOnly(line)):
 			return false
 		}
-		if line == "\r\n" {
-			return true
+	}
+}
+
+// The RFC 9112 grammar of a chunk-size line (chunk-ext with BWS around
+// ";" and "=", a token or a quoted-string for a value) and of a trailer
+// field line, matched on asciiOnly's spelling of a line.
+var (
+	tchar       = "[!#$%&'*+\\-.^_`|~0-9A-Za-z]"
+	quoted      = `"(?:[\t \x21\x23-\x5b\x5d-\x7e]|\\[\t \x21-\x7e])*"`
+	chunkLine   = regexp.MustCompile(`^[0-9A-Fa-f]+(?:[ \t]*;[ \t]*` + tchar + `+(?:[ \t]*=[ \t]*(?:` + tchar + `+|` + quoted + `))?)*\r\n$`)
+	trailerLine = regexp.MustCompile(`^` + tchar + `+:[\t\x20-\x7e]*\r\n$`)
+)
+
+// asciiOnly spells each byte of s past 0x7f (obs-text, which RFC 9112
+// allows where '@' is: in a quoted-string and a field value, not in a
+// token) as '@', for regexp, which reads UTF-8.
+func asciiOnly(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if c > 0x7f {
+			b[i] = '@'
 		}
 	}
+	return string(b)
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -96,6 +97,69 @@ func TestChunkedCutShort(t *testing.T) {
 				t.Errorf("answered %d, app called %v; want 200 and called", status, called)
 			case !tc.served && (status != 400 || called):
 				t.Errorf("answered %d (%q), app called %v; want 400 and never called", status, answer, called)
+			}
+		})
+	}
+}
+
+// TestChunkedBadLine: a chunked upload with a line of its framing that is
+// not RFC 9112's (whitespace after a size, an extension that is not one,
+// a bad trailer) is refused with 400 and the connection closed, whether
+// the line comes first or after good chunks, in a body kept in memory or
+// one past buffer_body_bytes on its way to a temp file; the app is never
+// called with it. The client keeps its side open: the refusal is the
+// line's, not the stream's end. Well-formed ones with BWS around ';' and
+// '=' are served, in memory and spilled.
+func TestChunkedBadLine(t *testing.T) {
+	b, dir := integrityBerth(t, `workers = 1
+  buffer_body_bytes = "64KiB"`)
+	head := "POST /upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+	big := strings.Repeat("10000\r\n"+strings.Repeat("b", 0x10000)+"\r\n", 4) // 256 KiB: past the buffer
+	cases := []struct {
+		name, body string
+		served     bool
+	}{
+		{"trailing space, first line", "5 \r\nhello\r\n0\r\n\r\n", false},
+		{"trailing tab, first line", "5\t\r\nhello\r\n0\r\n\r\n", false},
+		{"trailing space after good chunks", "3\r\nhel\r\n2 \r\nlo\r\n0\r\n\r\n", false},
+		{"trailing space on the last chunk", "5\r\nhello\r\n0 \r\n\r\n", false},
+		{"extension not a token", "5;a b\r\nhello\r\n0\r\n\r\n", false},
+		{"trailer obs-fold", "5\r\nhello\r\n0\r\nX-T: 1\r\n 2\r\n\r\n", false},
+		{"spilled, trailing space after good chunks", big + "5 \r\nhello\r\n0\r\n\r\n", false},
+		{"spilled, trailing space on the last chunk", big + "0 \r\n\r\n", false},
+		{"BWS around ; and =", "5 ;a = b\r\nhello\r\n0\t;c\r\n\r\n", true},
+		{"spilled, BWS", big + "5\t; a=\"q\"\r\nhello\r\n0\r\n\r\n", true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			before := len(marks(t, dir, "upload"))
+			c, err := net.Dial("tcp", b.addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+			go io.WriteString(c, head+tc.body)
+			br := bufio.NewReader(c)
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil {
+				t.Fatalf("no answer: %v", err)
+			}
+			answer, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			time.Sleep(100 * time.Millisecond) // a mark the app would leave
+			called := len(marks(t, dir, "upload")) > before
+			if tc.served {
+				if resp.StatusCode != 200 || !called {
+					t.Errorf("answered %d (%q), app called %v; want 200 and called", resp.StatusCode, answer, called)
+				}
+				return
+			}
+			if resp.StatusCode != 400 || called {
+				t.Errorf("answered %d (%q), app called %v; want 400 and never called", resp.StatusCode, answer, called)
+			}
+			if n, err := br.Read(make([]byte, 1)); n != 0 || err == nil {
+				t.Errorf("the connection stayed open after the 400 (read %d, %v)", n, err)
 			}
 		})
 	}
