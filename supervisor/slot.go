@@ -95,6 +95,10 @@ func (s *slot) setProc(proc *process) {
 	}
 }
 
+// run is the slot's goroutine: it keeps a worker in the slot, serves the
+// requests held for it and those queued, and between them lends the
+// worker to direct requests while it waits for its next event (await).
+// It returns when the pool stops or the slot retires.
 func (s *slot) run() {
 	p := s.pool
 	defer p.wg.Done()
@@ -110,109 +114,129 @@ func (s *slot) run() {
 	var held []*job // taken from the queue but not yet served by a worker
 	for {
 		proc := s.current()
-		if proc == nil {
-			if p.isStopped() {
-				for _, j := range held {
-					p.refuse(j)
-				}
-				p.nslots.Add(-1)
-				return
+		switch {
+		case proc == nil && p.isStopped():
+			for _, j := range held {
+				p.refuse(j)
 			}
-			// A worker that died young is not respawned in a tight loop:
-			// the app may be crashing on every start or every request.
-			if s.young {
-				p.m.Backoff(1)
-				select {
-				case <-time.After(backoff):
-				case <-p.stop:
-					p.m.Backoff(-1)
-					continue
-				}
-				p.m.Backoff(-1)
-				backoff = min(backoff*2, 30*time.Second)
-			} else {
-				backoff = 100 * time.Millisecond
-			}
-			np, err := p.spawn(p.ctx)
-			if err != nil {
-				if !p.isStopped() {
-					p.log.Error("replacing worker failed; retrying", "err", err, "retry_in", backoff)
-				}
-				s.young = true
-				continue
-			}
-			s.setProc(np)
-			np.log.Info("worker started")
-			proc = np
-		}
-		if len(held) > 0 {
+			p.nslots.Add(-1)
+			return
+		case proc == nil:
+			s.respawn(&backoff)
+		case len(held) > 0:
 			jobs := held
 			held = nil
-			if !s.dispatch(proc, jobs, &held) {
-				continue
-			}
-			s.maybeRecycle()
-			continue
-		}
-		// Requests waiting are served before the worker is lent.
-		if j := p.q.pop(); j != nil {
-			if s.dispatch(proc, s.batch(j), &held) {
+			if s.dispatch(proc, jobs, &held) {
 				s.maybeRecycle()
 			}
-			continue
-		}
-		var idle <-chan time.Time
-		if p.app.MaxWorkers > p.app.MinWorkers {
-			idle = time.After(time.Until(time.Unix(0, s.lastBusy.Load()).Add(p.app.IdleTimeout)))
-		}
-		// While it waits, the worker serves requests directly (direct.go);
-		// whatever wakes the slot takes the worker back first.
-		// It does not wait on the queue meanwhile: it takes requests only
-		// when its worker is idle, and a request queued while the worker
-		// is lent brings the worker back (Pool.kick).
-		s.idle()
-		if p.q.len() > 0 && s.reclaim() {
-			continue // queued just before the lending
-		}
-		select {
-		case r := <-s.replace:
-			s.acquire()
-			s.swap(r)
-		case <-check.C:
-			s.acquire()
-			if s.current() != nil {
-				s.maybeRecycle()
-			}
-		case <-idle:
-			s.acquire()
-			if s.current() != proc || s.busy.Load() > 0 || time.Since(time.Unix(0, s.lastBusy.Load())) < p.app.IdleTimeout {
-				continue // a thread of the worker is (or just was) busy
-			}
-			if n := p.nslots.Load(); int(n) > p.app.MinWorkers && p.nslots.CompareAndSwap(n, n-1) {
-				proc.log.Info("retiring idle worker", "idle", p.app.IdleTimeout, "workers", n-1)
-				p.m.Exit(metrics.CauseScaleDown)
-				s.stopLanes()
-				proc.stop(5 * time.Second)
-				return
-			}
-		case <-proc.exited:
-			s.acquire()
-			if s.current() == proc {
-				proc.log.Warn("worker exited unexpectedly; replacing it", "status", proc.exitStatus())
-				s.lost()
-			}
-			held = append(held, s.takeRetry()...)
-		case hb := <-s.handback:
-			s.lent = false
-			s.onHandback(hb)
-		case <-p.stop:
-			s.acquire()
-			if proc = s.current(); proc != nil {
-				s.drain(proc)
+		default:
+			// Requests waiting are served before the worker is lent.
+			if j := p.q.pop(); j != nil {
+				if s.dispatch(proc, s.batch(j), &held) {
+					s.maybeRecycle()
+				}
+			} else if s.await(proc, check.C, &held) {
 				return
 			}
 		}
 	}
+}
+
+// respawn starts a worker in the empty slot. One that died young is not
+// replaced in a tight loop (the app may be crashing on every start or
+// every request): the slot backs off, doubling up to 30 s.
+func (s *slot) respawn(backoff *time.Duration) {
+	p := s.pool
+	if s.young {
+		p.m.Backoff(1)
+		select {
+		case <-time.After(*backoff):
+		case <-p.stop:
+			p.m.Backoff(-1)
+			return
+		}
+		p.m.Backoff(-1)
+		*backoff = min(*backoff*2, 30*time.Second)
+	} else {
+		*backoff = 100 * time.Millisecond
+	}
+	np, err := p.spawn(p.ctx)
+	if err != nil {
+		if !p.isStopped() {
+			p.log.Error("replacing worker failed; retrying", "err", err, "retry_in", *backoff)
+		}
+		s.young = true
+		return
+	}
+	s.setProc(np)
+	np.log.Info("worker started")
+}
+
+// await lends the idle worker to direct requests (direct.go) and waits
+// for the slot's next event; whichever comes takes the worker back first.
+// It does not wait on the queue meanwhile: it takes requests only when its
+// worker is idle, and a request queued while the worker is lent brings
+// the worker back (Pool.kick). Requests a dead worker never started are
+// added to held. It reports whether the slot ends.
+func (s *slot) await(proc *process, check <-chan time.Time, held *[]*job) bool {
+	p := s.pool
+	var idle <-chan time.Time
+	if p.app.MaxWorkers > p.app.MinWorkers {
+		idle = time.After(time.Until(time.Unix(0, s.lastBusy.Load()).Add(p.app.IdleTimeout)))
+	}
+	s.idle()
+	if p.q.len() > 0 && s.reclaim() {
+		return false // queued just before the lending
+	}
+	select {
+	case r := <-s.replace:
+		s.acquire()
+		s.swap(r)
+	case <-check:
+		s.acquire()
+		if s.current() != nil {
+			s.maybeRecycle()
+		}
+	case <-idle:
+		s.acquire()
+		return s.retireIdle(proc)
+	case <-proc.exited:
+		s.acquire()
+		if s.current() == proc {
+			proc.log.Warn("worker exited unexpectedly; replacing it", "status", proc.exitStatus())
+			s.lost()
+		}
+		*held = append(*held, s.takeRetry()...)
+	case hb := <-s.handback:
+		s.lent = false
+		s.onHandback(hb)
+	case <-p.stop:
+		s.acquire()
+		if proc = s.current(); proc != nil {
+			s.drain(proc)
+			return true
+		}
+	}
+	return false
+}
+
+// retireIdle ends the slot when its worker has been idle for the app's
+// idle_timeout and the pool has more than min_workers; it reports
+// whether it did.
+func (s *slot) retireIdle(proc *process) bool {
+	p := s.pool
+	if s.current() != proc || s.busy.Load() > 0 || time.Since(time.Unix(0, s.lastBusy.Load())) < p.app.IdleTimeout {
+		return false // a thread of the worker is (or just was) busy
+	}
+	n := p.nslots.Load()
+	if int(n) <= p.app.MinWorkers || !p.nslots.CompareAndSwap(n, n-1) {
+		return false
+	}
+	proc.log.Info("retiring idle worker", "idle", p.app.IdleTimeout, "workers", n-1)
+	p.m.Exit(metrics.CauseScaleDown)
+	s.stopLanes()
+	proc.stop(5 * time.Second)
+	return true
 }
 
 // maxBatch bounds how many queued requests one worker is sent at once.
