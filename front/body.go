@@ -10,6 +10,9 @@ import (
 
 	"github.com/valyala/fasthttp"
 	"golang.org/x/sys/unix"
+
+	"github.com/berthd/berth/supervisor"
+	"github.com/berthd/berth/wire"
 )
 
 // reqBody is a request body as the worker gets it: in memory up to the
@@ -25,6 +28,50 @@ type reqBody struct {
 	settled bool        // settle ran: fasthttp's reading is in step or the connection ends
 	n       int64
 	reuse   bool // the worker has read the shared body: it may serve another
+}
+
+// bodyKind is the way a request body travels to the worker; each has its
+// own frame flag (wire.RequestEncoder's Finish variants), its own
+// descriptor passed with the frame or none, and its own reading in the
+// worker (worker.py's handle picks the same four).
+type bodyKind int
+
+const (
+	bodyInFrame bodyKind = iota // in the frame, after the environ (mem)
+	bodyShared                  // in shared memory, a memfd with the frame (shared)
+	bodyFile                    // spilled to an unlinked temp file, its fd with the frame (file)
+	bodySocket                  // its start in the frame, the rest in the client's socket, passed (sock)
+)
+
+// kind says which way b goes to the worker.
+func (b *reqBody) kind() bodyKind {
+	switch {
+	case b.sock != nil:
+		return bodySocket
+	case b.shared != nil:
+		return bodyShared
+	case b.file != nil:
+		return bodyFile
+	}
+	return bodyInFrame
+}
+
+// request is the pool's request for b with its environ in enc: the frame
+// its kind needs and what travels beside it.
+func (b *reqBody) request(enc *wire.RequestEncoder) supervisor.Request {
+	req := supervisor.Request{Body: b.mem, BodyFile: b.file}
+	switch b.kind() {
+	case bodySocket:
+		req.Frame = enc.FinishWithSocket(len(b.mem))
+		req.BodySocket = b.sock.TCPConn
+	case bodyShared:
+		req.Frame = enc.FinishWithShared()
+	case bodyFile:
+		req.Frame = enc.FinishWithFile()
+	default:
+		req.Frame = enc.Finish(len(b.mem))
+	}
+	return req
 }
 
 func (b *reqBody) close() {

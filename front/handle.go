@@ -118,20 +118,7 @@ func (s *Server) admit(h *handling) bool {
 // (the pool's error, an answer the worker could not make).
 func (s *Server) dispatch(h *handling) *supervisor.Exchange {
 	ctx, b := h.ctx, &h.body
-	req := supervisor.Request{Body: b.mem, BodyFile: b.file}
-	enc := &h.env.enc
-	switch {
-	case b.sock != nil:
-		req.Frame = enc.FinishWithSocket(len(b.mem))
-		req.BodySocket = b.sock.TCPConn
-	case b.shared != nil:
-		req.Frame = enc.FinishWithShared()
-	case b.file != nil:
-		req.Frame = enc.FinishWithFile()
-	default:
-		req.Frame = enc.Finish(len(b.mem))
-	}
-	ex, err := h.rt.app.Do(req)
+	ex, err := h.rt.app.Do(b.request(&h.env.enc))
 	h.env.wait = queueWait(ex, err, h.rt)
 	// An answer means the worker got past reading a shared body, or one
 	// in the socket (it does so before the app starts).
