@@ -13,7 +13,9 @@
 // the query and the length of the body it got, one per line. A request
 // whose body rides in a descriptor (a spilled file, shared memory, the
 // client's socket) is answered with the length berth declared; the
-// descriptor is dropped unread.
+// descriptor is dropped unread. A request for /sleep/MS is answered MS
+// milliseconds late, as by an app at work: a worker busy for as long as a
+// test needs.
 package fakeworker
 
 import (
@@ -24,12 +26,18 @@ import (
 	"net"
 	"os"
 	"strconv"
+	"strings"
+	"time"
 
 	"github.com/berthd/berth/wire"
 )
 
 // EnvVar, set to "1" in a worker's environment, makes MaybeRun serve.
 const EnvVar = "BERTH_FAKE_WORKER"
+
+// FailVar, set in a worker's environment, makes it fail to boot as a
+// Python worker whose app does not import: its value is the traceback.
+const FailVar = "BERTH_FAKE_WORKER_FAIL"
 
 // MaybeRun serves as a fake worker, and exits, when the process was
 // started as one; else it returns at once.
@@ -51,6 +59,12 @@ func serve(f *os.File) error {
 	}
 	f.Close()
 	w := bufio.NewWriter(c)
+	if tb := os.Getenv(FailVar); tb != "" {
+		if err := writeFrame(w, wire.TypeBootFailed, []byte(tb), nil); err != nil {
+			return err
+		}
+		return w.Flush()
+	}
 	hello := fmt.Sprintf("berth-wire\x00%d\x00%d\x00fake", wire.Version, os.Getpid())
 	if err := writeFrame(w, wire.TypeHello, []byte(hello), nil); err != nil {
 		return err
@@ -90,6 +104,10 @@ func answer(w *bufio.Writer, fr wire.Frame) error {
 		}
 		return ""
 	}
+	if ms, ok := strings.CutPrefix(get("PATH_INFO"), "/sleep/"); ok {
+		d, _ := strconv.Atoi(ms)
+		time.Sleep(time.Duration(d) * time.Millisecond)
+	}
 	n := strconv.Itoa(len(body))
 	if fr.Flags&(wire.FlagBodyFD|wire.FlagBodySocket) != 0 {
 		n = get("CONTENT_LENGTH")
@@ -100,7 +118,7 @@ func answer(w *bufio.Writer, fr wire.Frame) error {
 }
 
 // writeFrame writes a frame whose payload is a uint32 length of head,
-// head, then body (the layout of hello is the head alone).
+// head, then body (hello and boot-failed are the head alone).
 func writeFrame(w *bufio.Writer, t wire.Type, head, body []byte) error {
 	var hdr [wire.HeaderSize]byte
 	payload := head
