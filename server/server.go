@@ -246,8 +246,10 @@ func (s *Server) Shutdown(quick bool) bool {
 	return s.stopAll(ctx)
 }
 
+// stopAll stops everything within ctx and reports whether every app
+// stopped in time.
 func (s *Server) stopAll(ctx context.Context) bool {
-	clean := true
+	var late atomic.Bool // written by the apps' stops, which run at once
 	// Refuse new connections at once on sockets berth owns; a socket
 	// systemd passed keeps queueing them for the next instance.
 	for _, sock := range s.sockets {
@@ -273,7 +275,7 @@ func (s *Server) stopAll(ctx context.Context) bool {
 			defer wg.Done()
 			if err := a.Stop(ctx); err != nil {
 				s.log.Warn("stopping app", "err", err)
-				clean = false
+				late.Store(true)
 			}
 		}()
 	}
@@ -283,7 +285,7 @@ func (s *Server) stopAll(ctx context.Context) bool {
 	s.closeAdmin()
 	s.state.Unlock()
 	s.closing.Wait()
-	return clean
+	return !late.Load()
 }
 
 // Status is a snapshot of the running server.
