@@ -6,8 +6,11 @@
 // A test binary becomes the worker: its TestMain calls MaybeRun first,
 // and the app's python is the test binary itself with Env set (see
 // Config). berth starts it as it starts Python (`PYTHON -u FILE APP gen
-// N`, the socket on fd 3); the fake ignores its arguments and serves one
-// thread.
+// N`, its files where wire.WorkerFDLayout says); the fake ignores its
+// arguments and serves one thread. It checks first that each of its files
+// is where and what the layout says, and fails to boot if one is not (so
+// berth and the fake are held to one layout, as worker.py is by wire's
+// TestWorkerFDs).
 //
 // Each request is answered 200 with a text body: the method, the path,
 // the query and the length of the body it got, one per line. A request
@@ -30,6 +33,7 @@ import (
 	"time"
 
 	"github.com/berthd/berth/wire"
+	"golang.org/x/sys/unix"
 )
 
 // EnvVar, set to "1" in a worker's environment, makes MaybeRun serve.
@@ -45,21 +49,31 @@ func MaybeRun() {
 	if os.Getenv(EnvVar) != "1" {
 		return
 	}
-	if err := serve(os.NewFile(3, "berth-wire")); err != nil && err != io.EOF {
+	threads, err := strconv.Atoi(os.Getenv("BERTH_THREADS"))
+	if err != nil {
+		threads = 1
+	}
+	if err := serve(os.NewFile(wire.FDLane0, "berth-wire"), checkFiles(threads)); err != nil && err != io.EOF {
 		fmt.Fprintln(os.Stderr, "fake worker:", err)
 		os.Exit(1)
 	}
 	os.Exit(0)
 }
 
-func serve(f *os.File) error {
+// serve speaks for the worker on f, its first lane, unless badFiles says
+// its files are not where they should be.
+func serve(f *os.File, badFiles error) error {
 	c, err := net.FileConn(f)
 	if err != nil {
-		return fmt.Errorf("fd 3 is not berth's socket: %w", err)
+		return fmt.Errorf("fd %d is not berth's socket: %w", wire.FDLane0, err)
 	}
 	f.Close()
 	w := bufio.NewWriter(c)
-	if tb := os.Getenv(FailVar); tb != "" {
+	tb := os.Getenv(FailVar)
+	if badFiles != nil {
+		tb = "fake worker: " + badFiles.Error()
+	}
+	if tb != "" {
 		if err := writeFrame(w, wire.TypeBootFailed, []byte(tb), nil); err != nil {
 			return err
 		}
@@ -134,6 +148,34 @@ func writeFrame(w *bufio.Writer, t wire.Type, head, body []byte) error {
 	}
 	if t == wire.TypeHello {
 		return w.Flush()
+	}
+	return nil
+}
+
+// checkFiles checks that the worker's files are where
+// wire.WorkerFDLayout says for threads threads, each of the kind and
+// size berth gives it.
+func checkFiles(threads int) error {
+	l := wire.WorkerFDLayout(threads)
+	type want struct {
+		fd   int
+		what string
+		mode uint32
+		size int64 // -1: any
+	}
+	files := []want{{l.Log, "the log pipe", unix.S_IFIFO, -1}, {l.Marks, "the marks", unix.S_IFREG, int64(4 * threads)},
+		{l.Flush, "the flush pipe", unix.S_IFIFO, -1}, {l.Out, "the out file", unix.S_IFREG, int64(wire.OutRegionOffset + threads*wire.OutRegionSize)}}
+	for i, fd := range l.Lanes {
+		files = append(files, want{fd, fmt.Sprintf("lane %d", i), unix.S_IFSOCK, -1})
+	}
+	for _, w := range files {
+		var st unix.Stat_t
+		if err := unix.Fstat(w.fd, &st); err != nil {
+			return fmt.Errorf("fd %d, %s: %w", w.fd, w.what, err)
+		}
+		if st.Mode&unix.S_IFMT != w.mode || (w.size >= 0 && st.Size != w.size) {
+			return fmt.Errorf("fd %d is not %s (mode %o, %d bytes)", w.fd, w.what, st.Mode, st.Size)
+		}
 	}
 	return nil
 }
