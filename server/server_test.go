@@ -16,7 +16,6 @@ import (
 	"github.com/berthd/berth/activation"
 	"github.com/berthd/berth/internal/fakeworker"
 	"github.com/berthd/berth/notify"
-	"github.com/berthd/berth/supervisor"
 	"github.com/berthd/berth/units"
 )
 
@@ -87,7 +86,6 @@ func (s *site) start(src string) *Server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	supervisor.WorkerDir = s.dir
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	srv := New(path, cfg, log, activation.Inherit(), notify.New(log))
 	if err := srv.Start(context.Background()); err != nil {

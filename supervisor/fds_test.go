@@ -26,7 +26,6 @@ func TestSpawnFiles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	WorkerDir = t.TempDir()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	for _, threads := range []int{1, 2, 4} {
 		app := &units.App{
