@@ -47,9 +47,10 @@ func (n *Notifier) Ready(status string) {
 }
 
 // Reloading says a reload began. MONOTONIC_USEC lets systemd ≥ 253 pair
-// it with the READY that ends it (Type=notify-reload).
+// it with the READY that ends it (Type=notify-reload); go-systemd ends
+// that line with its newline (or gives "" without a monotonic clock).
 func (n *Notifier) Reloading() {
-	n.send(daemon.SdNotifyReloading + "\n" + daemon.SdNotifyMonotonicUsec() + "\nSTATUS=reloading")
+	n.send(daemon.SdNotifyReloading + "\n" + daemon.SdNotifyMonotonicUsec() + "STATUS=reloading")
 }
 
 // Stopping says berth is draining and will exit.

@@ -11,7 +11,6 @@ package server
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -223,319 +222,6 @@ func (s *Server) serve(l units.Listener, apps []*supervisor.App) error {
 	return nil
 }
 
-// Reload reads the configuration file again and applies it; see the
-// package comment. The result says what happened either way.
-func (s *Server) Reload(ctx context.Context) ReloadResult {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if phase(s.phase.Load()) == phaseDraining {
-		return ReloadResult{Message: "berth is shutting down", At: time.Now()}
-	}
-	s.notify.Reloading()
-	res := s.reload(ctx)
-	s.state.Lock()
-	s.reloads++
-	s.metrics.Reload(res.OK)
-	res.At = time.Now()
-	res.Generations = s.generations()
-	s.last = res
-	s.state.Unlock()
-	// READY either way: the old configuration serves after a failure.
-	s.notify.Ready(s.statusLine())
-	if res.OK {
-		s.log.Info("reloaded", "result", res.Message)
-	} else {
-		s.log.Error("reload failed; the previous configuration keeps serving", "reason", res.Message)
-		if res.Detail != "" {
-			s.log.Error(res.Detail)
-		}
-	}
-	return res
-}
-
-func (s *Server) reload(ctx context.Context) ReloadResult {
-	s.log.Info("reloading", "config", s.path)
-	cfg, err := units.Load(s.path)
-	var de *units.DiagError
-	if errors.As(err, &de) {
-		var b strings.Builder
-		de.Format(&b)
-		return ReloadResult{Message: fmt.Sprintf("%s: %d error(s) in the configuration", s.path, len(de.Diags.Errs())), Detail: strings.TrimRight(b.String(), "\n")}
-	}
-	if err != nil {
-		return ReloadResult{Message: err.Error()}
-	}
-	if err := cfg.CheckStaticDirs(); err != nil {
-		return ReloadResult{Message: err.Error()}
-	}
-	s.cgroups.LimitsOff(cfg)
-
-	// Phase 1: open new sockets and boot new generations, touching
-	// nothing that serves.
-	plan, err := s.openListeners(cfg)
-	if err != nil {
-		return ReloadResult{Message: err.Error()}
-	}
-	newSockets, renamed, owners := plan.opened, plan.renamed, plan.owners
-	newAdmin, err := s.openAdmin(cfg)
-	if err != nil {
-		closeSockets(newSockets)
-		return ReloadResult{Message: err.Error()}
-	}
-	undo := func(pools map[string]*supervisor.Pool, apps map[string]*supervisor.App) {
-		closeSockets(newSockets)
-		if newAdmin != nil {
-			newAdmin.Close()
-		}
-		for name, p := range pools {
-			s.apps[name].Discard(context.Background(), p)
-		}
-		for _, a := range apps {
-			a.Stop(context.Background())
-		}
-	}
-	pools := map[string]*supervisor.Pool{} // new generations of existing apps
-	added := map[string]*supervisor.App{}  // apps new in this configuration
-	for _, a := range cfg.Apps {
-		if old, ok := s.apps[a.Name]; ok {
-			p, err := old.Prepare(ctx, a)
-			if err != nil {
-				undo(pools, added)
-				return bootFailure(a.Name, err)
-			}
-			pools[a.Name] = p
-			continue
-		}
-		app := supervisor.NewApp(a, s.log, s.appMetrics(a.Name))
-		if err := app.Start(ctx); err != nil {
-			undo(pools, added)
-			return bootFailure(a.Name, err)
-		}
-		added[a.Name] = app
-	}
-	ownerChanges, err := applyOwners(owners)
-	if err != nil {
-		undo(pools, added)
-		return ReloadResult{Message: err.Error()}
-	}
-
-	// Phase 2: switch. Nothing below can fail.
-	s.state.Lock()
-	defer s.state.Unlock()
-	changes := ownerChanges
-	for name, p := range pools {
-		s.apps[name].Commit(p)
-	}
-	for name, app := range added {
-		s.apps[name] = app
-		changes = append(changes, "added app "+name)
-	}
-	for newName, oldName := range renamed {
-		sock := s.sockets[oldName]
-		s.retireFrontOnly(s.fronts[oldName])
-		delete(s.fronts, oldName)
-		delete(s.sockets, oldName)
-		sock.Name = newName
-		s.sockets[newName] = sock
-		changes = append(changes, "renamed listener "+oldName+" to "+newName)
-	}
-	for name, sock := range newSockets {
-		if old, ok := s.sockets[name]; ok {
-			s.retireFront(name, old)
-			changes = append(changes, "moved listener "+name+" to "+sock.Addr())
-		} else {
-			changes = append(changes, "opened listener "+name+" on "+sock.Addr())
-		}
-		s.sockets[name] = sock
-	}
-	for _, l := range cfg.Listeners {
-		apps := s.appsOn(cfg, l.Name)
-		f, ok := s.fronts[l.Name]
-		old, _ := s.cfg.Listener(l.Name)
-		old.Socket = l.Socket // applied to the socket in place; the front is unaffected
-		switch {
-		case !ok:
-			s.serve(l, apps)
-		case !old.Equal(l):
-			// New limits or timeouts: a new front takes over the same
-			// socket; the old one finishes its connections.
-			s.retireFrontOnly(f)
-			s.serve(l, apps)
-			changes = append(changes, "new settings for listener "+l.Name)
-		default:
-			f.SetApps(apps)
-		}
-	}
-	for name, sock := range s.sockets {
-		if _, ok := cfg.Listener(name); !ok {
-			s.retireFront(name, sock)
-			delete(s.sockets, name)
-			changes = append(changes, "closed listener "+name)
-		}
-	}
-	for name, app := range s.apps {
-		if _, ok := pools[name]; ok {
-			continue
-		}
-		if _, ok := added[name]; ok {
-			continue
-		}
-		delete(s.apps, name)
-		s.closing.Add(1)
-		go func() {
-			defer s.closing.Done()
-			ctx, cancel := context.WithTimeout(context.Background(), app.Config().GracefulTimeout)
-			defer cancel()
-			app.Stop(ctx)
-		}()
-		changes = append(changes, "removed app "+name)
-	}
-	if change := s.commitAdmin(cfg, newAdmin); change != "" {
-		changes = append(changes, change)
-	}
-	s.cfg = cfg
-	s.metrics.SetOn(cfg.MetricsOn())
-	var gens []string
-	for name, p := range pools {
-		gens = append(gens, fmt.Sprintf("%s generation %d", name, p.Generation()))
-	}
-	msg := "reloaded " + strings.Join(append(gens, changes...), ", ")
-	return ReloadResult{OK: true, Message: msg}
-}
-
-// sameAddress reports whether sock is bound where listener l says: then
-// a reload keeps it, whatever else of l changed.
-func sameAddress(sock *activation.Socket, l units.Listener) bool {
-	return sock.Spec.Network == l.Network && sock.Spec.Address == l.Address
-}
-
-// applyOwners gives kept sockets their new mode and owner. It is all or
-// nothing, like the rest of a reload: on a failure the sockets already
-// changed get their old mode and owner back.
-func applyOwners(owners map[*activation.Socket]activation.Owner) ([]string, error) {
-	var changes []string
-	done := map[*activation.Socket]activation.Owner{}
-	for sock, o := range owners {
-		before := sock.Spec.Owner
-		if err := sock.SetOwner(o); err != nil {
-			for d, prev := range done {
-				_ = d.SetOwner(prev) // best effort: it held these a moment ago
-			}
-			return nil, err
-		}
-		done[sock] = before
-		if sock.Passed {
-			changes = append(changes, "listener "+sock.Name+" keeps the mode and owner of the socket systemd passed (SocketMode=, SocketUser=, SocketGroup=)")
-		} else {
-			changes = append(changes, "new socket mode or owner for listener "+sock.Name)
-		}
-	}
-	return changes, nil
-}
-
-// listenerPlan is what a reload does to the listeners' sockets: those it
-// opened (new or moved listeners, by name), the renamed ones (new name ->
-// old name whose socket it takes), and kept sockets whose socket_mode,
-// socket_user or socket_group changed, applied in place once every app
-// has booted (applyOwners).
-type listenerPlan struct {
-	opened  map[string]*activation.Socket
-	renamed map[string]string
-	owners  map[*activation.Socket]activation.Owner
-}
-
-// openListeners opens the sockets of cfg's listeners that are new or have
-// moved and plans the rest (listenerPlan). On failure it closes what it
-// opened.
-func (s *Server) openListeners(cfg *units.Config) (listenerPlan, error) {
-	p := listenerPlan{opened: map[string]*activation.Socket{}, renamed: map[string]string{}, owners: map[*activation.Socket]activation.Owner{}}
-	for _, l := range cfg.Listeners {
-		if old, ok := s.sockets[l.Name]; ok && sameAddress(old, l) {
-			p.owner(old, l)
-			continue
-		}
-		// A listener renamed (same address, a name the new configuration
-		// drops) keeps its socket: binding the address again would fail.
-		for oldName, old := range s.sockets {
-			if _, kept := cfg.Listener(oldName); !kept && !old.Passed && sameAddress(old, l) {
-				p.renamed[l.Name] = oldName
-				p.owner(old, l)
-			}
-		}
-		if _, ok := p.renamed[l.Name]; ok {
-			continue
-		}
-		socks, err := s.set.Listen([]activation.Spec{spec(l)})
-		if err != nil {
-			closeSockets(p.opened)
-			return listenerPlan{}, err
-		}
-		p.opened[l.Name] = socks[0]
-	}
-	return p, nil
-}
-
-// owner plans sock's new mode and owner when listener l changes them.
-func (p *listenerPlan) owner(sock *activation.Socket, l units.Listener) {
-	if o := spec(l).Owner; sock.Spec.Owner != o {
-		p.owners[sock] = o
-	}
-}
-
-func closeSockets(socks map[string]*activation.Socket) {
-	for _, sock := range socks {
-		sock.Close()
-	}
-}
-
-func bootFailure(app string, err error) ReloadResult {
-	var be *supervisor.BootError
-	if errors.As(err, &be) {
-		return ReloadResult{Message: fmt.Sprintf("app %q failed to boot its new generation", app), Detail: be.Traceback}
-	}
-	return ReloadResult{Message: fmt.Sprintf("app %q: %v", app, err)}
-}
-
-// retireFront shuts the front of listener name down in the background,
-// then closes its socket.
-func (s *Server) retireFront(name string, sock *activation.Socket) {
-	f := s.fronts[name]
-	delete(s.fronts, name)
-	grace := s.grace()
-	s.closing.Add(1)
-	go func() {
-		defer s.closing.Done()
-		if f != nil {
-			ctx, cancel := context.WithTimeout(context.Background(), grace)
-			defer cancel()
-			f.Shutdown(ctx)
-		}
-		sock.Close()
-	}()
-}
-
-// retireFrontOnly shuts a front down in the background, keeping its
-// socket, which a new front already serves.
-func (s *Server) retireFrontOnly(f *front.Server) {
-	grace := s.grace()
-	s.closing.Add(1)
-	go func() {
-		defer s.closing.Done()
-		ctx, cancel := context.WithTimeout(context.Background(), grace)
-		defer cancel()
-		f.Shutdown(ctx)
-	}()
-}
-
-// grace is the longest graceful_timeout of the configuration.
-func (s *Server) grace() time.Duration {
-	g := units.DefaultGraceful
-	for _, a := range s.cfg.Apps {
-		g = max(g, a.GracefulTimeout)
-	}
-	return g
-}
-
 func (s *Server) generations() map[string]int {
 	g := map[string]int{}
 	for name, a := range s.apps {
@@ -566,8 +252,10 @@ func (s *Server) Shutdown(quick bool) bool {
 	return s.stopAll(ctx)
 }
 
+// stopAll stops everything within ctx and reports whether every app
+// stopped in time.
 func (s *Server) stopAll(ctx context.Context) bool {
-	clean := true
+	var late atomic.Bool // written by the apps' stops, which run at once
 	// Refuse new connections at once on sockets berth owns; a socket
 	// systemd passed keeps queueing them for the next instance.
 	for _, sock := range s.sockets {
@@ -593,7 +281,7 @@ func (s *Server) stopAll(ctx context.Context) bool {
 			defer wg.Done()
 			if err := a.Stop(ctx); err != nil {
 				s.log.Warn("stopping app", "err", err)
-				clean = false
+				late.Store(true)
 			}
 		}()
 	}
@@ -603,7 +291,7 @@ func (s *Server) stopAll(ctx context.Context) bool {
 	s.closeAdmin()
 	s.state.Unlock()
 	s.closing.Wait()
-	return clean
+	return !late.Load()
 }
 
 // Status is a snapshot of the running server.

@@ -1,12 +1,3 @@
-// Package supervisor runs each app's pools of Python workers: it spawns
-// them, waits until they are ready, dispatches requests from one central
-// queue to idle workers only, times requests out, replaces workers that
-// die, recycles and scales them, and swaps whole generations on reload.
-//
-// One goroutine per worker slot owns that worker's socket. A slot takes a
-// request from the app's queue only when its worker is idle, so the queue
-// is the only place requests wait and a slow request never holds up
-// another one behind it on the same worker.
 package supervisor
 
 import (

@@ -137,7 +137,7 @@ const FlagBodySocket uint8 = 8
 // from another whose inode number it was given again.
 const SharedBodyOffset = 4096
 
-// The worker's out file (fd 6 + THREADS): for each thread a word (uint32
+// The worker's out file (WorkerFDs.Out): for each thread a word (uint32
 // at 4 × its number) in which berth says up to where it is done with the
 // thread's ring, and the ring itself, OutRegionSize bytes from
 // OutRegionOffset + OutRegionSize × its number, where the worker leaves
@@ -164,7 +164,8 @@ const ToEOF = 1 << 63
 
 // WorkerSource is the Python worker program. berth writes it to a file and
 // runs it with the app's interpreter as `python -u FILE APP gen N`, the
-// module and thread count in its environment and the socket on fd 3.
+// module and thread count in its environment and its files where
+// WorkerFDLayout says.
 //
 //go:embed worker.py
 var WorkerSource string

@@ -250,6 +250,9 @@ func TestWorkerConstants(t *testing.T) {
 		{"OUT_OFFSET", OutRegionOffset},
 		{"OUT_SIZE", OutRegionSize},
 		{"OUT_MAX", OutBodyMax},
+		{"FD_LANE0", FDLane0},
+		{"FD_LOG", FDLog},
+		{"FD_LANES", FDLanes},
 	} {
 		m := regexp.MustCompile(`(?m)^` + c.name + ` = (\d+)(?: (<<|\*) (\d+))?(?:  #.*)?$`).FindStringSubmatch(WorkerSource)
 		if m == nil {

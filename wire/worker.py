@@ -2,11 +2,11 @@
 
 berth writes this program to a file and starts it as `python -u FILE APP gen
 N` (so that ps shows the app and generation a worker serves), with the
-app's module and thread count in BERTH_MODULE and BERTH_THREADS, and a Unix
-stream socket on fd 3 and speaks the frame protocol of berth's wire package
-over it. With THREADS above 1, fds 5 onwards are one more socket per
-thread: each thread serves its own socket, one request at a time, so berth
-dispatches to each thread as to a worker of its own. Fd 4 is a pipe for structured log records, one JSON object a line:
+app's module and thread count in BERTH_MODULE and BERTH_THREADS, and the
+files worker_fds lists open. It speaks the frame protocol of berth's wire
+package over a Unix stream socket per thread: each thread serves its own
+socket, one request at a time, so berth dispatches to each thread as to a
+worker of its own. The log pipe carries structured log records, one JSON object a line:
 the worker's own reports (an app's exception with its traceback, as one
 record) and records of Python's logging module that no handler of the
 app's took (they keep their level and logger name). It imports the app, says hello, then loops: read request frames, call
@@ -18,12 +18,12 @@ latin-1 decode, one split, dict(zip())), never a Python loop over headers.
 Responses to requests that arrived together are sent together in one
 sendmsg, so a batch of requests costs one read and one write. Since the
 answers then say nothing of how far the worker got, each thread writes the
-number of the request it starts into a shared memory file (fd 4 + THREADS,
+number of the request it starts into a shared memory file (the marks,
 a uint32 at 4 × the thread's number) before the app sees it: when the
 worker dies, berth reads there which request it was in, sends again only
 those it never started, and never runs one twice. When a batch takes much
 longer than usual (one of its requests is slow), berth writes a byte to a
-pipe (fd 5 + THREADS) and a thread of the worker sends the answers done so
+pipe (the flush pipe) and a thread of the worker sends the answers done so
 far: a fast request is not held behind a slow one after it.
 
 Large bodies do not cross the socket. A request body from 32 KiB up to
@@ -32,7 +32,7 @@ whose descriptor comes with the frame, F_BODY_SHARED): the worker copies
 it out before the app starts, since berth reuses that memory once the
 request is answered. A response body from 32 KiB up to 1 MiB made whole
 (a list, or the chunk that completes the app's Content-Length) is left
-in the thread's ring of the out file (fd 6 + THREADS, shared with berth)
+in the thread's ring of the out file (shared with berth)
 when there is room where berth is done, and only its place goes in the
 frame. A body berth spilled to a
 temp file arrives as a file descriptor (read through wsgi.input), and a
@@ -66,13 +66,17 @@ VERSION = 1
 HDR = struct.Struct("<IBBH")
 U32 = struct.Struct("<I")
 T_HELLO, T_BOOT_FAILED, T_REQUEST, T_RESPONSE, T_BODY, T_ABORT, T_FILE, T_CANCEL = 1, 2, 3, 4, 5, 6, 7, 8
-LOG_FD = 4
+# The descriptors berth starts the worker with (wire/fds.go; worker_fds
+# says where each is for a number of threads).
+FD_LANE0 = 3
+FD_LOG = 4
+FD_LANES = 5
 F_MORE = 1
 F_BODY_FD = 2
 F_BODY_SHARED = 4
 F_BODY_SOCKET = 8
 SHARED_OFFSET = 4096  # where a shared request body starts in its file
-# The out file (fd 6 + THREADS): per thread a word where berth says up to
+# The out file: per thread a word where berth says up to
 # where it is done with the thread's ring, and the ring, where a response
 # body may wait for berth instead of crossing the socket (F_BODY_SHARED on
 # a response frame). Places count bytes ever placed, modulo 2**32.
@@ -132,7 +136,7 @@ def load(spec):
 
 
 class LogHandler(logging.Handler):
-    """Sends records to berth on fd 4, one JSON line each.
+    """Sends records to berth on the log pipe, one JSON line each.
 
     It replaces logging.lastResort, the handler Python uses when the app
     configured none, so an app that sets up its own logging keeps it.
@@ -159,7 +163,7 @@ class LogHandler(logging.Handler):
             self.release()
 
 
-LOG = LogHandler(LOG_FD)
+LOG = LogHandler(FD_LOG)
 
 
 class Wire:
@@ -718,6 +722,15 @@ class Worker:
                 return
 
 
+def worker_fds(threads):
+    """Where berth put the worker's files (wire's WorkerFDLayout): the
+    threads' sockets, the log pipe, the marks, the flush pipe and the out
+    file. The lanes come first, the log after the first of them."""
+    lanes = [FD_LANE0] + [FD_LANES + i for i in range(threads - 1)]
+    after = FD_LANES + threads - 1
+    return lanes, FD_LOG, after, after + 1, after + 2
+
+
 def main():
     # Ctrl-C in a terminal reaches the whole process group; berth decides
     # when workers stop, so the worker must not die halfway through a request.
@@ -727,7 +740,8 @@ def main():
     faulthandler.register(signal.SIGUSR1, all_threads=True)
     logging.lastResort = LOG
     module, threads = take_args()
-    sock = socket.socket(fileno=3)
+    lanes, _, marks_fd, flush_fd, out_fd = worker_fds(threads)
+    sock = socket.socket(fileno=lanes[0])
     wire = Wire(sock)
     try:
         app = load(module)
@@ -738,21 +752,19 @@ def main():
     hello = "berth-wire\0%d\0%d\0%s" % (VERSION, os.getpid(), sys.version.split()[0])
     wire.frame(T_HELLO, 0, hello.encode())
     wire.flush()
-    marks_fd = 4 + threads
     marks = mmap.mmap(marks_fd, 4 * threads)
     os.close(marks_fd)
-    out_fd = 6 + threads
     try:
         out = mmap.mmap(out_fd, OUT_OFFSET + threads * OUT_SIZE)
     except (OSError, ValueError):
         out = None  # out of address space: every body through the socket
     os.close(out_fd)
-    threading.Thread(target=flush_when_asked, args=(wire, 5 + threads), name="berth-flush", daemon=True).start()
+    threading.Thread(target=flush_when_asked, args=(wire, flush_fd), name="berth-flush", daemon=True).start()
     if threads == 1:
         serve(Worker(app, wire, marks, 0, out=out))
         leave()
     workers = [Worker(app, wire, marks, 0, True, out)] + [
-        Worker(app, Wire(socket.socket(fileno=5 + i)), marks, 1 + i, True, out) for i in range(threads - 1)
+        Worker(app, Wire(socket.socket(fileno=fd)), marks, i, True, out) for i, fd in enumerate(lanes[1:], 1)
     ]
     pool = [threading.Thread(target=serve, args=(w,), name="berth-%d" % i, daemon=True) for i, w in enumerate(workers)]
     for t in pool:

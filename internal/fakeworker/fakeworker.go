@@ -6,14 +6,19 @@
 // A test binary becomes the worker: its TestMain calls MaybeRun first,
 // and the app's python is the test binary itself with Env set (see
 // Config). berth starts it as it starts Python (`PYTHON -u FILE APP gen
-// N`, the socket on fd 3); the fake ignores its arguments and serves one
-// thread.
+// N`, its files where wire.WorkerFDLayout says); the fake ignores its
+// arguments and serves one thread. It checks first that each of its files
+// is where and what the layout says, and fails to boot if one is not (so
+// berth and the fake are held to one layout, as worker.py is by wire's
+// TestWorkerFDs).
 //
 // Each request is answered 200 with a text body: the method, the path,
 // the query and the length of the body it got, one per line. A request
 // whose body rides in a descriptor (a spilled file, shared memory, the
 // client's socket) is answered with the length berth declared; the
-// descriptor is dropped unread.
+// descriptor is dropped unread. A request for /sleep/MS is answered MS
+// milliseconds late, as by an app at work: a worker busy for as long as a
+// test needs.
 package fakeworker
 
 import (
@@ -24,12 +29,19 @@ import (
 	"net"
 	"os"
 	"strconv"
+	"strings"
+	"time"
 
 	"github.com/berthd/berth/wire"
+	"golang.org/x/sys/unix"
 )
 
 // EnvVar, set to "1" in a worker's environment, makes MaybeRun serve.
 const EnvVar = "BERTH_FAKE_WORKER"
+
+// FailVar, set in a worker's environment, makes it fail to boot as a
+// Python worker whose app does not import: its value is the traceback.
+const FailVar = "BERTH_FAKE_WORKER_FAIL"
 
 // MaybeRun serves as a fake worker, and exits, when the process was
 // started as one; else it returns at once.
@@ -37,20 +49,36 @@ func MaybeRun() {
 	if os.Getenv(EnvVar) != "1" {
 		return
 	}
-	if err := serve(os.NewFile(3, "berth-wire")); err != nil && err != io.EOF {
+	threads, err := strconv.Atoi(os.Getenv("BERTH_THREADS"))
+	if err != nil {
+		threads = 1
+	}
+	if err := serve(os.NewFile(wire.FDLane0, "berth-wire"), checkFiles(threads)); err != nil && err != io.EOF {
 		fmt.Fprintln(os.Stderr, "fake worker:", err)
 		os.Exit(1)
 	}
 	os.Exit(0)
 }
 
-func serve(f *os.File) error {
+// serve speaks for the worker on f, its first lane, unless badFiles says
+// its files are not where they should be.
+func serve(f *os.File, badFiles error) error {
 	c, err := net.FileConn(f)
 	if err != nil {
-		return fmt.Errorf("fd 3 is not berth's socket: %w", err)
+		return fmt.Errorf("fd %d is not berth's socket: %w", wire.FDLane0, err)
 	}
 	f.Close()
 	w := bufio.NewWriter(c)
+	tb := os.Getenv(FailVar)
+	if badFiles != nil {
+		tb = "fake worker: " + badFiles.Error()
+	}
+	if tb != "" {
+		if err := writeFrame(w, wire.TypeBootFailed, []byte(tb), nil); err != nil {
+			return err
+		}
+		return w.Flush()
+	}
 	hello := fmt.Sprintf("berth-wire\x00%d\x00%d\x00fake", wire.Version, os.Getpid())
 	if err := writeFrame(w, wire.TypeHello, []byte(hello), nil); err != nil {
 		return err
@@ -90,6 +118,10 @@ func answer(w *bufio.Writer, fr wire.Frame) error {
 		}
 		return ""
 	}
+	if ms, ok := strings.CutPrefix(get("PATH_INFO"), "/sleep/"); ok {
+		d, _ := strconv.Atoi(ms)
+		time.Sleep(time.Duration(d) * time.Millisecond)
+	}
 	n := strconv.Itoa(len(body))
 	if fr.Flags&(wire.FlagBodyFD|wire.FlagBodySocket) != 0 {
 		n = get("CONTENT_LENGTH")
@@ -100,7 +132,7 @@ func answer(w *bufio.Writer, fr wire.Frame) error {
 }
 
 // writeFrame writes a frame whose payload is a uint32 length of head,
-// head, then body (the layout of hello is the head alone).
+// head, then body (hello and boot-failed are the head alone).
 func writeFrame(w *bufio.Writer, t wire.Type, head, body []byte) error {
 	var hdr [wire.HeaderSize]byte
 	payload := head
@@ -116,6 +148,34 @@ func writeFrame(w *bufio.Writer, t wire.Type, head, body []byte) error {
 	}
 	if t == wire.TypeHello {
 		return w.Flush()
+	}
+	return nil
+}
+
+// checkFiles checks that the worker's files are where
+// wire.WorkerFDLayout says for threads threads, each of the kind and
+// size berth gives it.
+func checkFiles(threads int) error {
+	l := wire.WorkerFDLayout(threads)
+	type want struct {
+		fd   int
+		what string
+		mode uint32
+		size int64 // -1: any
+	}
+	files := []want{{l.Log, "the log pipe", unix.S_IFIFO, -1}, {l.Marks, "the marks", unix.S_IFREG, int64(4 * threads)},
+		{l.Flush, "the flush pipe", unix.S_IFIFO, -1}, {l.Out, "the out file", unix.S_IFREG, int64(wire.OutRegionOffset + threads*wire.OutRegionSize)}}
+	for i, fd := range l.Lanes {
+		files = append(files, want{fd, fmt.Sprintf("lane %d", i), unix.S_IFSOCK, -1})
+	}
+	for _, w := range files {
+		var st unix.Stat_t
+		if err := unix.Fstat(w.fd, &st); err != nil {
+			return fmt.Errorf("fd %d, %s: %w", w.fd, w.what, err)
+		}
+		if st.Mode&unix.S_IFMT != w.mode || (w.size >= 0 && st.Size != w.size) {
+			return fmt.Errorf("fd %d is not %s (mode %o, %d bytes)", w.fd, w.what, st.Mode, st.Size)
+		}
 	}
 	return nil
 }
