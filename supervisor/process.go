@@ -193,97 +193,24 @@ func spawn(ctx context.Context, app *units.App, gen int, log *slog.Logger, g *ap
 	if err != nil {
 		return nil, err
 	}
-	var lanes []*lane
-	var children []*os.File
-	defer func() {
-		for _, c := range children {
-			c.Close()
-		}
-	}()
-	closeLanes := func() {
-		for _, l := range lanes {
-			l.conn.Close()
-		}
-	}
-	for i := 0; i < threads; i++ {
-		c, child, err := socketPair()
-		if err != nil {
-			closeLanes()
-			return nil, err
-		}
-		lanes = append(lanes, newLane(c, i))
-		children = append(children, child)
-	}
-	conn := lanes[0].conn
-
-	// Every file opened for the worker, closed if spawning fails (the
-	// worker's ends are closed once it has them anyway).
-	var files []*os.File
-	fail := func(err error) (*process, error) {
-		closeLanes()
-		for _, f := range files {
-			f.Close()
-		}
+	wf, err := openWorkerFiles(threads)
+	if err != nil {
 		return nil, err
 	}
-	pipe := func(what string) (r, w *os.File, err error) {
-		if r, w, err = os.Pipe(); err != nil {
-			return nil, nil, fmt.Errorf("creating %s: %w", what, err)
-		}
-		files = append(files, r, w)
-		return r, w, nil
-	}
-	outR, outW, err := pipe("stdout pipe")
-	if err != nil {
-		return fail(err)
-	}
-	errR, errW, err := pipe("stderr pipe")
-	if err != nil {
-		return fail(err)
-	}
-	logR, logW, err := pipe("log pipe")
-	if err != nil {
-		return fail(err)
-	}
-	marks, err := newMarks(threads)
-	if err != nil {
-		return fail(err)
-	}
-	files = append(files, marks)
-	asksR, asksW, err := pipe("the worker's flush pipe")
-	if err != nil {
-		return fail(err)
-	}
-	out, err := newOutRegion(threads)
-	if err != nil {
-		return fail(err)
-	}
-	files = append(files, out.file)
-	unmapOut := true
-	defer func() {
-		if unmapOut {
-			out.close()
-		}
-	}()
-
 	cmd := exec.Command(app.Python, args...)
 	cmd.Dir = app.Chdir
 	cmd.Env = append(workerEnv(app), "BERTH_MODULE="+app.Module, "BERTH_THREADS="+strconv.Itoa(threads))
-	cmd.Stdout, cmd.Stderr = outW, errW
-	// fd 3: lane 0; fd 4: the log pipe; fds 5...: lanes 1...; then the
-	// marks, the flush pipe and the out file.
-	cmd.ExtraFiles = append(append([]*os.File{children[0], logW}, children[1:]...), marks, asksR, out.file)
+	cmd.Stdout, cmd.Stderr = wf.stdoutW, wf.stderrW
+	cmd.ExtraFiles = wf.extraFiles(threads)
 	cmd.SysProcAttr = workerAttr(g)
 	err = startIn(cmd, g)
-	outW.Close()
-	errW.Close()
-	logW.Close()
-	asksR.Close()
+	// The worker has its ends now (or never will): closed here, a worker
+	// that dies before its hello is seen at once, by EOF on its socket.
+	wf.closeWorkerEnds()
 	if err != nil {
-		return fail(fmt.Errorf("starting python %q: %w", app.Python, err))
+		wf.closeOurEnds()
+		return nil, fmt.Errorf("starting python %q: %w", app.Python, err)
 	}
-	out.file.Close()
-	unmapOut = false // once the worker is reaped (and no exchange reads it)
 	if app.Scheduling == units.SchedBatch {
 		// berth sets it as soon as the worker exists, so the worker
 		// need not know of it; the threads it starts inherit it.
@@ -294,27 +221,42 @@ func spawn(ctx context.Context, app *units.App, gen int, log *slog.Logger, g *ap
 	p := &process{
 		pid:    cmd.Process.Pid,
 		cmd:    cmd,
-		lanes:  lanes,
+		lanes:  wf.lanes,
 		log:    log.With(journal.KeyPID, cmd.Process.Pid),
 		exited: make(chan struct{}),
 		python: app.Python,
-		asks:   asksW,
-		out:    out,
+		asks:   wf.asksW,
+		out:    wf.out,
 		group:  g,
 	}
-	go p.pump(outR, slog.LevelInfo, "stdout")
-	go p.pump(errR, slog.LevelWarn, "stderr")
-	go p.pumpRecords(logR)
+	p.watch(wf, threads)
+	if err := p.awaitHello(ctx, app); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// watch starts the goroutines that log the worker's output and reap it.
+func (p *process) watch(wf *workerFiles, threads int) {
+	go p.pump(wf.stdoutR, slog.LevelInfo, "stdout")
+	go p.pump(wf.stderrR, slog.LevelWarn, "stderr")
+	go p.pumpRecords(wf.logR)
 	go func() {
-		_ = cmd.Wait()
+		_ = p.cmd.Wait()
 		p.checkOOM()
-		p.starts = readMarks(marks, threads)
-		marks.Close()
-		asksW.Close()
-		out.close()
+		p.starts = readMarks(wf.marks, threads)
+		wf.marks.Close()
+		wf.asksW.Close()
+		wf.out.close() // once the worker is reaped (and no exchange reads it)
 		close(p.exited)
 	}()
+}
 
+// awaitHello waits for the worker's hello, at most the app's boot timeout
+// or ctx's deadline. On anything else the worker is killed and the error
+// says why.
+func (p *process) awaitHello(ctx context.Context, app *units.App) (err error) {
+	conn := p.lanes[0].conn
 	deadline := time.Now().Add(app.BootTimeout)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
@@ -322,35 +264,31 @@ func spawn(ctx context.Context, app *units.App, gen int, log *slog.Logger, g *ap
 	_ = conn.SetReadDeadline(deadline)
 	stop := context.AfterFunc(ctx, func() { _ = conn.SetReadDeadline(time.Now()) })
 	defer stop()
-	f, err := lanes[0].r.Next()
-	if err != nil {
-		p.kill()
-		switch {
-		case errors.Is(err, os.ErrDeadlineExceeded) && ctx.Err() != nil:
-			return nil, fmt.Errorf("worker %d: %w", p.pid, ctx.Err())
-		case errors.Is(err, os.ErrDeadlineExceeded):
-			return nil, fmt.Errorf("worker %d did not say hello within boot_timeout %s", p.pid, app.BootTimeout)
-		default:
-			return nil, fmt.Errorf("worker %d exited before it was ready (%s): %w", p.pid, p.exitStatus(), err)
-		}
-	}
-	switch f.Type {
-	case wire.TypeHello:
-		h, err := wire.ParseHello(f.Payload)
-		if err != nil {
-			p.kill()
-			return nil, fmt.Errorf("worker %d: %w", p.pid, err)
+	f, err := p.lanes[0].r.Next()
+	switch {
+	case errors.Is(err, os.ErrDeadlineExceeded) && ctx.Err() != nil:
+		err = fmt.Errorf("worker %d: %w", p.pid, ctx.Err())
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		err = fmt.Errorf("worker %d did not say hello within boot_timeout %s", p.pid, app.BootTimeout)
+	case err != nil:
+		err = fmt.Errorf("worker %d exited before it was ready (%s): %w", p.pid, p.exitStatus(), err)
+	case f.Type == wire.TypeBootFailed:
+		err = &BootError{App: app.Name, Traceback: string(f.Payload)}
+	case f.Type != wire.TypeHello:
+		err = fmt.Errorf("worker %d sent %s before hello", p.pid, f.Type)
+	default:
+		var h wire.Hello
+		if h, err = wire.ParseHello(f.Payload); err != nil {
+			err = fmt.Errorf("worker %d: %w", p.pid, err)
+			break
 		}
 		p.log.Debug("worker ready", "python", h.Python)
 		p.version = h.Python
-		return p, nil
-	case wire.TypeBootFailed:
-		p.kill()
-		return nil, &BootError{App: app.Name, Traceback: string(f.Payload)}
-	default:
-		p.kill()
-		return nil, fmt.Errorf("worker %d sent %s before hello", p.pid, f.Type)
 	}
+	if err != nil {
+		p.kill()
+	}
+	return err
 }
 
 // privateEnv are variables systemd meant for berth itself: a worker that
