@@ -16,7 +16,9 @@ nginx-hello and nginx-flask put one nginx worker between wrk and the
 server, which nginx reaches over a Unix socket the way each server's docs
 say (see NGINX_DIR); their -defaults rows use nginx's proxy defaults.
 Needs Debian's wrk gunicorn uwsgi uwsgi-plugin-python3 python3-waitress
-python3-flask nginx. BENCH_PORT moves the port wrk talks to (18000).
+python3-flask nginx. BENCH_PORT moves the port wrk talks to (18000);
+BENCH_BERTH_BEFORE=BINARY adds a berth-before row run by another berth
+build (an earlier commit's), for a before/after within one run.
 """
 import argparse
 import os
@@ -92,6 +94,9 @@ def servers(module, workload=""):
                                   "--log-level", "warning", "--backlog", "2048", module + ":app"],
         "waitress-t4": [PY, "-m", "waitress", "--listen", ADDR, "--threads", "4", "--backlog", "2048", module + ":app"],
         "berth": [os.path.join(HERE, ".berth"), "serve", berth_config(module)],
+        # BENCH_BERTH_BEFORE=BINARY: another berth build (an earlier
+        # commit's) beside this one, for a before/after in one run.
+        "berth-before": [os.environ.get("BENCH_BERTH_BEFORE", "false"), "serve", berth_config(module)],
         "go-ceiling": [os.path.join(HERE, ".ceiling"), "-addr", ADDR],
     }
 
@@ -188,7 +193,10 @@ def nginx_servers(module):
           "--lazy-apps", "--buffer-size", "32768", "--listen", "1024"]
     gs = [PY, "-m", "gunicorn", "-w", "4", "-b", "unix:" + NGINX_SOCK, "--log-level", "warning", "--backlog", "2048", module + ":app"]
     be = [os.path.join(HERE, ".berth"), "serve", berth_config(module, "unix:" + NGINX_SOCK, "-nginx")]
+    before = os.environ.get("BENCH_BERTH_BEFORE")
+    extra = {"berth-before": Behind([before] + be[1:], NGINX_BERTH)} if before else {}
     return {
+        **extra,
         "uwsgi-p2": Behind(uw, NGINX_UWSGI),
         "gunicorn-sync-w4": Behind(gs, NGINX_GUNICORN),
         "berth": Behind(be, NGINX_BERTH),
