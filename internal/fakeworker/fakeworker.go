@@ -4,16 +4,36 @@
 // it answers in microseconds, and what it answers says what it was sent.
 //
 // A test binary becomes the worker: its TestMain calls MaybeRun first,
-// and the app's python is the test binary itself with Env set (see
-// Config). berth starts it as it starts Python (`PYTHON -u FILE APP gen
-// N`, the socket on fd 3); the fake ignores its arguments and serves one
-// thread.
+// and the app's python is the test binary itself with Env in the app's
+// env. berth starts it as it starts Python (`PYTHON -u FILE
+// APP gen N`, the socket on fd 3); the fake ignores its arguments and
+// serves one thread (an app with threads above 1 fails to boot, saying
+// so).
 //
 // Each request is answered 200 with a text body: the method, the path,
 // the query and the length of the body it got, one per line. A request
 // whose body rides in a descriptor (a spilled file, shared memory, the
 // client's socket) is answered with the length berth declared; the
-// descriptor is dropped unread.
+// descriptor is dropped unread. Each answer carries X-Pid, the worker's
+// pid, and X-Batch, its place among the requests the worker found
+// waiting together (1, 2, 3... for a batch berth wrote at once; 1 for a
+// request that came alone).
+//
+// The path chooses a behaviour, so that a test can make a worker slow,
+// stuck or dead at a request of its choosing:
+//
+//	/sleep?ms=N  answers after N milliseconds
+//	/hang        never answers (until berth kills the worker)
+//	/crash       exits (status 3) in the request, without answering
+//	anything else answers at once
+//
+// As worker.py does, the fake marks the number of each request it starts
+// in the marks berth reads when a worker dies (so berth sends again only
+// the requests it never started), and sends the answers it has made so
+// far when berth asks (a batch in which one request is slow). With
+// LogVar set to a file's path, it appends to that file a line "PID
+// PATH?QUERY" for each request as it starts it, before the behaviour: a
+// test then sees which worker started what, and that nothing ran twice.
 package fakeworker
 
 import (
@@ -22,8 +42,12 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/url"
 	"os"
 	"strconv"
+	"strings"
+	"sync"
+	"time"
 
 	"github.com/berthd/berth/wire"
 )
@@ -31,17 +55,56 @@ import (
 // EnvVar, set to "1" in a worker's environment, makes MaybeRun serve.
 const EnvVar = "BERTH_FAKE_WORKER"
 
+// LogVar names the file to which the worker appends each request it
+// starts (see the package doc); unset, it records nothing.
+const LogVar = "BERTH_FAKE_LOG"
+
+// The worker's descriptors past its socket (fd 3) and log pipe (fd 4),
+// for one thread: worker.py's layout, which supervisor's spawn sets.
+const (
+	marksFD = 5 // 4 + THREADS: where each thread marks the request it starts
+	asksFD  = 6 // 5 + THREADS: a byte here asks for the answers made so far
+)
+
+// Env is the environment to give an app whose python is the test binary
+// so that it runs as the fake worker: EnvVar, LogVar when log is not "",
+// and, for a binary built with -race, no pause at exit (the race
+// detector's default atexit_sleep_ms is one second, which every worker
+// stopped or crashed would cost a test).
+func Env(log string) map[string]string {
+	env := map[string]string{EnvVar: "1", "GORACE": strings.TrimSpace(os.Getenv("GORACE") + " atexit_sleep_ms=0")}
+	if log != "" {
+		env[LogVar] = log
+	}
+	return env
+}
+
 // MaybeRun serves as a fake worker, and exits, when the process was
 // started as one; else it returns at once.
 func MaybeRun() {
 	if os.Getenv(EnvVar) != "1" {
 		return
 	}
-	if err := serve(os.NewFile(3, "berth-wire")); err != nil && err != io.EOF {
+	err := fmt.Errorf("the fake worker serves one thread, not BERTH_THREADS=%s", os.Getenv("BERTH_THREADS"))
+	if t := os.Getenv("BERTH_THREADS"); t == "" || t == "1" {
+		err = serve(os.NewFile(3, "berth-wire"))
+	}
+	if err != nil && err != io.EOF {
 		fmt.Fprintln(os.Stderr, "fake worker:", err)
 		os.Exit(1)
 	}
 	os.Exit(0)
+}
+
+// worker is the fake's state: its socket's writer, shared by the loop
+// that answers and the goroutine that flushes when berth asks.
+type worker struct {
+	mu    sync.Mutex // guards w
+	w     *bufio.Writer
+	marks *os.File
+	log   *os.File // nil unless LogVar is set
+	seq   uint32   // requests read, counted from 1 as berth counts them
+	place int      // the request's place among those read together
 }
 
 func serve(f *os.File) error {
@@ -50,9 +113,18 @@ func serve(f *os.File) error {
 		return fmt.Errorf("fd 3 is not berth's socket: %w", err)
 	}
 	f.Close()
-	w := bufio.NewWriter(c)
+	wk := &worker{w: bufio.NewWriter(c), marks: os.NewFile(marksFD, "berth-marks")}
+	if path := os.Getenv(LogVar); path != "" {
+		if wk.log, err = os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644); err != nil {
+			return fmt.Errorf("opening %s: %w", LogVar, err)
+		}
+	}
+	go wk.flushWhenAsked(os.NewFile(asksFD, "berth-asks"))
 	hello := fmt.Sprintf("berth-wire\x00%d\x00%d\x00fake", wire.Version, os.Getpid())
-	if err := writeFrame(w, wire.TypeHello, []byte(hello), nil); err != nil {
+	wk.mu.Lock()
+	err = writeFrame(wk.w, wire.TypeHello, []byte(hello), nil)
+	wk.mu.Unlock()
+	if err != nil {
 		return err
 	}
 	br := bufio.NewReaderSize(c, 64<<10)
@@ -65,19 +137,16 @@ func serve(f *os.File) error {
 		if fr.Type != wire.TypeRequest {
 			continue // a cancel: every answer is whole at once
 		}
-		if err := answer(w, fr); err != nil {
+		if err := wk.handle(fr, br.Buffered() == 0); err != nil {
 			return err
-		}
-		if br.Buffered() == 0 { // the last of a batch: answer them all
-			if err := w.Flush(); err != nil {
-				return err
-			}
 		}
 	}
 }
 
-// answer writes the response to request frame fr.
-func answer(w *bufio.Writer, fr wire.Frame) error {
+// handle starts request frame fr, behaves as its path says and answers
+// it; last says no request is read and waiting behind it, so the answers
+// held for a batch go out with this one.
+func (wk *worker) handle(fr wire.Frame, last bool) error {
 	env, body, ok := wire.DecodeRequest(fr.Payload)
 	if !ok {
 		return fmt.Errorf("a request frame that does not decode")
@@ -90,13 +159,61 @@ func answer(w *bufio.Writer, fr wire.Frame) error {
 		}
 		return ""
 	}
+	path, query := get("PATH_INFO"), get("QUERY_STRING")
+	wk.start(path, query)
+	switch path {
+	case "/crash":
+		os.Exit(3)
+	case "/hang":
+		for {
+			time.Sleep(time.Hour)
+		}
+	case "/sleep":
+		q, _ := url.ParseQuery(query)
+		ms, _ := strconv.Atoi(q.Get("ms"))
+		time.Sleep(time.Duration(ms) * time.Millisecond)
+	}
 	n := strconv.Itoa(len(body))
 	if fr.Flags&(wire.FlagBodyFD|wire.FlagBodySocket) != 0 {
 		n = get("CONTENT_LENGTH")
 	}
-	text := fmt.Sprintf("%s\n%s\n%s\n%s\n", get("REQUEST_METHOD"), get("PATH_INFO"), get("QUERY_STRING"), n)
-	head := "200 OK\x00Content-Type\x00text/plain\x00Content-Length\x00" + strconv.Itoa(len(text))
-	return writeFrame(w, wire.TypeResponse, []byte(head), []byte(text))
+	text := fmt.Sprintf("%s\n%s\n%s\n%s\n", get("REQUEST_METHOD"), path, query, n)
+	head := "200 OK\x00Content-Type\x00text/plain\x00Content-Length\x00" + strconv.Itoa(len(text)) +
+		"\x00X-Pid\x00" + strconv.Itoa(os.Getpid()) + "\x00X-Batch\x00" + strconv.Itoa(wk.place)
+	wk.mu.Lock()
+	defer wk.mu.Unlock()
+	err := writeFrame(wk.w, wire.TypeResponse, []byte(head), []byte(text))
+	if err == nil && last {
+		wk.place = 0
+		err = wk.w.Flush()
+	}
+	return err
+}
+
+// start marks the request started, where berth reads it if the worker
+// dies, and records it in the log.
+func (wk *worker) start(path, query string) {
+	wk.seq++
+	wk.place++
+	var b [4]byte
+	binary.LittleEndian.PutUint32(b[:], wk.seq)
+	_, _ = wk.marks.WriteAt(b[:], 0)
+	if wk.log != nil {
+		fmt.Fprintf(wk.log, "%d %s?%s\n", os.Getpid(), path, query)
+	}
+}
+
+// flushWhenAsked sends the answers made so far each time berth asks.
+func (wk *worker) flushWhenAsked(asks *os.File) {
+	b := make([]byte, 64)
+	for {
+		if _, err := asks.Read(b); err != nil {
+			return
+		}
+		wk.mu.Lock()
+		_ = wk.w.Flush()
+		wk.mu.Unlock()
+	}
 }
 
 // writeFrame writes a frame whose payload is a uint32 length of head,
