@@ -116,6 +116,22 @@ func (cl *client) get(target string) (*http.Response, string) {
 	return cl.send("GET " + target + " HTTP/1.1\r\nHost: x\r\n\r\n")
 }
 
+// getAsync sends a GET of target on the connection and delivers the
+// answer's status (0 if there is none) when it comes.
+func (cl *client) getAsync(target string) <-chan int {
+	ch := make(chan int, 1)
+	go func() {
+		_, err := io.WriteString(cl.c, "GET "+target+" HTTP/1.1\r\nHost: x\r\n\r\n")
+		resp, rerr := http.ReadResponse(cl.br, nil)
+		if err != nil || rerr != nil {
+			ch <- 0
+			return
+		}
+		ch <- resp.StatusCode
+	}()
+	return ch
+}
+
 // closed reports whether the front closed the connection, waiting a
 // moment for it.
 func (cl *client) closed() bool {
@@ -153,6 +169,20 @@ func waitBusy(t *testing.T, a *supervisor.App) {
 	}
 }
 
+// frontCase is one of TestFakeFrontLimits's requests and what must
+// become of it.
+type frontCase struct {
+	name          string
+	listener, app string // the listener's and the app's extra attributes
+	busy          string // a request that holds the worker meanwhile, from another connection
+	req           string // sent after GET /?id=before on the same connection
+	status        int
+	body          string // in the answer
+	closes        bool   // the connection closes after the answer
+	started       bool   // the request reached the worker
+	replaced      bool   // the next request is served by another worker
+}
+
 // TestFakeFrontLimits: the front's answers of its own, over a real
 // loopback connection to a fake worker. A request past a limit is
 // refused before any worker sees it (413, 431, 414) and its connection
@@ -163,17 +193,7 @@ func TestFakeFrontLimits(t *testing.T) {
 	long := strings.Repeat("a", 2000)
 	limits := `max_header_bytes = "4KiB"
   max_uri_bytes = "1KiB"`
-	for _, tc := range []struct {
-		name          string
-		listener, app string
-		busy          string // a request that holds the worker meanwhile, from another connection
-		req           string // sent after GET /?id=before on the same connection
-		status        int
-		body          string // in the answer
-		closes        bool   // the connection closes after the answer
-		started       bool   // the request reached the worker
-		replaced      bool   // the next request is served by another worker
-	}{
+	for _, tc := range []frontCase{
 		{name: "body over max_body_bytes", app: `max_body_bytes = "1KiB"`,
 			req:    "POST /?id=x HTTP/1.1\r\nHost: x\r\nContent-Length: 2000\r\n\r\n" + long,
 			status: 413, body: "1024", closes: true},
@@ -206,58 +226,55 @@ func TestFakeFrontLimits(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel() // each case has a front and a worker of its own
-			addr, app, log := fakeFront(t, tc.listener, tc.app)
-			cl := dial(t, addr)
-			resp, _ := cl.get("/?id=before")
-			before := resp.Header.Get("X-Pid")
-			want := []string{"before"}
-			var busy chan int
-			if tc.busy != "" {
-				busy = make(chan int, 1)
-				other := dial(t, addr)
-				go func() {
-					_, err := io.WriteString(other.c, "GET "+tc.busy+" HTTP/1.1\r\nHost: x\r\n\r\n")
-					resp, rerr := http.ReadResponse(other.br, nil)
-					if err != nil || rerr != nil {
-						busy <- 0
-						return
-					}
-					busy <- resp.StatusCode
-				}()
-				waitBusy(t, app)
-				want = append(want, "busy")
-			}
-			resp, body := cl.send(tc.req)
-			if resp.StatusCode != tc.status || !strings.Contains(body, tc.body) {
-				t.Errorf("%d %.200q, want %d with %q", resp.StatusCode, body, tc.status, tc.body)
-			}
-			if resp.Close != tc.closes {
-				t.Errorf("Connection: close %v, want %v", resp.Close, tc.closes)
-			}
-			if tc.started {
-				want = append(want, "x")
-			}
-			if busy != nil {
-				if code := <-busy; code != 200 {
-					t.Errorf("the request holding the worker got %d", code)
-				}
-			}
-			if tc.closes {
-				if !cl.closed() {
-					t.Error("the connection stays open after the refusal")
-				}
-				cl = dial(t, addr)
-			}
-			resp, body = cl.get("/?id=after")
-			if resp.StatusCode != 200 {
-				t.Errorf("the next request: %d %q", resp.StatusCode, body)
-			}
-			if after := resp.Header.Get("X-Pid"); (after != before) != tc.replaced {
-				t.Errorf("the next request was served by worker %s, the first by %s; want a replacement: %v", after, before, tc.replaced)
-			}
-			if got := startedIDs(t, log); !slices.Equal(got, append(want, "after")) {
-				t.Errorf("the worker started %v, want %v", got, append(want, "after"))
-			}
+			tc.run(t)
 		})
+	}
+}
+
+// run sends the case's request between two others on one connection
+// (another after it when it closes) and checks the answers and the
+// requests the worker started.
+func (tc frontCase) run(t *testing.T) {
+	addr, app, log := fakeFront(t, tc.listener, tc.app)
+	cl := dial(t, addr)
+	resp, _ := cl.get("/?id=before")
+	before := resp.Header.Get("X-Pid")
+	want := []string{"before"}
+	var busy <-chan int
+	if tc.busy != "" {
+		busy = dial(t, addr).getAsync(tc.busy)
+		waitBusy(t, app)
+		want = append(want, "busy")
+	}
+	resp, body := cl.send(tc.req)
+	if resp.StatusCode != tc.status || !strings.Contains(body, tc.body) {
+		t.Errorf("%d %.200q, want %d with %q", resp.StatusCode, body, tc.status, tc.body)
+	}
+	if resp.Close != tc.closes {
+		t.Errorf("Connection: close %v, want %v", resp.Close, tc.closes)
+	}
+	if tc.started {
+		want = append(want, "x")
+	}
+	if busy != nil {
+		if code := <-busy; code != 200 {
+			t.Errorf("the request holding the worker got %d", code)
+		}
+	}
+	if tc.closes {
+		if !cl.closed() {
+			t.Error("the connection stays open after the refusal")
+		}
+		cl = dial(t, addr)
+	}
+	resp, body = cl.get("/?id=after")
+	if resp.StatusCode != 200 {
+		t.Errorf("the next request: %d %q", resp.StatusCode, body)
+	}
+	if after := resp.Header.Get("X-Pid"); (after != before) != tc.replaced {
+		t.Errorf("the next request was served by worker %s, the first by %s; want a replacement: %v", after, before, tc.replaced)
+	}
+	if got := startedIDs(t, log); !slices.Equal(got, append(want, "after")) {
+		t.Errorf("the worker started %v, want %v", got, append(want, "after"))
 	}
 }

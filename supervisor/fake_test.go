@@ -383,13 +383,21 @@ func TestFakeBatchDeath(t *testing.T) {
 					t.Errorf("request %d (%s): %v, want %v", i, tc.batch[i], got, tc.want[i])
 				}
 			}
-			counts := map[string]int{}
-			for _, id := range startedIDs(t, log) {
-				counts[id]++
+			// Each started once: those that failed, by the worker that
+			// failed them.
+			ranOn := map[string][]int{}
+			pids, ids := started(t, log)
+			for k, id := range ids {
+				ranOn[id] = append(ranOn[id], pids[k])
 			}
 			for i := range tc.batch {
-				if id := strconv.Itoa(i); counts[id] != 1 {
-					t.Errorf("request %d (%s) started %d times, want once", i, tc.batch[i], counts[id])
+				ran := ranOn[strconv.Itoa(i)]
+				by := "the first worker"
+				if tc.want[i] == replacement {
+					by = "its replacement"
+				}
+				if len(ran) != 1 || (tc.want[i] == replacement) == (ran[0] == heldPID) {
+					t.Errorf("request %d (%s) started by workers %v (the first: %d), want once by %s", i, tc.batch[i], ran, heldPID, by)
 				}
 			}
 		})
