@@ -4,11 +4,10 @@
 // it answers in microseconds, and what it answers says what it was sent.
 //
 // A test binary becomes the worker: its TestMain calls MaybeRun first,
-// and the app's python is the test binary itself with Env in the app's
-// env. berth starts it as it starts Python (`PYTHON -u FILE
-// APP gen N`, the socket on fd 3); the fake ignores its arguments and
-// serves one thread (an app with threads above 1 fails to boot, saying
-// so).
+// and the app's python is the test binary itself, with Env in the app's
+// env. berth starts it as it starts Python (`PYTHON -u FILE APP gen N`,
+// the socket on fd 3); the fake ignores its arguments and serves one
+// thread (an app with threads above 1 fails to boot, saying so).
 //
 // Each request is answered 200 with a text body: the method, the path,
 // the query and the length of the body it got, one per line. A request
