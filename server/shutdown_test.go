@@ -26,7 +26,7 @@ func TestShutdown(t *testing.T) {
 			if tc.slow {
 				for _, f := range []string{"a", "b"} {
 					wg.Add(1)
-					go func() { defer wg.Done(); get(s.sock(f), "/sleep/3000") }()
+					go func() { defer wg.Done(); get(s.sock(f), "/sleep?ms=3000") }()
 				}
 				waitBusy(t, srv, 2)
 			}

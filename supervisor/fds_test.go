@@ -12,11 +12,6 @@ import (
 	"github.com/berthd/berth/units"
 )
 
-func TestMain(m *testing.M) {
-	fakeworker.MaybeRun() // this binary is also TestSpawnFiles' worker
-	os.Exit(m.Run())
-}
-
 // TestSpawnFiles: spawn gives a worker its files where wire's
 // WorkerFDLayout says, for one thread and several. The worker is the
 // fake one, which checks each file's place, kind and size before it says

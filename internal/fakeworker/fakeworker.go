@@ -4,21 +4,40 @@
 // it answers in microseconds, and what it answers says what it was sent.
 //
 // A test binary becomes the worker: its TestMain calls MaybeRun first,
-// and the app's python is the test binary itself with Env set (see
-// Config). berth starts it as it starts Python (`PYTHON -u FILE APP gen
-// N`, its files where wire.WorkerFDLayout says); the fake ignores its
-// arguments and serves one thread. It checks first that each of its files
-// is where and what the layout says, and fails to boot if one is not (so
-// berth and the fake are held to one layout, as worker.py is by wire's
-// TestWorkerFDs).
+// and the app's python is the test binary itself, with Env in the app's
+// env. berth starts it as it starts Python (`PYTHON -u FILE APP gen N`,
+// its files where wire.WorkerFDLayout says); the fake ignores its
+// arguments. It checks first that each of its files is where and what the
+// layout says, and fails to boot if one is not (so berth and the fake are
+// held to one layout, as worker.py is by wire's TestWorkerFDs). It serves
+// the first thread only: with threads above 1 it boots (for the layout's
+// check) but answers nothing berth sends on the other lanes. With FailVar
+// set it fails to boot as a worker whose app does not import.
 //
 // Each request is answered 200 with a text body: the method, the path,
 // the query and the length of the body it got, one per line. A request
 // whose body rides in a descriptor (a spilled file, shared memory, the
 // client's socket) is answered with the length berth declared; the
-// descriptor is dropped unread. A request for /sleep/MS is answered MS
-// milliseconds late, as by an app at work: a worker busy for as long as a
-// test needs.
+// descriptor is dropped unread. Each answer carries X-Pid, the worker's
+// pid, and X-Batch, its place among the requests the worker found
+// waiting together (1, 2, 3... for a batch berth wrote at once; 1 for a
+// request that came alone).
+//
+// The path chooses a behaviour, so that a test can make a worker slow,
+// stuck or dead at a request of its choosing:
+//
+//	/sleep?ms=N  answers after N milliseconds
+//	/hang        never answers (until berth kills the worker)
+//	/crash       exits (status 3) in the request, without answering
+//	anything else answers at once
+//
+// As worker.py does, the fake marks the number of each request it starts
+// in the marks berth reads when a worker dies (so berth sends again only
+// the requests it never started), and sends the answers it has made so
+// far when berth asks (a batch in which one request is slow). With
+// LogVar set to a file's path, it appends to that file a line "PID
+// PATH?QUERY" for each request as it starts it, before the behaviour: a
+// test then sees which worker started what, and that nothing ran twice.
 package fakeworker
 
 import (
@@ -27,9 +46,11 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/berthd/berth/wire"
@@ -43,6 +64,23 @@ const EnvVar = "BERTH_FAKE_WORKER"
 // Python worker whose app does not import: its value is the traceback.
 const FailVar = "BERTH_FAKE_WORKER_FAIL"
 
+// LogVar names the file to which the worker appends each request it
+// starts (see the package doc); unset, it records nothing.
+const LogVar = "BERTH_FAKE_LOG"
+
+// Env is the environment to give an app whose python is the test binary
+// so that it runs as the fake worker: EnvVar, LogVar when log is not "",
+// and, for a binary built with -race, no pause at exit (the race
+// detector's default atexit_sleep_ms is one second, which every worker
+// stopped or crashed would cost a test).
+func Env(log string) map[string]string {
+	env := map[string]string{EnvVar: "1", "GORACE": strings.TrimSpace(os.Getenv("GORACE") + " atexit_sleep_ms=0")}
+	if log != "" {
+		env[LogVar] = log
+	}
+	return env
+}
+
 // MaybeRun serves as a fake worker, and exits, when the process was
 // started as one; else it returns at once.
 func MaybeRun() {
@@ -53,34 +91,55 @@ func MaybeRun() {
 	if err != nil {
 		threads = 1
 	}
-	if err := serve(os.NewFile(wire.FDLane0, "berth-wire"), checkFiles(threads)); err != nil && err != io.EOF {
+	if err := serve(wire.WorkerFDLayout(threads), checkFiles(threads)); err != nil && err != io.EOF {
 		fmt.Fprintln(os.Stderr, "fake worker:", err)
 		os.Exit(1)
 	}
 	os.Exit(0)
 }
 
-// serve speaks for the worker on f, its first lane, unless badFiles says
+// worker is the fake's state: its socket's writer, shared by the loop
+// that answers and the goroutine that flushes when berth asks.
+type worker struct {
+	mu    sync.Mutex // guards w
+	w     *bufio.Writer
+	marks *os.File
+	log   *os.File // nil unless LogVar is set
+	seq   uint32   // requests read, counted from 1 as berth counts them
+	place int      // the request's place among those read together
+}
+
+// serve speaks for the worker on its first lane, unless badFiles says
 // its files are not where they should be.
-func serve(f *os.File, badFiles error) error {
+func serve(l wire.WorkerFDs, badFiles error) error {
+	f := os.NewFile(uintptr(l.Lanes[0]), "berth-wire")
 	c, err := net.FileConn(f)
 	if err != nil {
-		return fmt.Errorf("fd %d is not berth's socket: %w", wire.FDLane0, err)
+		return fmt.Errorf("fd %d is not berth's socket: %w", l.Lanes[0], err)
 	}
 	f.Close()
-	w := bufio.NewWriter(c)
+	wk := &worker{w: bufio.NewWriter(c), marks: os.NewFile(uintptr(l.Marks), "berth-marks")}
 	tb := os.Getenv(FailVar)
 	if badFiles != nil {
 		tb = "fake worker: " + badFiles.Error()
 	}
 	if tb != "" {
-		if err := writeFrame(w, wire.TypeBootFailed, []byte(tb), nil); err != nil {
+		if err := writeFrame(wk.w, wire.TypeBootFailed, []byte(tb), nil); err != nil {
 			return err
 		}
-		return w.Flush()
+		return wk.w.Flush()
 	}
+	if path := os.Getenv(LogVar); path != "" {
+		if wk.log, err = os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644); err != nil {
+			return fmt.Errorf("opening %s: %w", LogVar, err)
+		}
+	}
+	go wk.flushWhenAsked(os.NewFile(uintptr(l.Flush), "berth-asks"))
 	hello := fmt.Sprintf("berth-wire\x00%d\x00%d\x00fake", wire.Version, os.Getpid())
-	if err := writeFrame(w, wire.TypeHello, []byte(hello), nil); err != nil {
+	wk.mu.Lock()
+	err = writeFrame(wk.w, wire.TypeHello, []byte(hello), nil)
+	wk.mu.Unlock()
+	if err != nil {
 		return err
 	}
 	br := bufio.NewReaderSize(c, 64<<10)
@@ -93,19 +152,16 @@ func serve(f *os.File, badFiles error) error {
 		if fr.Type != wire.TypeRequest {
 			continue // a cancel: every answer is whole at once
 		}
-		if err := answer(w, fr); err != nil {
+		if err := wk.handle(fr, br.Buffered() == 0); err != nil {
 			return err
-		}
-		if br.Buffered() == 0 { // the last of a batch: answer them all
-			if err := w.Flush(); err != nil {
-				return err
-			}
 		}
 	}
 }
 
-// answer writes the response to request frame fr.
-func answer(w *bufio.Writer, fr wire.Frame) error {
+// handle starts request frame fr, behaves as its path says and answers
+// it; last says no request is read and waiting behind it, so the answers
+// held for a batch go out with this one.
+func (wk *worker) handle(fr wire.Frame, last bool) error {
 	env, body, ok := wire.DecodeRequest(fr.Payload)
 	if !ok {
 		return fmt.Errorf("a request frame that does not decode")
@@ -118,21 +174,65 @@ func answer(w *bufio.Writer, fr wire.Frame) error {
 		}
 		return ""
 	}
-	if ms, ok := strings.CutPrefix(get("PATH_INFO"), "/sleep/"); ok {
-		d, _ := strconv.Atoi(ms)
-		time.Sleep(time.Duration(d) * time.Millisecond)
+	path, query := get("PATH_INFO"), get("QUERY_STRING")
+	wk.start(path, query)
+	switch path {
+	case "/crash":
+		os.Exit(3)
+	case "/hang":
+		for {
+			time.Sleep(time.Hour)
+		}
+	case "/sleep":
+		q, _ := url.ParseQuery(query)
+		ms, _ := strconv.Atoi(q.Get("ms"))
+		time.Sleep(time.Duration(ms) * time.Millisecond)
 	}
 	n := strconv.Itoa(len(body))
 	if fr.Flags&(wire.FlagBodyFD|wire.FlagBodySocket) != 0 {
 		n = get("CONTENT_LENGTH")
 	}
-	text := fmt.Sprintf("%s\n%s\n%s\n%s\n", get("REQUEST_METHOD"), get("PATH_INFO"), get("QUERY_STRING"), n)
-	head := "200 OK\x00Content-Type\x00text/plain\x00Content-Length\x00" + strconv.Itoa(len(text))
-	return writeFrame(w, wire.TypeResponse, []byte(head), []byte(text))
+	text := fmt.Sprintf("%s\n%s\n%s\n%s\n", get("REQUEST_METHOD"), path, query, n)
+	head := "200 OK\x00Content-Type\x00text/plain\x00Content-Length\x00" + strconv.Itoa(len(text)) +
+		"\x00X-Pid\x00" + strconv.Itoa(os.Getpid()) + "\x00X-Batch\x00" + strconv.Itoa(wk.place)
+	wk.mu.Lock()
+	defer wk.mu.Unlock()
+	err := writeFrame(wk.w, wire.TypeResponse, []byte(head), []byte(text))
+	if err == nil && last {
+		wk.place = 0
+		err = wk.w.Flush()
+	}
+	return err
+}
+
+// start marks the request started, where berth reads it if the worker
+// dies, and records it in the log.
+func (wk *worker) start(path, query string) {
+	wk.seq++
+	wk.place++
+	var b [4]byte
+	binary.LittleEndian.PutUint32(b[:], wk.seq)
+	_, _ = wk.marks.WriteAt(b[:], 0)
+	if wk.log != nil {
+		fmt.Fprintf(wk.log, "%d %s?%s\n", os.Getpid(), path, query)
+	}
+}
+
+// flushWhenAsked sends the answers made so far each time berth asks.
+func (wk *worker) flushWhenAsked(asks *os.File) {
+	b := make([]byte, 64)
+	for {
+		if _, err := asks.Read(b); err != nil {
+			return
+		}
+		wk.mu.Lock()
+		_ = wk.w.Flush()
+		wk.mu.Unlock()
+	}
 }
 
 // writeFrame writes a frame whose payload is a uint32 length of head,
-// head, then body (hello and boot-failed are the head alone).
+// head, then body (the layout of hello is the head alone).
 func writeFrame(w *bufio.Writer, t wire.Type, head, body []byte) error {
 	var hdr [wire.HeaderSize]byte
 	payload := head
