@@ -69,6 +69,9 @@ type vmAnswer struct {
 // without QEMU or an installed Debian kernel.
 func bootVM(t *testing.T, ports ...int) *container {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("-short: the VM takes about 15 s to boot under emulation")
+	}
 	qemu, err := exec.LookPath("qemu-system-x86_64")
 	if err != nil {
 		t.Skip("the VM tests need QEMU: apt-get install qemu-system-x86")
