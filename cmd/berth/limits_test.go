@@ -32,7 +32,7 @@ def app(environ, start_response):
 
 const limitsConfig = `
 listener "http" {
-  address = "127.0.0.1:%d"
+  address = "%s:%d"
 }
 app "hog" {
   module  = "hog:app"
@@ -61,15 +61,33 @@ app "calm" {
 // of their own below berth's delegated one, shown by systemctl status;
 // their limits are in the kernel's files; a worker the OOM killer ends is
 // reported as such while the other app serves on; a reload that removes
-// an app removes its cgroup. What the machine's cgroups cannot do (the
-// hybrid hierarchy has no controllers on cgroup v2) is skipped by name,
-// and berth says once why the limits are off.
+// an app removes its cgroup. It runs in the container the other systemd
+// tests boot, and in a VM (vm_test.go) with a kernel of its own: on a
+// host whose cgroups are hybrid, the container's cgroup v2 tree has no
+// controllers, what needs them is skipped there by name, and berth says
+// once why the limits are off; the VM has them all.
 func TestLimitsSystemd(t *testing.T) {
-	c := bootContainer(t)
+	for _, m := range []struct {
+		name   string
+		listen string // the address in the machine the site's listener binds
+		boot   func(t *testing.T, port int) *container
+	}{
+		{"container", "127.0.0.1", func(t *testing.T, port int) *container { return bootContainer(t) }},
+		{"vm", "0.0.0.0", func(t *testing.T, port int) *container { return bootVM(t, port) }},
+	} {
+		t.Run(m.name, func(t *testing.T) {
+			port := freePort(t)
+			testLimits(t, m.boot(t, port), m.listen, port)
+		})
+	}
+}
+
+// testLimits is TestLimitsSystemd in one booted machine, whose site
+// listens on listen:port there and is reached on 127.0.0.1:port here.
+func testLimits(t *testing.T, c *container, listen string, port int) {
 	c.write("/srv/berth-limits/hog.py", limitsHog)
 	c.write("/srv/berth-limits/calm.py", limitsCalm)
-	port := freePort(t)
-	c.installConfig("lim", fmt.Sprintf(limitsConfig, port, "64MiB", limitsCalmApp), "")
+	c.installConfig("lim", fmt.Sprintf(limitsConfig, listen, port, "64MiB", limitsCalmApp), "")
 	s := &site{c: c, name: "lim", port: port, url: fmt.Sprintf("http://127.0.0.1:%d", port)}
 	if code, body, err := s.get("/"); code != 200 || !strings.HasPrefix(body, "calm ") {
 		log, _ := c.exec("journalctl", "-u", "lim.service", "--no-pager", "-n", "12", "-o", "verbose")
@@ -133,7 +151,7 @@ func TestLimitsSystemd(t *testing.T) {
 	})
 
 	t.Run("a reload that removes an app removes its cgroup", func(t *testing.T) {
-		c.write("/etc/berth/lim.hcl", fmt.Sprintf(limitsConfig, port, "96MiB", ""))
+		c.write("/etc/berth/lim.hcl", fmt.Sprintf(limitsConfig, listen, port, "96MiB", ""))
 		c.must("systemctl", "reload", "lim.service")
 		deadline := time.Now().Add(20 * time.Second)
 		for c.exists(cg+"/app-calm") && time.Now().Before(deadline) {

@@ -30,6 +30,7 @@ type container struct {
 	cmd  *exec.Cmd
 	pid  int // the container's systemd, as the host sees it
 	out  *syncBuffer
+	vm   *vm // set when it is a VM (vm_test.go): commands go to its agent
 }
 
 const containerApp = `import logging, os, sys, time
@@ -54,11 +55,50 @@ def app(environ, start_response):
 // /usr/local/bin/berth and the test app at /srv/berth-test/app.py.
 func bootContainer(t *testing.T) *container {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("the systemd tests need root (to mount an overlay and run systemd-nspawn)")
-	}
 	if _, err := exec.LookPath("systemd-nspawn"); err != nil {
 		t.Skip("the systemd tests need systemd-nspawn: apt-get install systemd-container")
+	}
+	c := newRoot(t)
+	machine := fmt.Sprintf("berth-test-%d", os.Getpid())
+	c.cmd = exec.Command("systemd-nspawn", "--register=no", "-D", c.root, "--boot", "--machine="+machine, "--keep-unit", "--console=pipe")
+	c.cmd.Stdout, c.cmd.Stderr = c.out, c.out
+	if err := c.cmd.Start(); err != nil {
+		t.Fatalf("starting systemd-nspawn: %v", err)
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for c.pid == 0 && time.Now().Before(deadline) {
+		c.pid = findInit(c.cmd.Process.Pid)
+		time.Sleep(100 * time.Millisecond)
+	}
+	if c.pid == 0 {
+		t.Fatalf("no systemd in the container after 60 s:\n%s", c.out)
+	}
+	if !c.waitBooted(deadline) {
+		t.Fatalf("the container's systemd did not finish booting in 60 s:\n%s", c.out)
+	}
+	return c
+}
+
+// waitBooted waits until the booted systemd says it is running
+// (degraded counts: a host unit failing in the overlay is not ours).
+func (c *container) waitBooted(deadline time.Time) bool {
+	for time.Now().Before(deadline) {
+		out, _ := c.exec("systemctl", "is-system-running")
+		if s := strings.TrimSpace(out); s == "running" || s == "degraded" {
+			return true
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	return false
+}
+
+// newRoot mounts an overlay of this machine's root for a container or a
+// VM to boot, with berth installed at /usr/local/bin/berth, the test app
+// at /srv/berth-test/app.py and a default target of its own.
+func newRoot(t *testing.T) *container {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("the systemd tests need root (to mount an overlay and run systemd-nspawn)")
 	}
 	if _, err := os.Stat("/usr/lib/systemd/systemd"); err != nil {
 		t.Skip("the systemd tests need systemd installed at /usr/lib/systemd/systemd")
@@ -95,30 +135,7 @@ func bootContainer(t *testing.T) *container {
 		t.Fatal(err)
 	}
 	c.write("/srv/berth-test/app.py", fmt.Sprintf(containerApp, "v1"))
-
-	machine := fmt.Sprintf("berth-test-%d", os.Getpid())
-	c.cmd = exec.Command("systemd-nspawn", "--register=no", "-D", c.root, "--boot", "--machine="+machine, "--keep-unit", "--console=pipe")
-	c.cmd.Stdout, c.cmd.Stderr = c.out, c.out
-	if err := c.cmd.Start(); err != nil {
-		t.Fatalf("starting systemd-nspawn: %v", err)
-	}
-	deadline := time.Now().Add(60 * time.Second)
-	for c.pid == 0 && time.Now().Before(deadline) {
-		c.pid = findInit(c.cmd.Process.Pid)
-		time.Sleep(100 * time.Millisecond)
-	}
-	if c.pid == 0 {
-		t.Fatalf("no systemd in the container after 60 s:\n%s", c.out)
-	}
-	for time.Now().Before(deadline) {
-		out, _ := c.exec("systemctl", "is-system-running")
-		if s := strings.TrimSpace(out); s == "running" || s == "degraded" {
-			return c
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	t.Fatalf("the container's systemd did not finish booting in 60 s:\n%s", c.out)
-	return nil
+	return c
 }
 
 // findInit returns the pid of the systemd that nspawn (pid) started.
@@ -141,6 +158,12 @@ func findInit(pid int) int {
 // write puts a file into the container's root.
 func (c *container) write(path, content string) {
 	c.t.Helper()
+	if c.vm != nil && c.vm.conn != nil {
+		if err := c.vm.write(path, content); err != nil {
+			c.t.Fatalf("writing %s in the VM: %v", path, err)
+		}
+		return
+	}
 	full := filepath.Join(c.root, path)
 	os.MkdirAll(filepath.Dir(full), 0o755)
 	if err := os.WriteFile(full, []byte(content), 0o644); err != nil {
@@ -150,6 +173,9 @@ func (c *container) write(path, content string) {
 
 // exec runs a command inside the container.
 func (c *container) exec(args ...string) (string, error) {
+	if c.vm != nil {
+		return c.vm.run(args)
+	}
 	cmd := exec.Command("nsenter", append([]string{"-t", strconv.Itoa(c.pid), "-a"}, args...)...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
@@ -174,7 +200,10 @@ func (c *container) prop(unit, name string) string {
 }
 
 func (c *container) destroy() {
-	if c.pid != 0 {
+	switch {
+	case c.vm != nil:
+		c.vm.close() // a throwaway machine: no need to wait for a poweroff
+	case c.pid != 0:
 		c.exec("systemctl", "poweroff")
 	}
 	if c.cmd != nil && c.cmd.Process != nil {
