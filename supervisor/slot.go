@@ -501,20 +501,9 @@ func (s *slot) dropReplace() {
 // usable.
 func (s *slot) serve(proc *process, ln *lane, jobs []*job) (retry []*job, ok bool) {
 	p := s.pool
-	p.lastTake.Store(time.Now().UnixNano())
-	// A job held from a worker that died before getting it is taken
-	// already; a queued one is taken now, unless its client gave up.
-	all := jobs[:0]
 	now := time.Now().UnixNano()
-	for _, j := range jobs {
-		if j.state.Load() == jobTaken {
-			all = append(all, j) // held for a replacement: its wait is counted
-		} else if j.state.CompareAndSwap(jobQueued, jobTaken) {
-			j.wait = time.Duration(now - j.queued)
-			p.m.QueueWait(j.wait)
-			all = append(all, j)
-		}
-	}
+	p.lastTake.Store(now)
+	all := p.claim(jobs, now)
 	if len(all) == 0 {
 		return nil, true
 	}
@@ -584,6 +573,23 @@ func (s *slot) serve(proc *process, ln *lane, jobs []*job) (retry []*job, ok boo
 		}
 	}
 	return all[len(live):], true
+}
+
+// claim returns the jobs a slot may serve, in jobs' memory: a job held
+// from a worker that died before getting it is taken already; a queued
+// one is taken now (its wait counted), unless its client gave up.
+func (p *Pool) claim(jobs []*job, now int64) []*job {
+	all := jobs[:0]
+	for _, j := range jobs {
+		if j.state.Load() == jobTaken {
+			all = append(all, j) // held for a replacement: its wait is counted
+		} else if j.state.CompareAndSwap(jobQueued, jobTaken) {
+			j.wait = time.Duration(now - j.queued)
+			p.m.QueueWait(j.wait)
+			all = append(all, j)
+		}
+	}
+	return all
 }
 
 // unanswered ends the requests of a batch that the worker failed to
