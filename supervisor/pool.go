@@ -307,7 +307,9 @@ func (p *Pool) scale() {
 		case <-p.stop:
 			return
 		case now := <-tick.C:
-			if p.q.len() == 0 {
+			if p.q.len() == 0 || p.idleWorkers() > 0 {
+				// Nothing waits, or it waits for a busy worker by choice
+				// (wake.go) while another is idle: no worker is missing.
 				waitingSince = time.Time{}
 				continue
 			}
