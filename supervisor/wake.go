@@ -20,7 +20,7 @@ import "time"
 // woke about once a request and berth's Go process spent 22 µs a request
 // against 10 with wrk straight to it. Holding took berth's process from
 // 22.1 to 16.7 µs a request and its workers from 10.1 to 6.4, and hello
-// from 0.63-0.82x uWSGI to 0.79-0.91x (Flask unchanged within the noise,
+// from 0.63-0.82x uWSGI to 0.79-0.92x (Flask unchanged within the noise,
 // 0.95-1.30x): bench/RESULTS.md, "waking fewer workers".
 //
 // wakeBudget is batchBudget's bound for the same reason: the longest a
