@@ -1,6 +1,9 @@
 package supervisor
 
-import "time"
+import (
+	"sync"
+	"time"
+)
 
 // Waking a sleeping worker is the dearest step of a request on a fast app:
 // the Go front writes to the worker's socket, the kernel wakes the worker's
@@ -50,10 +53,16 @@ func (p *Pool) busyFast() int64 {
 	if list == nil {
 		return 0
 	}
-	now := time.Now().UnixNano()
+	var now int64 // read once a busy worker is found: an idle pool needs no clock
 	n := int64(0)
 	for _, s := range *list {
-		if s.busy.Load() > 0 && now-s.began.Load() < int64(wakeBudget) {
+		if s.busy.Load() == 0 {
+			continue
+		}
+		if now == 0 {
+			now = time.Now().UnixNano()
+		}
+		if now-s.began.Load() < int64(wakeBudget) {
 			n++
 		}
 	}
@@ -65,12 +74,22 @@ func (p *Pool) busyFast() int64 {
 // after the request was held does not keep it: past wakeBudget an idle
 // worker is woken for it (kick).
 func (p *Pool) awaitHeld(j *job) {
-	t := time.NewTimer(wakeBudget)
+	t, _ := heldTimers.Get().(*time.Timer)
+	if t == nil {
+		t = time.NewTimer(wakeBudget)
+	} else {
+		t.Reset(wakeBudget)
+	}
 	select {
 	case <-j.ready:
-		t.Stop()
 	case <-t.C:
 		p.kick()
 		<-j.ready
 	}
+	t.Stop() // since Go 1.23 no stale tick can be left in t.C for its next user
+	heldTimers.Put(t)
 }
+
+// heldTimers are awaitHeld's timers, reused: on a fast app nearly every
+// request is held, and a timer each would be an allocation each.
+var heldTimers sync.Pool
