@@ -126,8 +126,16 @@ func (g *Group) Move(pid int) error {
 	return nil
 }
 
-// Close closes the group's directory; its cgroup stays.
-func (g *Group) Close() error { return unix.Close(g.fd) }
+// Close closes the group's directory; its cgroup stays. A second Close
+// does nothing (the descriptor's number may be another file's by then).
+func (g *Group) Close() error {
+	if g.fd < 0 {
+		return nil
+	}
+	err := unix.Close(g.fd)
+	g.fd = -1
+	return err
+}
 
 // Remove closes the group and removes its cgroup, which must be empty:
 // the kernel refuses (EBUSY) while a process is in it.

@@ -43,7 +43,6 @@ type chunkedReader struct {
 	br      *bufio.Reader
 	left    int64 // bytes of the current chunk not yet read
 	inChunk bool  // a chunk's data was read: its CRLF comes next
-	trailer bool  // the last chunk was read: in the trailer section
 	err     error // sticky: io.EOF at the end, or what went wrong
 }
 
@@ -108,7 +107,6 @@ func (c *chunkedReader) nextChunk() error {
 		return err
 	}
 	if size == 0 {
-		c.trailer = true
 		if err := c.trailers(); err != nil {
 			return err
 		}

@@ -194,7 +194,7 @@ func end(p *Pool) {
 		c.apply(ag)
 	default:
 		delete(c.apps, ag.name)
-		go ag.remove(c.log)
+		go c.remove(ag)
 	}
 }
 
@@ -237,13 +237,15 @@ func (c *Cgroups) apply(ag *appGroup) {
 
 // remove removes the cgroup of an app that has no generation left, once
 // the last of its workers has gone: a recycled worker may still be
-// finishing its atexit handlers.
-func (ag *appGroup) remove(log *slog.Logger) {
+// finishing its atexit handlers. It gives up, leaving the cgroup, when
+// the app has come back meanwhile (begin has opened the same directory
+// for its new generation).
+func (c *Cgroups) remove(ag *appGroup) {
 	ag.use.Lock()
 	defer ag.use.Unlock()
 	var err error
 	for range 100 {
-		if err = ag.g.Remove(); err == nil {
+		if err = c.removeUnlessBack(ag); err == nil {
 			return
 		}
 		if !errors.Is(err, syscall.EBUSY) {
@@ -251,7 +253,19 @@ func (ag *appGroup) remove(log *slog.Logger) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	log.Warn("the removed app's cgroup stays: processes it started are still in it", journal.KeyApp, ag.name, "err", err)
+	c.log.Warn("the removed app's cgroup stays: processes it started are still in it", journal.KeyApp, ag.name, "err", err)
+}
+
+// removeUnlessBack removes ag's cgroup under c.mu, so that begin cannot
+// open it meanwhile, unless the app is back; then it is nil too.
+func (c *Cgroups) removeUnlessBack(ag *appGroup) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.apps[ag.name] != nil {
+		ag.g.Close()
+		return nil
+	}
+	return ag.g.Remove()
 }
 
 // claimOOM reports whether an OOM kill in the group, not yet put down to

@@ -202,7 +202,6 @@ func spawn(ctx context.Context, app *units.App, gen int, log *slog.Logger, g *ap
 	cmd.Env = append(workerEnv(app), "BERTH_MODULE="+app.Module, "BERTH_THREADS="+strconv.Itoa(threads))
 	cmd.Stdout, cmd.Stderr = wf.stdoutW, wf.stderrW
 	cmd.ExtraFiles = wf.extraFiles(threads)
-	cmd.SysProcAttr = workerAttr(g)
 	err = startIn(cmd, g)
 	// The worker has its ends now (or never will): closed here, a worker
 	// that dies before its hello is seen at once, by EOF on its socket.
@@ -511,10 +510,12 @@ func workerAttr(g *appGroup) *syscall.SysProcAttr {
 // it imports the app. A worker that cannot be put in g is killed.
 func startIn(cmd *exec.Cmd, g *appGroup) error {
 	if g == nil {
+		cmd.SysProcAttr = workerAttr(nil)
 		return cmd.Start()
 	}
 	g.use.RLock()
 	defer g.use.RUnlock()
+	cmd.SysProcAttr = workerAttr(g) // its descriptor is open while use is held
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("in cgroup %s: %w", g.g.Dir(), err)
 	}
