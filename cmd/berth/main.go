@@ -5,5 +5,8 @@ package main
 import "os"
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "serve" {
+		awakeSysmon()
+	}
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
