@@ -50,16 +50,17 @@ app "unused" {
 	// fasthttp reads ahead up to the largest buffer_body_bytes.
 	s.routes.Store(&routes{list: []*route{rt}, maxBuffer: rt.bufferBody})
 	s.srv.Handler = func(ctx *fasthttp.RequestCtx) {
-		body, status, msg := readBody(ctx, rt, nil)
+		var slots bodySlots
+		body, status, msg := readBody(ctx, rt, nil, &slots)
 		if status != 0 {
 			ctx.Error(msg, status)
 			return
 		}
-		kind, n := body.kind(), body.n
-		if body.sock != nil && !body.settle(ctx.RequestBodyStream()) {
+		kind, n := body.kind(), body.length()
+		if !body.settle(ctx.RequestBodyStream()) {
 			ctx.SetConnectionClose()
 		}
-		body.close()
+		body.release(false)
 		fmt.Fprintf(ctx, "%s %d", kindNames[kind], n)
 	}
 	go s.Serve(ln)
@@ -173,13 +174,14 @@ func TestInFrameBodyAllocs(t *testing.T) {
 		var enc wire.RequestEncoder
 		enc.Reset()
 		buf := make([]byte, 0, 64)
+		var slots bodySlots
 		allocs := testing.AllocsPerRun(100, func() {
-			b, status, _ := readBody(&ctx, rt, buf)
+			b, status, _ := readBody(&ctx, rt, buf, &slots)
 			req := b.request(&enc)
 			if status != 0 || b.kind() != bodyInFrame || string(req.Body) != body {
 				t.Fatalf("a body of %q: status %d, route %s, %q in the frame", body, status, kindNames[b.kind()], req.Body)
 			}
-			b.close()
+			b.release(true)
 		})
 		if allocs != 0 {
 			t.Errorf("a body of %q in the frame: %v allocations, want none", body, allocs)

@@ -18,10 +18,11 @@ type handling struct {
 	start time.Time // zero unless the access record or metrics need it
 
 	// Set by admit once the request is routed and its body read.
-	rt      *route
-	log     *slog.Logger // the route's once matched, else the server's
-	body    reqBody
-	hasBody bool // body was read: handle closes it
+	rt   *route
+	log  *slog.Logger // the route's once matched, else the server's
+	body bodyRoute    // nil until read; handle releases it
+	// bodyRead: the worker got past reading the body (it answered).
+	bodyRead bool
 
 	// Set by the stages for handle's end.
 	closeConn bool  // the connection closes after the answer (a socket body out of step)
@@ -57,8 +58,8 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	if h.closeConn {
 		ctx.SetConnectionClose() // after the answer, which may have reset it
 	}
-	if h.hasBody {
-		h.body.close()
+	if h.body != nil {
+		h.body.release(h.bodyRead)
 	}
 }
 
@@ -97,16 +98,16 @@ func (s *Server) admit(h *handling) bool {
 		}
 	}
 	h.rt, h.log = rt, rt.log
-	body, status, msg := readBody(ctx, rt, env.body)
+	body, status, msg := readBody(ctx, rt, env.body, &env.bodies)
 	if status != 0 {
 		s.reject(ctx, status, msg)
 		return false
 	}
-	h.body, h.hasBody = body, true
-	if body.file == nil {
-		env.body = body.mem
+	h.body = body
+	if mem := body.inFrame(); mem != nil {
+		env.body = mem // grown for it, kept for the next body
 	}
-	if status, msg := env.build(ctx, rt.mount, body.n, requestID(ctx), s.listener.Trusted); status != 0 {
+	if status, msg := env.build(ctx, rt.mount, body.length(), requestID(ctx), s.listener.Trusted); status != 0 {
 		s.reject(ctx, status, msg)
 		return false
 	}
@@ -117,13 +118,13 @@ func (s *Server) admit(h *handling) bool {
 // of the answer. It returns nil when the request was answered otherwise
 // (the pool's error, an answer the worker could not make).
 func (s *Server) dispatch(h *handling) *supervisor.Exchange {
-	ctx, b := h.ctx, &h.body
-	ex, err := h.rt.app.Do(b.request(&h.env.enc))
+	ctx := h.ctx
+	ex, err := h.rt.app.Do(h.body.request(&h.env.enc))
 	h.env.wait = queueWait(ex, err, h.rt)
 	// An answer means the worker got past reading a shared body, or one
 	// in the socket (it does so before the app starts).
-	b.reuse = err == nil
-	if b.sock != nil && !b.settle(ctx.RequestBodyStream()) {
+	h.bodyRead = err == nil
+	if !h.body.settle(ctx.RequestBodyStream()) {
 		h.closeConn = true
 	}
 	switch {
