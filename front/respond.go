@@ -12,7 +12,8 @@ import (
 // respRoute is the way a response body comes from the worker and goes to
 // the client: the four response routes of ARCHITECTURE.md's table,
 // decided once (responseRoute) from the head and the part after it, as
-// worker.py's Exchange.route chose it on the other side.
+// worker.py's response_route (and Worker.to_ring) chose it on the other
+// side.
 type respRoute int
 
 const (
