@@ -26,10 +26,11 @@ type environ struct {
 	names   []byte   // HTTP_* names, back to back
 	headers []header // one per distinct header name
 	num     []byte
-	addr    []byte // REMOTE_ADDR
-	body    []byte // a request body held in memory
-	fwd     fwd    // the forwarding headers among headers
-	origin  origin // who sent the request, and how
+	addr    []byte    // REMOTE_ADDR
+	body    []byte    // a request body held in memory
+	bodies  bodySlots // the request body's route (readBody)
+	fwd     fwd       // the forwarding headers among headers
+	origin  origin    // who sent the request, and how
 	// connection and trailer are those fields' values as the client sent
 	// them (checkFields).
 	connection, trailer [][]byte

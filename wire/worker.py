@@ -355,6 +355,42 @@ def socket_body(fd, start, length):
         os.close(fd)
 
 
+def body_input(flags, start, length, fds):
+    """wsgi.input for a request, chosen by its frame's flags: one of the
+    four request-body routes (berth's bodyRoute, front/body*.go), with
+    the flags named as wire's (FlagBody*). start is the payload after the
+    environ, length the CONTENT_LENGTH, fds the descriptors received and
+    not yet taken. Returns the input and a fault: an exception when the
+    body could not be read, for a 500 (the app is then not called)."""
+    if flags & F_BODY_SHARED:
+        # Shared memory (with F_BODY_FD), which berth reuses once the
+        # request is answered: copied out before the app starts.
+        try:
+            return io.BytesIO(shared_bodies.read(fds.popleft(), int(length or 0))), None
+        except Exception as e:
+            return io.BytesIO(b""), e
+    if flags & F_BODY_SOCKET:
+        # The start here, the rest in the client's socket.
+        try:
+            fd = fds.popleft()
+        except IndexError:
+            return io.BytesIO(b""), BodyLost("the client's socket did not come with the request")
+        try:
+            return io.BytesIO(socket_body(fd, start, length)), None
+        except Exception as e:
+            return io.BytesIO(b""), e if isinstance(e, BodyLost) else BodyLost("reading the request body: %r" % e)
+    if flags & F_BODY_FD:
+        # A temp file berth spilled the body to: the app reads the file
+        # (the worker closes it after the request).
+        fd = fds.popleft()
+        os.lseek(fd, 0, os.SEEK_SET)
+        return open(fd, "rb"), None
+    # In the frame. From bytes, not the view: BytesIO then shares the
+    # bytes, and a read() of the whole body returns them without a copy
+    # (a 1 MiB upload read whole: 97 -> 35 us).
+    return io.BytesIO(bytes(start)), None
+
+
 class ClientDisconnected(OSError):
     """Raised by write() once berth said the client went away."""
 
@@ -389,6 +425,27 @@ class FileWrapper:
             return fd, f.tell()
         except Exception:
             return None
+
+
+# The response routes, as berth's front names them (respRoute,
+# front/respond.go): a whole body goes in the head's frame or, from OUT_FROM
+# to OUT_MAX and with room, in the thread's out ring (Exchange.send places
+# it); a regular file from wsgi.file_wrapper goes as its descriptor for
+# berth to sendfile (T_FILE); anything else is streamed in body frames
+# (T_BODY).
+R_WHOLE, R_FILE, R_STREAM = 1, 2, 3
+
+
+def response_route(result):
+    """The route of the app's answer (its iterable) and, for R_FILE, the
+    file's descriptor and offset."""
+    if type(result) is list or type(result) is tuple:
+        return R_WHOLE, None
+    if type(result) is FileWrapper:
+        where = result.fd_and_offset()
+        if where is not None:
+            return R_FILE, where
+    return R_STREAM, None
 
 
 class Exchange:
@@ -462,21 +519,12 @@ class Exchange:
         self.sent = True
         n = len(data)
         if not more and OUT_FROM <= n <= OUT_MAX:
-            w = self.worker
-            out = w.out_file
-            if out is not None:
-                pos = w.out_pos
-                off = pos % OUT_SIZE
-                skip = OUT_SIZE - off if off + n > OUT_SIZE else 0
-                if ((pos - DONE.unpack_from(out, w.done_at)[0]) & 0xFFFFFFFF) + skip + n <= OUT_SIZE:
-                    # Room where berth is done: the body waits there, not
-                    # in the socket.
-                    pos = (pos + skip) & 0xFFFFFFFF
-                    start = w.out_at + (off + skip) % OUT_SIZE
-                    out[start : start + n] = data
-                    w.out_pos = (pos + n) & 0xFFFFFFFF
-                    wire.frame(T_RESPONSE, F_BODY_SHARED, U32.pack(len(head)), head, PLACE.pack(pos, n), weight=n)
-                    return
+            place = self.worker.to_ring(data)
+            if place is not None:
+                # The whole body in the out ring (R_WHOLE's second way):
+                # only its place goes in the frame.
+                wire.frame(T_RESPONSE, F_BODY_SHARED, U32.pack(len(head)), head, place, weight=n)
+                return
         wire.frame(T_RESPONSE, F_MORE if more else 0, U32.pack(len(head)), head, data)
 
 
@@ -510,6 +558,25 @@ class Worker:
         self.next = 0  # end of the request in progress
         self.seq = 0  # requests served on this socket
         self.fds = collections.deque()  # descriptors received, not yet taken
+
+    def to_ring(self, data):
+        """Put a whole body in the thread's ring of the out file, where
+        berth is done, and return its place for the frame (PLACE); None
+        when there is no room (or no out file): it goes in the frame."""
+        out = self.out_file
+        if out is None:
+            return None
+        n = len(data)
+        pos = self.out_pos
+        off = pos % OUT_SIZE
+        skip = OUT_SIZE - off if off + n > OUT_SIZE else 0
+        if ((pos - DONE.unpack_from(out, self.done_at)[0]) & 0xFFFFFFFF) + skip + n > OUT_SIZE:
+            return None
+        pos = (pos + skip) & 0xFFFFFFFF
+        start = self.out_at + (off + skip) % OUT_SIZE
+        out[start : start + n] = data
+        self.out_pos = (pos + n) & 0xFFFFFFFF
+        return PLACE.pack(pos, n)
 
     def fill(self, flags=0):
         """Read what the socket has into the buffer; False at EOF."""
@@ -557,78 +624,15 @@ class Worker:
         it = iter(str(view[4 : 4 + n], "latin-1").split("\0"))
         env = dict(zip(it, it))
         env.update(self.base)
-        fault = None  # a shared body that could not be read: the app gets a 500
-        if flags & F_BODY_SHARED:
-            body = None
-            try:
-                data = shared_bodies.read(self.fds.popleft(), int(env.get("CONTENT_LENGTH") or 0))
-            except Exception as e:
-                data, fault = b"", e
-            env["wsgi.input"] = io.BytesIO(data)
-        elif flags & F_BODY_SOCKET:
-            body = None
-            try:
-                fd = self.fds.popleft()
-            except IndexError:
-                data, fault = b"", BodyLost("the client's socket did not come with the request")
-            else:
-                try:
-                    data = socket_body(fd, view[4 + n :], env.get("CONTENT_LENGTH"))
-                except Exception as e:
-                    data, fault = b"", e if isinstance(e, BodyLost) else BodyLost("reading the request body: %r" % e)
-            env["wsgi.input"] = io.BytesIO(data)
-        elif flags & F_BODY_FD:
-            fd = self.fds.popleft()
-            os.lseek(fd, 0, os.SEEK_SET)
-            body = env["wsgi.input"] = open(fd, "rb")
-        else:
-            body = None
-            # From bytes, not the view: BytesIO then shares the bytes, and
-            # a read() of the whole body returns them without a copy (a
-            # 1 MiB upload read whole: 97 -> 35 us).
-            env["wsgi.input"] = io.BytesIO(bytes(view[4 + n :]))
+        body, fault = body_input(flags, view[4 + n :], env.get("CONTENT_LENGTH"), self.fds)
+        env["wsgi.input"] = body
         ex = Exchange(self.wire, self)
         result = None
         try:
             if fault is not None:
                 raise fault
             result = self.app(env, ex.start_response)
-            if type(result) is list or type(result) is tuple:
-                ex.send(b"".join(result), False)
-            elif not (type(result) is FileWrapper and self.send_file(ex, result)):
-                flush = self.wire.flush
-                beat = 0.0
-                left = None  # bytes to the app's Content-Length (-1: none)
-                complete = False
-                for chunk in result:
-                    if chunk:
-                        if left is None:
-                            left = ex.content_length()
-                        if left >= 0 and type(chunk) is bytes:
-                            # The chunk that reaches the app's length ends
-                            # the body: sent as complete, it is one frame
-                            # with the head for the usual framework
-                            # response (a list behind an iterator), which
-                            # berth answers with one write.
-                            left -= len(chunk)
-                            if left <= 0:
-                                ex.send(chunk, False)
-                                complete = True
-                                break
-                        ex.send(chunk, True)
-                        flush()
-                        if self.cancelled():
-                            break
-                    elif ex.sent:
-                        now = time.monotonic()
-                        if now - beat >= BEAT:
-                            beat = now
-                            self.wire.frame(T_BODY, F_MORE)
-                            flush()
-                            if self.cancelled():
-                                break
-                if not complete:
-                    ex.send(b"", False)
+            self.respond(ex, result)
         except BaseException as e:
             self.fail(env, ex, e)
         finally:
@@ -638,21 +642,61 @@ class Worker:
                     close()
                 except Exception:
                     self.log_exception(env, "close() of the response iterable")
-            if body is not None:
-                body.close()
+            if type(body) is not io.BytesIO:
+                body.close()  # a file of the worker's own (F_BODY_FD)
 
-    def send_file(self, ex, wrapper):
-        """Send the head (unless write() sent it), then the file itself for
-        berth to sendfile. False when the file cannot go that way."""
-        where = wrapper.fd_and_offset()
-        if where is None:
-            return False
+    def respond(self, ex, result):
+        """Send the app's answer by its route (response_route)."""
+        route, where = response_route(result)
+        if route == R_WHOLE:
+            ex.send(b"".join(result), False)
+        elif route == R_FILE:
+            self.send_file(ex, where)
+        else:
+            self.stream(ex, result)
+
+    def stream(self, ex, result):
+        """Send an iterable's chunks as the app makes them (R_STREAM), each
+        flushed, until it ends or berth cancels the request."""
+        flush = self.wire.flush
+        beat = 0.0
+        left = None  # bytes to the app's Content-Length (-1: none)
+        for chunk in result:
+            if chunk:
+                if left is None:
+                    left = ex.content_length()
+                if left >= 0 and type(chunk) is bytes:
+                    # The chunk that reaches the app's length ends the
+                    # body: sent as complete, it is one frame with the
+                    # head for the usual framework response (a list
+                    # behind an iterator), which berth answers with one
+                    # write.
+                    left -= len(chunk)
+                    if left <= 0:
+                        ex.send(chunk, False)
+                        return
+                ex.send(chunk, True)
+                flush()
+                if self.cancelled():
+                    break
+            elif ex.sent:
+                now = time.monotonic()
+                if now - beat >= BEAT:
+                    beat = now
+                    self.wire.frame(T_BODY, F_MORE)
+                    flush()
+                    if self.cancelled():
+                        break
+        ex.send(b"", False)
+
+    def send_file(self, ex, where):
+        """Send the head (unless write() sent it), then the file at where
+        (its descriptor and offset) for berth to sendfile (R_FILE)."""
         if not ex.sent:
             head = ex.head()
             ex.sent = True
             self.wire.frame(T_RESPONSE, F_MORE, U32.pack(len(head)), head)
         self.wire.send_file(*where)
-        return True
 
     def fail(self, env, ex, e):
         if isinstance(e, (KeyboardInterrupt, SystemExit)):
