@@ -14,14 +14,16 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/berthd/berth/internal/e2e"
 )
 
 // integrityBerth runs testdata's integrity app with marks in a temp dir;
 // extra goes in the app block.
-func integrityBerth(t *testing.T, extra string) (*instance, string) {
+func integrityBerth(t *testing.T, extra string) (*e2e.Instance, string) {
 	t.Helper()
 	dir := t.TempDir()
-	return startBerth(t, appConfig(systemPython(t), "integrity:app", fmt.Sprintf("env = { INTEGRITY_DIR = %q }\n%s", dir, extra), "")), dir
+	return e2e.StartBerth(t, e2e.AppConfig(e2e.SystemPython(t), "integrity:app", fmt.Sprintf("env = { INTEGRITY_DIR = %q }\n%s", dir, extra), "")), dir
 }
 
 // marks lists the marks of kind what: the pids that left them.
@@ -78,7 +80,7 @@ func TestChunkedCutShort(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			before := len(marks(t, dir, "upload"))
-			c, err := net.Dial("tcp", b.addr)
+			c, err := net.Dial("tcp", b.Addr)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -89,7 +91,7 @@ func TestChunkedCutShort(t *testing.T) {
 			}
 			_ = c.(*net.TCPConn).CloseWrite()
 			answer, _ := io.ReadAll(bufio.NewReader(c))
-			status := statusOf(string(answer))
+			status := e2e.StatusOf(string(answer))
 			time.Sleep(100 * time.Millisecond) // a mark the app would leave
 			called := len(marks(t, dir, "upload")) > before
 			switch {
@@ -133,7 +135,7 @@ func TestChunkedBadLine(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			before := len(marks(t, dir, "upload"))
-			c, err := net.Dial("tcp", b.addr)
+			c, err := net.Dial("tcp", b.Addr)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -178,7 +180,7 @@ func TestExitHooks(t *testing.T) {
     idle_timeout = "1s"
   }`)
 	pidOf := func(path string) int {
-		code, body := b.get(path)
+		code, body := b.Get(path)
 		pid, err := strconv.Atoi(body)
 		if code != 200 || err != nil {
 			t.Fatalf("GET %s: %d %q", path, code, body)
@@ -217,7 +219,7 @@ func TestExitHooks(t *testing.T) {
 	retired := 0
 	for deadline := time.Now().Add(8 * time.Second); time.Now().Before(deadline) && retired == 0; time.Sleep(50 * time.Millisecond) {
 		for p := range seen {
-			if !pidAlive(p) && waitMark(t, dir, "atexit", p, 0) {
+			if !e2e.PIDAlive(p) && waitMark(t, dir, "atexit", p, 0) {
 				retired = p
 			}
 		}
@@ -228,7 +230,7 @@ func TestExitHooks(t *testing.T) {
 
 	// Left behind by a reload.
 	old := pidOf("/pid")
-	if code, out := b.reload(); code != 0 {
+	if code, out := b.Reload(); code != 0 {
 		t.Fatalf("reload: %d %s", code, out)
 	}
 	if !waitMark(t, dir, "atexit", old, 5*time.Second) {
@@ -237,8 +239,8 @@ func TestExitHooks(t *testing.T) {
 
 	// Stopped with berth.
 	last := pidOf("/pid")
-	_ = b.cmd.Process.Signal(syscall.SIGTERM)
-	<-b.done
+	_ = b.Cmd.Process.Signal(syscall.SIGTERM)
+	<-b.Done
 	if !waitMark(t, dir, "atexit", last, time.Second) {
 		t.Errorf("stop: no atexit mark from worker %d", last)
 	}
@@ -248,13 +250,13 @@ func TestExitHooks(t *testing.T) {
 // berth's log at once, not when the worker exits (PEP 3333).
 func TestErrorsFlush(t *testing.T) {
 	b, _ := integrityBerth(t, "workers = 1")
-	if code, _ := b.get("/errors?abc"); code != 200 {
+	if code, _ := b.Get("/errors?abc"); code != 200 {
 		t.Fatalf("GET /errors: %d", code)
 	}
-	if err := b.waitFor(`flushed-abc`, 2*time.Second); err != nil {
+	if err := b.WaitFor(`flushed-abc`, 2*time.Second); err != nil {
 		t.Errorf("the flushed half line is not in the log: %v", err)
 	}
-	if _, err := os.Stat("/proc/" + strconv.Itoa(b.cmd.Process.Pid)); err != nil {
+	if _, err := os.Stat("/proc/" + strconv.Itoa(b.Cmd.Process.Pid)); err != nil {
 		t.Errorf("berth is gone: %v", err)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/berthd/berth/internal/e2e"
 	"github.com/berthd/berth/server"
 )
 
@@ -76,7 +77,7 @@ func TestLimitsSystemd(t *testing.T) {
 		{"vm", "0.0.0.0", func(t *testing.T, port int) *container { return bootVM(t, port) }},
 	} {
 		t.Run(m.name, func(t *testing.T) {
-			port := freePort(t)
+			port := e2e.FreePort(t)
 			testLimits(t, m.boot(t, port), m.listen, port)
 		})
 	}

@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/berthd/berth/internal/e2e"
 )
 
 // buildPackage runs packaging/build.sh for version and returns the paths
@@ -119,7 +121,7 @@ func TestPackages(t *testing.T) {
 		}
 	})
 
-	port := freePort(t)
+	port := e2e.FreePort(t)
 	c.write("/etc/berth/demo.hcl", fmt.Sprintf(`
 listener "http" {
   address = "127.0.0.1:%d"
@@ -286,7 +288,7 @@ func testPackagedSocketBehindNginx(t *testing.T, c *container) {
 // user, on a free port proxying to sock; it returns the URL of the site.
 func (c *container) startNginx(user, sock string) string {
 	c.t.Helper()
-	port := freePort(c.t)
+	port := e2e.FreePort(c.t)
 	dir := "/srv/nginx-" + user
 	c.write(dir+"/nginx.conf", nginxConfig(user, dir, sock, port))
 	c.must("systemd-run", "--unit=test-nginx-"+user, "/usr/sbin/nginx", "-e", dir+"/error.log", "-p", dir, "-c", dir+"/nginx.conf", "-g", "daemon off;")

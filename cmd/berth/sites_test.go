@@ -14,6 +14,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/berthd/berth/internal/e2e"
 )
 
 // TestSystemdSites runs the many-sites-per-host features under one
@@ -67,7 +69,7 @@ var overallExposure = regexp.MustCompile(`Overall exposure level for \S+: ([0-9.
 // the Flask and Django examples serve under them.
 func testSandbox(t *testing.T, c *container) {
 	examples := c.examples()
-	flask, django := freePort(t), freePort(t)
+	flask, django := e2e.FreePort(t), e2e.FreePort(t)
 	c.installConfig("ex", fmt.Sprintf(`
 listener "flask" {
   address = "127.0.0.1:%d"
@@ -103,7 +105,7 @@ app "notes" {
 			t.Errorf("GET %s: %d %q, want 200 with %q", tc.url, code, body, tc.want)
 		}
 	}
-	resp, err := httpClient.PostForm(base(flask)+"/order", url.Values{"name": {"cup"}, "qty": {"3"}})
+	resp, err := e2e.HTTPClient.PostForm(base(flask)+"/order", url.Values{"name": {"cup"}, "qty": {"3"}})
 	if err != nil || resp.StatusCode/100 != 2 {
 		t.Errorf("POST /order to Flask: %v %v", resp, err)
 	} else {
@@ -142,7 +144,7 @@ func statusField(status, key string) string {
 // getURL fetches u, failing the test on a transport error.
 func getURL(t *testing.T, u string) (int, string) {
 	t.Helper()
-	resp, err := httpClient.Get(u)
+	resp, err := e2e.HTTPClient.Get(u)
 	if err != nil {
 		t.Fatalf("GET %s: %v", u, err)
 	}
@@ -202,7 +204,7 @@ func testHandOver(t *testing.T, c *container) {
 // is answered 200, and the cold start (connect to first byte) is logged.
 func testIdleExit(t *testing.T, c *container) {
 	examples := c.examples()
-	port := freePort(t)
+	port := e2e.FreePort(t)
 	c.installConfig("idle", fmt.Sprintf(`
 idle_exit = "3s"
 listener "http" {
@@ -219,7 +221,7 @@ app "shop" {
 	if code, _ := getURL(t, "http://"+addr+"/items"); code != 200 {
 		t.Fatalf("first request: %d", code)
 	}
-	httpClient.CloseIdleConnections() // its keep-alive connection would count as open
+	e2e.HTTPClient.CloseIdleConnections() // its keep-alive connection would count as open
 	// An open keep-alive connection, idle after its request, keeps berth
 	// up. (One that sends nothing is not berth's yet: the kernel holds it
 	// for DeferAcceptSec.)

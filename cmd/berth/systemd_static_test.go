@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+
+	"github.com/berthd/berth/internal/e2e"
 )
 
 // TestSystemdStatic runs a site with two static directories under the
@@ -12,7 +14,7 @@ import (
 // /var/tmp, which PrivateTmp= hides unless the unit binds it back in.
 func TestSystemdStatic(t *testing.T) {
 	c := bootContainer(t)
-	port := freePort(t)
+	port := e2e.FreePort(t)
 	c.write("/srv/berth-static/static/site.css", "srv css\n")
 	c.write("/var/tmp/berth-static/files/tmp.txt", "tmp txt\n")
 	c.write("/etc/berth/st.hcl", fmt.Sprintf(`

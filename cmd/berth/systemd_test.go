@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/berthd/berth/internal/e2e"
 )
 
 // The tests in this file run berth under a real systemd: a container
@@ -29,7 +30,7 @@ type container struct {
 	root string
 	cmd  *exec.Cmd
 	pid  int // the container's systemd, as the host sees it
-	out  *syncBuffer
+	out  *e2e.SyncBuffer
 	vm   *vm // set when it is a VM (vm_test.go): commands go to its agent
 }
 
@@ -107,7 +108,7 @@ func newRoot(t *testing.T) *container {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &container{t: t, dir: dir, root: filepath.Join(dir, "root"), out: &syncBuffer{}}
+	c := &container{t: t, dir: dir, root: filepath.Join(dir, "root"), out: &e2e.SyncBuffer{}}
 	for _, d := range []string{"up", "work", "root"} {
 		os.MkdirAll(filepath.Join(dir, d), 0o755)
 	}
@@ -126,7 +127,7 @@ func newRoot(t *testing.T) *container {
 	if err := os.Symlink("/etc/systemd/system/berth-test.target", filepath.Join(c.root, "etc/systemd/system/default.target")); err != nil {
 		t.Fatal(err)
 	}
-	bin, err := os.ReadFile(berthBin)
+	bin, err := os.ReadFile(e2e.Bin)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -144,7 +145,7 @@ func findInit(pid int) int {
 	for len(queue) > 0 {
 		p := queue[0]
 		queue = queue[1:]
-		for _, child := range childPIDs(p) {
+		for _, child := range e2e.ChildPIDs(p) {
 			b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", child))
 			if strings.HasPrefix(string(b), "/usr/lib/systemd/systemd") || strings.HasPrefix(string(b), "/sbin/init") {
 				return child
@@ -239,7 +240,7 @@ type site struct {
 // socket.
 func (c *container) install(name, env string, dropIn string) *site {
 	c.t.Helper()
-	port := freePort(c.t)
+	port := e2e.FreePort(c.t)
 	c.write("/etc/berth/"+name+".hcl", fmt.Sprintf(`
 listener "http" {
   address = "127.0.0.1:%d"
@@ -261,17 +262,8 @@ app "shop" {
 	return &site{c: c, name: name, port: port, url: fmt.Sprintf("http://127.0.0.1:%d", port)}
 }
 
-func freePort(t *testing.T) int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 func (s *site) get(path string) (int, string, error) {
-	resp, err := httpClient.Get(s.url + path)
+	resp, err := e2e.HTTPClient.Get(s.url + path)
 	if err != nil {
 		return 0, "", err
 	}
