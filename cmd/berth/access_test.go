@@ -20,6 +20,7 @@ const hostileUA = "evil\" \\ {\"status\":1} \xe9"
 // object with the user agent, referer, protocol, queue wait and the
 // duration in microseconds, whatever the client put in its headers.
 func TestAccessRecordJSON(t *testing.T) {
+	t.Parallel()
 	cfg := e2e.AppConfig(e2e.SystemPython(t), "probe:app", "workers = 1", "") + "\nlog {\n  format = \"json\"\n}\n"
 	b := e2e.Launch(t, cfg)
 	if err := b.WaitFor(`"msg":"ready"`, 30*time.Second); err != nil {
@@ -78,6 +79,7 @@ func TestAccessRecordJSON(t *testing.T) {
 // TestAccessCombined: with access_format = "combined", each request is a
 // line of the combined log format on stdout, the user agent escaped.
 func TestAccessCombined(t *testing.T) {
+	t.Parallel()
 	cfg := e2e.AppConfig(e2e.SystemPython(t), "probe:app", "workers = 1", "") + "\nlog {\n  access_format = \"combined\"\n}\n"
 	b := e2e.StartBerth(t, cfg)
 	resp := b.Raw("GET /pid HTTP/1.1\r\nHost: a\r\nUser-Agent: "+hostileUA+"\r\nConnection: close\r\n\r\n", 5*time.Second)

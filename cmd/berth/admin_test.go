@@ -83,6 +83,7 @@ var probeClient = &http.Client{Timeout: 5 * time.Second, Transport: &http.Transp
 // then 200; /healthz follows the supervision loop; anything else is 404;
 // `berth status` says the same.
 func TestAdminEndpoints(t *testing.T) {
+	t.Parallel()
 	b := e2e.Launch(t, whoamiConfig(t, "127.0.0.1:0", "127.0.0.1:0", `BOOT_DELAY = "2"`, "", ""))
 	admin := "http://" + b.AdminAddr()
 	code, body, err := probe("GET", admin+"/readyz")
@@ -256,6 +257,7 @@ func pollReady(ctx context.Context, url string, interval time.Duration) (first f
 // those 2 s; only then does berth stop accepting (connections refused)
 // and exit.
 func TestDrainDelay(t *testing.T) {
+	// Serial: it times /readyz's turn to 200 ms of SIGTERM.
 	const delay = 2 * time.Second
 	b := e2e.StartBerth(t, whoamiConfig(t, "127.0.0.1:0", "127.0.0.1:0", "", "", `drain_delay = "2s"`))
 	admin := "http://" + b.AdminAddr()
@@ -311,6 +313,7 @@ func TestDrainDelay(t *testing.T) {
 // address keeps its socket, a busy one fails the reload and changes
 // nothing, a new one moves the admin listener.
 func TestAdminReload(t *testing.T) {
+	t.Parallel()
 	b := e2e.StartBerth(t, whoamiConfig(t, "127.0.0.1:0", "127.0.0.1:0", `BOOT_DELAY = "0.5"`, "", ""))
 	addr := b.AdminAddr()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -392,6 +395,7 @@ func waitRefused(t *testing.T, network, addr string) {
 // TestAdminPassedSocket: a socket systemd passes as berth-admin is the
 // admin listener; the admin block's own address is not bound.
 func TestAdminPassedSocket(t *testing.T) {
+	t.Parallel()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -431,6 +435,7 @@ func TestAdminPassedSocket(t *testing.T) {
 // TestDrainCutShort: while berth drains, a reload is refused, a second
 // SIGTERM changes nothing, and SIGINT stops at once.
 func TestDrainCutShort(t *testing.T) {
+	t.Parallel()
 	b := e2e.StartBerth(t, whoamiConfig(t, "127.0.0.1:0", "127.0.0.1:0", "", "", `drain_delay = "30s"`))
 	b.Cmd.Process.Signal(syscall.SIGTERM)
 	if err := b.WaitFor(`draining: /readyz answers 503`, 5*time.Second); err != nil {

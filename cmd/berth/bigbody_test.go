@@ -94,6 +94,7 @@ func (p *pattern) Read(b []byte) (int, error) {
 // them, so the test moves 256 MiB, which under the race detector takes a
 // quarter of the 87 s that 1 GiB took).
 func TestBigBodies(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("moves 1 GiB through loopback; skipped with -short")
 	}
@@ -184,6 +185,7 @@ func TestBigBodies(t *testing.T) {
 // also the one an app keeps unread past its request while the buffer it
 // came in serves the next upload.
 func TestSharedBodies(t *testing.T) {
+	t.Parallel()
 	b := e2e.StartBerth(t, e2e.AppConfig(e2e.SystemPython(t), "probe:app", "workers = 1", ""))
 	client := &http.Client{Timeout: 30 * time.Second}
 	post := func(path string, body []byte) (map[string]any, error) {
@@ -296,6 +298,7 @@ func sharedMaps(pid int) int {
 // and short of its Content-Length (sent from the ring as a stream). Then
 // that the worker's ring was used at all: its shared memory is resident.
 func TestSharedResponses(t *testing.T) {
+	t.Parallel()
 	for _, cfg := range []string{"workers = 2", "workers = 1\n  threads = 3"} {
 		t.Run(strings.ReplaceAll(cfg, "\n  ", ", "), func(t *testing.T) {
 			b := e2e.StartBerth(t, e2e.AppConfig(e2e.SystemPython(t), "probe:app", cfg, ""))
@@ -363,6 +366,7 @@ func TestSharedResponses(t *testing.T) {
 // only one) goes on answering others through the ring. That a held body
 // outlives its write is front's TestHeldBodyOutlivesWrite.
 func TestSlowClientRingBody(t *testing.T) {
+	t.Parallel()
 	b := e2e.StartBerth(t, e2e.AppConfig(e2e.SystemPython(t), "probe:app", "workers = 1", ""))
 	d := net.Dialer{Control: func(_, _ string, c syscall.RawConn) error {
 		// A small window from the start, so the body waits in berth's
@@ -427,6 +431,7 @@ func TestSlowClientRingBody(t *testing.T) {
 // the second's request bodies. The buffers each worker has mapped (by
 // inode, from /proc/PID/maps) must be disjoint.
 func TestSharedBodiesPerApp(t *testing.T) {
+	t.Parallel()
 	py := e2e.SystemPython(t)
 	app := func(name, mount string) string {
 		return e2e.ProbeApp(name, py, fmt.Sprintf("mount = %q", mount))
@@ -511,6 +516,7 @@ func concurrently(t *testing.T, clients, rounds int, f func(c, i int) error) {
 // read them from the socket, its read count says (/proc/PID/io: a copy
 // from shared memory is no read).
 func TestSocketBodies(t *testing.T) {
+	t.Parallel()
 	b := e2e.StartBerth(t, e2e.AppConfig(e2e.SystemPython(t), "probe:app",
 		"workers = 1\n  queue_timeout = \"500ms\"\n  buffer_body_bytes = \"64MiB\"\n  max_body_bytes = \"128MiB\"", `body_timeout = "2s"`))
 	body := func(size, seed int) []byte {

@@ -63,6 +63,7 @@ def application(environ, start_response):
 // caching for their hashed names) and that none of those requests
 // reached the app.
 func TestDjangoStatic(t *testing.T) {
+	t.Parallel()
 	py := e2e.SystemPython(t)
 	needDjango(t, py)
 	dir := t.TempDir()

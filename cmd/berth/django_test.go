@@ -36,6 +36,7 @@ func needDjango(t *testing.T, python string) {
 // routing, JSON, the CSRF check of a form, uploads, a FileResponse and a
 // StreamingHttpResponse through berth.
 func TestDjangoExample(t *testing.T) {
+	t.Parallel()
 	py := e2e.SystemPython(t)
 	needDjango(t, py)
 	wd, _ := os.Getwd()

@@ -89,6 +89,7 @@ func berthOut(t *testing.T, dir string, env []string, args ...string) (int, stri
 // with two workers and no file, flags given before or after the module;
 // what --print-config prints passes berth check and serves the same.
 func TestServeModule(t *testing.T) {
+	t.Parallel()
 	dir := appDir(t)
 	path := debianPath(t)
 	for _, args := range [][]string{
@@ -150,6 +151,7 @@ func withoutBind(args []string) []string {
 // starts; Gunicorn's flags that berth has no equivalent of name the
 // reason.
 func TestServeArgs(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		args []string
 		code int
@@ -186,6 +188,7 @@ func TestServeArgs(t *testing.T) {
 // set, whatever PATH says), berth serve runs the app with the venv's
 // interpreter.
 func TestServeVenv(t *testing.T) {
+	t.Parallel()
 	python := e2e.SystemPython(t)
 	venv := filepath.Join(t.TempDir(), "venv")
 	if out, err := exec.Command(python, "-m", "venv", "--without-pip", "--system-site-packages", venv).CombinedOutput(); err != nil {
@@ -208,6 +211,7 @@ func TestServeVenv(t *testing.T) {
 // interpreter and says which, in what time, or prints the traceback; a
 // missing interpreter is reported at its line with or without --import.
 func TestCheckEnvAndImport(t *testing.T) {
+	t.Parallel()
 	python := e2e.SystemPython(t)
 	dir := appDir(t)
 	if err := os.WriteFile(filepath.Join(dir, "broken.py"), []byte("import json\nVALUE = json.loads('{not json')\n"), 0o644); err != nil {
@@ -303,6 +307,7 @@ func unsetEmpty(env []string) []string {
 // workers) on both, a TCP port and a Unix socket named relative to the
 // current directory.
 func TestServeBinds(t *testing.T) {
+	t.Parallel()
 	dir := appDir(t)
 	inst := startServe(t, dir, []string{debianPath(t)}, "who:app", "-w", "1", "-b", fmt.Sprintf("127.0.0.1:%d", e2e.FreePort(t)), "-b", "unix:who.sock")
 	_, overTCP := inst.Get("/")
@@ -327,6 +332,7 @@ func TestServeBinds(t *testing.T) {
 // edit that does not import leaves the last good code serving, with its
 // traceback logged; fixing it serves the fix.
 func TestServeReload(t *testing.T) {
+	t.Parallel()
 	dir := appDir(t)
 	file := filepath.Join(dir, "who.py")
 	inst := startServe(t, dir, []string{debianPath(t)}, "who:app", "-w", "1", "--reload", "-b", fmt.Sprintf("127.0.0.1:%d", e2e.FreePort(t)))
@@ -369,6 +375,7 @@ func TestServeReload(t *testing.T) {
 // TestServeReloadConfig: with --reload, an edit of the configuration file
 // itself is applied.
 func TestServeReloadConfig(t *testing.T) {
+	t.Parallel()
 	dir := appDir(t)
 	file := filepath.Join(dir, "who.hcl")
 	src := fmt.Sprintf("listener \"http\" {\n  address = \"127.0.0.1:%d\"\n}\n\napp \"who\" {\n  module  = \"who:app\"\n  python  = %q\n  workers = 1\n}\n", e2e.FreePort(t), e2e.SystemPython(t))

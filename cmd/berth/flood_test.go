@@ -21,6 +21,7 @@ import (
 // answer. curl without Expect: 100-continue, 20 times; then a raw client
 // that goes on sending.
 func TestEarlyRefusalSeen(t *testing.T) {
+	t.Parallel()
 	curl, err := exec.LookPath("curl")
 	if err != nil {
 		t.Skip("no curl: apt-get install curl")
@@ -97,6 +98,7 @@ func openPartial(t *testing.T, addr string, n int) []net.Conn {
 // closes. (fasthttp's Serve returns on EMFILE, which used to take the
 // whole instance down.)
 func TestDescriptorFlood(t *testing.T) {
+	t.Parallel()
 	prlimit, err := exec.LookPath("prlimit")
 	if err != nil {
 		t.Skip("no prlimit (util-linux)")
@@ -132,6 +134,7 @@ func TestDescriptorFlood(t *testing.T) {
 // max_connections (the default: three quarters of the file limit) a new
 // connection gets 503; berth serves again as they close.
 func TestConnectionCaps(t *testing.T) {
+	t.Parallel()
 	python := e2e.SystemPython(t)
 	perIP := e2e.StartBerth(t, e2e.AppConfig(python, "probe:app", "workers = 1", `max_connections_per_ip = 5
   trusted_proxies = []`))

@@ -141,6 +141,7 @@ func waitServer(t *testing.T, sock, server, status string) time.Duration {
 // the PROXY protocol, the app sees the client's own address (127.0.0.2,
 // not HAProxy's 127.0.0.1).
 func TestHAProxy(t *testing.T) {
+	t.Parallel()
 	e2e.SystemPython(t)
 	var apps, admins [2]int
 	for i := range 2 {

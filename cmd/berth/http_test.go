@@ -25,6 +25,7 @@ import (
 
 // TestEnviron checks the PEP 3333 environ a worker builds.
 func TestEnviron(t *testing.T) {
+	t.Parallel()
 	b := e2e.StartBerth(t, e2e.AppConfig(e2e.SystemPython(t), "probe:app", "", ""))
 	req := "POST /a%20b/%C3%A9%2F?x=1&y=%20 HTTP/1.1\r\n" +
 		"Host: example.test:8080\r\n" +
@@ -122,6 +123,7 @@ func TestEnviron(t *testing.T) {
 }
 
 func TestRequestBodies(t *testing.T) {
+	t.Parallel()
 	b := e2e.StartBerth(t, e2e.AppConfig(e2e.SystemPython(t), "probe:app", `max_body_bytes = "4MiB"`, ""))
 	big := strings.Repeat("berth-body-", 300000) // 3.3 MB, several socket buffers
 	sum := sha256.Sum256([]byte(big))
@@ -186,6 +188,7 @@ func TestRequestBodies(t *testing.T) {
 // TestLimits sends one request past each limit and checks the status and
 // that berth closes the connection cleanly (the read ends, no reset hang).
 func TestLimits(t *testing.T) {
+	t.Parallel()
 	b := e2e.StartBerth(t, e2e.AppConfig(e2e.SystemPython(t), "probe:app", `max_body_bytes = "1KiB"`,
 		`max_header_bytes = "4KiB"
   max_uri_bytes    = "1KiB"`))
@@ -228,6 +231,7 @@ func TestLimits(t *testing.T) {
 }
 
 func TestKeepAliveAndPipelining(t *testing.T) {
+	t.Parallel()
 	b := e2e.StartBerth(t, e2e.AppConfig(e2e.SystemPython(t), "probe:app", "", `idle_timeout = "1s"`))
 	c, err := net.Dial("tcp", b.Addr)
 	if err != nil {
@@ -261,6 +265,7 @@ func TestKeepAliveAndPipelining(t *testing.T) {
 }
 
 func TestReadTimeouts(t *testing.T) {
+	t.Parallel()
 	b := e2e.StartBerth(t, e2e.AppConfig(e2e.SystemPython(t), "probe:app", "", `header_timeout = "1s"
   body_timeout   = "3s"`))
 	t.Run("body slower than header_timeout, within body_timeout", func(t *testing.T) {
@@ -303,6 +308,7 @@ func TestReadTimeouts(t *testing.T) {
 
 // TestUnixListener serves over a Unix socket.
 func TestUnixListener(t *testing.T) {
+	t.Parallel()
 	sock := filepath.Join(t.TempDir(), "berth.sock")
 	cfg := strings.Replace(e2e.AppConfig(e2e.SystemPython(t), "probe:app", "workers = 1", ""), `"127.0.0.1:0"`, fmt.Sprintf("%q", "unix:"+sock), 1)
 	b := e2e.StartBerth(t, cfg)
@@ -331,6 +337,7 @@ func TestUnixListener(t *testing.T) {
 }
 
 func TestAppErrors(t *testing.T) {
+	t.Parallel()
 	b := e2e.StartBerth(t, e2e.AppConfig(e2e.SystemPython(t), "probe:app", "workers = 1", ""))
 	pid := b.PID()
 	if code, body := b.Get("/raise"); code != 500 || body != "Internal Server Error\n" {
@@ -375,6 +382,7 @@ func TestAppErrors(t *testing.T) {
 }
 
 func TestHeadAndHTTP10(t *testing.T) {
+	t.Parallel()
 	b := e2e.StartBerth(t, e2e.AppConfig(e2e.SystemPython(t), "probe:app", "workers = 1", ""))
 	resp, err := e2e.HTTPClient.Head(b.URL("/status"))
 	if err != nil {
@@ -403,6 +411,7 @@ func TestHeadAndHTTP10(t *testing.T) {
 // reading, frees its worker within seconds; when it leaves, the worker is
 // told, calls the iterable's close() and stays.
 func TestAbandonedStreams(t *testing.T) {
+	t.Parallel()
 	b := e2e.StartBerth(t, e2e.AppConfig(e2e.SystemPython(t), "probe:app", "workers = 1\n  timeout = \"60s\"", `write_timeout = "1s"`))
 	t.Run("client disconnects", func(t *testing.T) {
 		c, err := net.Dial("tcp", b.Addr)
@@ -456,6 +465,7 @@ func TestAbandonedStreams(t *testing.T) {
 }
 
 func TestStreamingResponse(t *testing.T) {
+	t.Parallel()
 	b := e2e.StartBerth(t, e2e.AppConfig(e2e.SystemPython(t), "probe:app", "workers = 1", ""))
 	resp, err := e2e.HTTPClient.Get(b.URL("/stream?1000"))
 	if err != nil {
@@ -488,6 +498,7 @@ func TestStreamingResponse(t *testing.T) {
 // TestLargeListBody: a one-frame body too big to copy is written from the
 // worker's frame, with its length, for HTTP/1.1 and HTTP/1.0 alike.
 func TestLargeListBody(t *testing.T) {
+	t.Parallel()
 	b := e2e.StartBerth(t, e2e.AppConfig(e2e.SystemPython(t), "probe:app", "workers = 1", ""))
 	const n = 3 << 20
 	for _, proto := range []string{"HTTP/1.1", "HTTP/1.0"} {

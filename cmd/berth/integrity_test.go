@@ -61,6 +61,7 @@ func waitMark(t *testing.T, dir, what string, pid int, d time.Duration) bool {
 // refused, in memory and past buffer_body_bytes alike, and the app is
 // never called with it; the same upload sent whole, then ended, is served.
 func TestChunkedCutShort(t *testing.T) {
+	t.Parallel()
 	b, dir := integrityBerth(t, `workers = 1
   buffer_body_bytes = "64KiB"`)
 	head := "POST /upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
@@ -113,6 +114,7 @@ func TestChunkedCutShort(t *testing.T) {
 // line's, not the stream's end. Well-formed ones with BWS around ';' and
 // '=' are served, in memory and spilled.
 func TestChunkedBadLine(t *testing.T) {
+	t.Parallel()
 	b, dir := integrityBerth(t, `workers = 1
   buffer_body_bytes = "64KiB"`)
 	head := "POST /upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
@@ -171,6 +173,7 @@ func TestChunkedBadLine(t *testing.T) {
 // on purpose — recycled, retired by scaling down, left behind by a
 // reload, stopped with berth — within graceful_timeout.
 func TestExitHooks(t *testing.T) {
+	t.Parallel()
 	b, dir := integrityBerth(t, `max_requests = 3
   graceful_timeout = "5s"
   workers {
@@ -249,6 +252,7 @@ func TestExitHooks(t *testing.T) {
 // TestErrorsFlush: wsgi.errors.write of half a line and flush() reach
 // berth's log at once, not when the worker exits (PEP 3333).
 func TestErrorsFlush(t *testing.T) {
+	t.Parallel()
 	b, _ := integrityBerth(t, "workers = 1")
 	if code, _ := b.Get("/errors?abc"); code != 200 {
 		t.Fatalf("GET /errors: %d", code)

@@ -68,6 +68,8 @@ app "calm" {
 // controllers, what needs them is skipped there by name, and berth says
 // once why the limits are off; the VM has them all.
 func TestLimitsSystemd(t *testing.T) {
+	// Serial: QEMU emulates the VM's CPUs in software, and beside the
+	// parallel tests it did not boot within its 60 s.
 	for _, m := range []struct {
 		name   string
 		listen string // the address in the machine the site's listener binds

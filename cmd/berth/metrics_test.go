@@ -60,6 +60,7 @@ app "shop" {
 // promtool accepts the output, and `berth status --json` carries the same
 // figures as /metrics.
 func TestPrometheus(t *testing.T) {
+	t.Parallel()
 	b := e2e.StartBerth(t, shopConfig(t, ""))
 	admin := b.AdminAddr()
 	prom := startPrometheus(t, admin)

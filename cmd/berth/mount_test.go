@@ -15,6 +15,7 @@ import (
 // at /api/v2, and one for the host blog.test — and checks each request
 // reaches the right one with SCRIPT_NAME and PATH_INFO split at its mount.
 func TestMounting(t *testing.T) {
+	t.Parallel()
 	py := e2e.SystemPython(t)
 	app := func(name, extra string) string {
 		return e2e.ProbeApp(name, py, fmt.Sprintf("env = { PROBE_NAME = %q }\n  %s", name, extra))
@@ -74,6 +75,7 @@ listener "http" {
 // TestNoRootApp: with no app at "/", a path outside every mount is 404
 // from berth, and the connection stays usable.
 func TestNoRootApp(t *testing.T) {
+	t.Parallel()
 	b := e2e.StartBerth(t, e2e.AppConfig(e2e.SystemPython(t), "probe:app", `mount = "/app"`, ""))
 	raw := b.Raw("GET /elsewhere HTTP/1.1\r\nHost: x\r\n\r\nGET /app/env HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 10*time.Second)
 	if strings.Count(raw, "HTTP/1.1 404") != 1 || !strings.Contains(raw, "no app is mounted at this path") || !strings.Contains(raw, `"SCRIPT_NAME": "/app"`) {

@@ -18,6 +18,7 @@ import (
 // berth's caching, its .gz siblings and no dotfiles, and passes the rest
 // to berth's app.
 func TestNginxStatic(t *testing.T) {
+	t.Parallel()
 	py := e2e.SystemPython(t)
 	nginx := needNginx(t)
 	dir := sharedTempDir(t)

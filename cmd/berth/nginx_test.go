@@ -53,6 +53,7 @@ def info():
 // must see https and log its admin in, and a Flask app must see https,
 // its client's address (127.0.0.2, not nginx's) and its host and port.
 func TestBehindNginx(t *testing.T) {
+	t.Parallel()
 	py := e2e.SystemPython(t)
 	needDjango(t, py)
 	e2e.NeedFlask(t, py)
@@ -192,6 +193,7 @@ func makeSecuresiteDB(t *testing.T, py, testdata, db string) {
 // listener that trusts no proxy changes nothing with forwarding headers:
 // the app sees http, the client's own address and the Host it sent.
 func TestUntrustedForwarding(t *testing.T) {
+	t.Parallel()
 	py := e2e.SystemPython(t)
 	b := e2e.StartBerth(t, e2e.AppConfig(py, "probe:app", "workers = 1", "trusted_proxies = []"))
 	client := clientFrom(t, "127.0.0.3", nil)
@@ -229,6 +231,7 @@ func TestUntrustedForwarding(t *testing.T) {
 // TestNginxCommand: berth nginx's flags reach the rendering, warnings go
 // to stderr beside a configuration that still prints, and refusals fail.
 func TestNginxCommand(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name   string
 		args   []string

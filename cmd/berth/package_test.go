@@ -46,6 +46,7 @@ func buildPackage(t *testing.T, version, into string) (deb, rpm string) {
 // upgrades, removes and purges the .deb under a real systemd while a site
 // serves requests.
 func TestPackages(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("-short: the package test builds packages and boots systemd")
 	}
@@ -308,6 +309,7 @@ func (c *container) startNginx(user, sock string) string {
 // `go run ./cmd/berth units --template --package deb --dir packaging/systemd/deb`,
 // and the same for rpm).
 func TestTemplateUnitsCommitted(t *testing.T) {
+	t.Parallel()
 	for _, pkg := range []string{"deb", "rpm"} {
 		dir := t.TempDir()
 		var out, errb strings.Builder

@@ -30,6 +30,7 @@ import (
 // One berth serves every probe: one listener per probe module, each routed
 // to its own app of one worker, so a row reaches exactly its app.
 func TestPEP3333(t *testing.T) {
+	t.Parallel()
 	py := e2e.SystemPython(t)
 	dir := t.TempDir()
 	rows := pepRows(dir)

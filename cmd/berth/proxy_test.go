@@ -81,6 +81,7 @@ const envGET = "GET /env HTTP/1.1\r\nHost: shop.example\r\n\r\n"
 // valid header, or from a peer outside trusted_proxies, is closed with no
 // answer while berth goes on serving.
 func TestProxyProtocol(t *testing.T) {
+	t.Parallel()
 	python := e2e.SystemPython(t)
 	inst := e2e.StartBerth(t, e2e.AppConfig(python, "probe:app", "workers = 1", `proxy_protocol = true
   header_timeout = "1s"`))

@@ -75,6 +75,7 @@ func parseReadmeCmd(code string) readmeCmd {
 // after ": ". The one liberty: port 8000 becomes a free port, given with
 // -b where the README relies on the default, since the machine is shared.
 func TestQuickStart(t *testing.T) {
+	t.Parallel()
 	if _, err := exec.LookPath("curl"); err != nil {
 		t.Skip("the quick start uses curl: apt-get install curl")
 	}

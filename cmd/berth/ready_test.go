@@ -28,6 +28,7 @@ def app(environ, start_response):
 // metrics show the slot in back-off; a reload with the app fixed brings
 // /readyz back to 200.
 func TestReadyAfterReload(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	broken := filepath.Join(dir, "broken")
 	if err := os.WriteFile(filepath.Join(dir, "flaky.py"), []byte(flakyApp), 0o644); err != nil {

@@ -16,6 +16,7 @@ import (
 )
 
 func TestHelloExample(t *testing.T) {
+	t.Parallel()
 	py := e2e.SystemPython(t)
 	wd, _ := os.Getwd()
 	cfg := fmt.Sprintf(`
@@ -44,6 +45,7 @@ app "hello" {
 }
 
 func TestFlaskExample(t *testing.T) {
+	t.Parallel()
 	py := e2e.SystemPython(t)
 	e2e.NeedFlask(t, py)
 	wd, _ := os.Getwd()
@@ -93,6 +95,7 @@ app "shop" {
 }
 
 func TestCheckCommand(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		args     []string
 		code     int
@@ -118,6 +121,7 @@ func TestCheckCommand(t *testing.T) {
 // TestJSONLog: log { format = "json" } writes one JSON object per line,
 // the access record's fields included.
 func TestJSONLog(t *testing.T) {
+	t.Parallel()
 	cfg := e2e.AppConfig(e2e.SystemPython(t), "probe:app", "workers = 1", "") + "\nlog {\n  format = \"json\"\n}\n"
 	inst := e2e.Launch(t, cfg)
 	if err := inst.WaitFor(`"msg":"listening"`, 30*time.Second); err != nil {
@@ -151,6 +155,7 @@ func TestJSONLog(t *testing.T) {
 
 // TestBadConfigServe: serve refuses a bad config with its diagnostics.
 func TestBadConfigServe(t *testing.T) {
+	t.Parallel()
 	inst := e2e.Launch(t, "listener \"http\" {\n  address = \"127.0.0.1:0\"\n}\napp \"x\" {\n  module = \"x:app\"\n  timeout = \"soon\"\n}\n")
 	<-inst.Done
 	if ee, ok := inst.Err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {

@@ -23,6 +23,7 @@ import (
 // sandbox of rendered units with the real examples, restarts that hand
 // idle connections over, idle_exit, per-app limits and `berth sites`.
 func TestSystemdSites(t *testing.T) {
+	t.Parallel()
 	c := bootContainer(t)
 	t.Run("sandbox: exposure at most 2.0, unprivileged, Flask and Django serve", func(t *testing.T) { testSandbox(t, c) })
 	t.Run("restarts hand idle keep-alive connections over: none fails", func(t *testing.T) { testHandOver(t, c) })

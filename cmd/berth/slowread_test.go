@@ -53,6 +53,8 @@ func rate(t *testing.T, b *e2e.Instance, d time.Duration) float64 {
 // within its bounds, and the slow clients get every byte when they
 // finally read.
 func TestSlowReaders(t *testing.T) {
+	// Serial: it compares request rates, which other tests' load would
+	// lower.
 	if testing.Short() {
 		t.Skip("-short: 2 GiB of answers")
 	}

@@ -133,6 +133,7 @@ func getVia(url string) (int, string) {
 // socket in place (no new bind) and shuts nginx out (502, "Permission
 // denied" in its log); a reload back lets it in again.
 func TestSocketBehindNginx(t *testing.T) {
+	t.Parallel()
 	gid := needNginxAsWWWData(t)
 	// Every directory on the socket's path must let www-data through.
 	dir, err := os.MkdirTemp("", "berth-nginx-")
@@ -204,6 +205,7 @@ func checkSocketFile(t *testing.T, path string, perm os.FileMode, gid int) uint6
 // TestSocketUnknownGroup: a socket_group that does not exist stops berth
 // at start, naming the listener and the group, and leaves no socket file.
 func TestSocketUnknownGroup(t *testing.T) {
+	t.Parallel()
 	sock := filepath.Join(t.TempDir(), "site.sock")
 	cfg := strings.Replace(e2e.AppConfig(e2e.SystemPython(t), "probe:app", "workers = 1", `socket_group = "no-such-group-berth"`), `"127.0.0.1:0"`, fmt.Sprintf("%q", "unix:"+sock), 1)
 	b := e2e.Launch(t, cfg)

@@ -168,6 +168,7 @@ func do(t *testing.T, method, url string, headers map[string]string) (*http.Resp
 // special file is served; that no request for a file reaches the app; and
 // that each static answer has its access record.
 func TestStatic(t *testing.T) {
+	t.Parallel()
 	py := e2e.SystemPython(t)
 	s := newStaticSite(t)
 	b := e2e.StartBerth(t, s.config(py, `
@@ -369,6 +370,7 @@ func staticPipelined(t *testing.T, b *e2e.Instance, s *staticSite) {
 // MiB) and checks every byte arrives in place while berth's resident
 // memory stays flat: the file goes from the page cache to the socket.
 func TestStaticBigFile(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("sends 1 GiB through loopback; skipped with -short")
 	}
@@ -432,6 +434,7 @@ func TestStaticBigFile(t *testing.T) {
 // than Content-Length), and berth serves on; a file removed while being
 // sent is sent whole.
 func TestStaticChanging(t *testing.T) {
+	t.Parallel()
 	s := newStaticSite(t)
 	const size = 256 << 20
 	for _, name := range []string{"shrinks.bin", "vanishes.bin"} {
@@ -500,6 +503,7 @@ func TestStaticChanging(t *testing.T) {
 // reload adds, changes and removes static mounts, and one naming a
 // missing directory changes nothing.
 func TestStaticConfig(t *testing.T) {
+	t.Parallel()
 	py := e2e.SystemPython(t)
 	s := newStaticSite(t)
 	for name, body := range map[string]string{"public/robots.txt": "User-agent: *\n", "media/a.txt": "media a\n", "files/b.txt": "files b\n"} {

@@ -25,6 +25,7 @@ import (
 // holds the rest of the answer), and the stalled connection is closed
 // once it has taken nothing for write_timeout (1 s).
 func TestStalledReaders(t *testing.T) {
+	t.Parallel()
 	file := filepath.Join(t.TempDir(), "64m.bin")
 	if err := os.WriteFile(file, bytes.Repeat([]byte("f"), 64<<20), 0o644); err != nil {
 		t.Fatal(err)
@@ -84,6 +85,7 @@ func isReset(err error) bool {
 // every byte of large bodies: write_timeout bounds each slice berth
 // writes, not a whole part or file.
 func TestSlowReader(t *testing.T) {
+	t.Parallel()
 	data := bytes.Repeat([]byte("0123456789abcdef"), (4<<20)/16)
 	file := filepath.Join(t.TempDir(), "4m.bin")
 	if err := os.WriteFile(file, data, 0o644); err != nil {
@@ -145,6 +147,7 @@ func (t *trickle) Read(p []byte) (int, error) {
 // worker answering a big body back while berth is still writing it the
 // next big request would wait on each other until the timeout.
 func TestBatchedLargeRequests(t *testing.T) {
+	t.Parallel()
 	b := e2e.StartBerth(t, e2e.AppConfig(e2e.SystemPython(t), "probe:app", "workers = 1\n  timeout = \"5s\"\n  queue = 64", ""))
 	// Quick requests first, so berth knows the app is fast and batches.
 	for range 30 {

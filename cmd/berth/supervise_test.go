@@ -107,6 +107,7 @@ def app(environ, start_response):
 // changed code, one with a broken config, one with an app that fails to
 // import. No request may fail, and after each reload the right code runs.
 func TestReloadUnderLoad(t *testing.T) {
+	t.Parallel()
 	py := e2e.SystemPython(t)
 	dir := t.TempDir()
 	writeApp := func(src string) {
@@ -199,6 +200,7 @@ app "versioned" {
 // touches one that did not change: a keep-alive connection on it is served
 // before and after.
 func TestReloadListeners(t *testing.T) {
+	t.Parallel()
 	py := e2e.SystemPython(t)
 	b := e2e.StartBerth(t, e2e.AppConfig(py, "probe:app", "workers = 1\n  listener = \"http\"", ""))
 	conn, err := net.Dial("tcp", b.Addr)
@@ -268,6 +270,7 @@ app "admin" {
 }
 
 func TestStatusAndControlSocket(t *testing.T) {
+	t.Parallel()
 	b := e2e.StartBerth(t, e2e.AppConfig(e2e.SystemPython(t), "probe:app", "workers = 2", ""))
 	for i := 0; i < 3; i++ {
 		b.Get("/status")
@@ -304,6 +307,7 @@ func TestStatusAndControlSocket(t *testing.T) {
 // TestKillUnderLoad: kill -9 of a busy worker under load fails exactly the
 // request it held.
 func TestKillUnderLoad(t *testing.T) {
+	t.Parallel()
 	b := e2e.StartBerth(t, e2e.AppConfig(e2e.SystemPython(t), "probe:app", "workers = 2", ""))
 	load := startLoad(b.URL("/status"), 3, func(code int, body string) error {
 		if code != 418 {
@@ -348,6 +352,7 @@ func TestKillUnderLoad(t *testing.T) {
 // TestRecycleUnderLoad: with a small max_requests, workers are replaced
 // under load without a failed request.
 func TestRecycleUnderLoad(t *testing.T) {
+	t.Parallel()
 	b := e2e.StartBerth(t, e2e.AppConfig(e2e.SystemPython(t), "probe:app", "workers = 2\n  max_requests = 30\n  max_requests_jitter = 10", ""))
 	var mu sync.Mutex
 	pids := map[int]bool{}
@@ -387,6 +392,7 @@ func TestRecycleUnderLoad(t *testing.T) {
 
 // TestScaling: a burst grows the pool to max; idleness shrinks it to min.
 func TestScaling(t *testing.T) {
+	t.Parallel()
 	b := e2e.StartBerth(t, e2e.AppConfig(e2e.SystemPython(t), "probe:app", `workers {
     min          = 1
     max          = 3
@@ -434,6 +440,7 @@ func TestScaling(t *testing.T) {
 // TestShutdownUnderLoad: SIGTERM under load; every request berth accepted
 // completes. Requests after the listener closed are refused, not failed.
 func TestShutdownUnderLoad(t *testing.T) {
+	t.Parallel()
 	b := e2e.StartBerth(t, e2e.AppConfig(e2e.SystemPython(t), "probe:app", "workers = 2", ""))
 	refused := func(err error) bool { return strings.Contains(err.Error(), "connection refused") }
 	load := startLoad(b.URL("/sleep?0.05"), 6, status200, refused)
@@ -456,6 +463,7 @@ func TestShutdownUnderLoad(t *testing.T) {
 // TestGracefulTimeout: requests still running at the end of
 // graceful_timeout are cut, berth says so and exits 0.
 func TestGracefulTimeout(t *testing.T) {
+	t.Parallel()
 	b := e2e.StartBerth(t, e2e.AppConfig(e2e.SystemPython(t), "probe:app", "workers = 1\n  graceful_timeout = \"1s\"", ""))
 	go b.Get("/sleep?20")
 	time.Sleep(300 * time.Millisecond)
@@ -480,6 +488,7 @@ func TestGracefulTimeout(t *testing.T) {
 // TestRecycleByLifetimeAndMemory: max_lifetime and max_rss replace
 // workers, one at a time, without failing requests.
 func TestRecycleByLifetimeAndMemory(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct{ name, extra, reason string }{
 		{"max_lifetime", `max_lifetime = "1s"`, "reason=max_lifetime"},
 		{"max_rss", `max_rss = "1MiB"`, "reason=max_rss"},
@@ -517,6 +526,7 @@ func TestRecycleByLifetimeAndMemory(t *testing.T) {
 
 // TestQuickStop: SIGINT does not wait for requests in flight.
 func TestQuickStop(t *testing.T) {
+	t.Parallel()
 	b := e2e.StartBerth(t, e2e.AppConfig(e2e.SystemPython(t), "probe:app", "workers = 1", ""))
 	go b.Get("/sleep?20")
 	time.Sleep(300 * time.Millisecond)
@@ -535,6 +545,7 @@ func TestQuickStop(t *testing.T) {
 // TestRespawnBackoff: a worker whose app no longer imports is retried with
 // growing delays, and the other app keeps serving.
 func TestRespawnBackoff(t *testing.T) {
+	t.Parallel()
 	py := e2e.SystemPython(t)
 	dir := t.TempDir()
 	os.WriteFile(filepath.Join(dir, "fragile.py"), []byte(fmt.Sprintf(versionedApp, "fragile")), 0o644)
@@ -583,6 +594,7 @@ app "probe" {
 }
 
 func TestBootTimeout(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	os.WriteFile(filepath.Join(dir, "slowboot.py"), []byte("import time\ntime.sleep(30)\ndef app(e, s):\n    pass\n"), 0o644)
 	cfg := fmt.Sprintf(`
@@ -611,6 +623,7 @@ app "slow" {
 // TestIdleWorkerKilled: a worker that dies while idle costs nothing: the
 // next request goes to its replacement.
 func TestIdleWorkerKilled(t *testing.T) {
+	t.Parallel()
 	b := e2e.StartBerth(t, e2e.AppConfig(e2e.SystemPython(t), "probe:app", "workers = 1", ""))
 	for i := 0; i < 5; i++ {
 		pid := b.PID()
@@ -631,6 +644,7 @@ def app(environ, start_response):
 // TestSighupDuringStartup: a reload asked for while apps boot is ignored,
 // not a reason to stop.
 func TestSighupDuringStartup(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	os.WriteFile(filepath.Join(dir, "slowboot.py"), []byte(slowBootApp), 0o644)
 	cfg := fmt.Sprintf(`
@@ -660,6 +674,7 @@ app "slow" {
 // request, with a boot slower than graceful_timeout, fail no request and
 // leave no worker behind.
 func TestReloadDuringRecycle(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	os.WriteFile(filepath.Join(dir, "slowboot.py"), []byte(slowBootApp), 0o644)
 	cfg := fmt.Sprintf(`

@@ -13,6 +13,7 @@ import (
 // in /srv (readable under ProtectSystem=strict as it is) and one in
 // /var/tmp, which PrivateTmp= hides unless the unit binds it back in.
 func TestSystemdStatic(t *testing.T) {
+	t.Parallel()
 	c := bootContainer(t)
 	port := e2e.FreePort(t)
 	c.write("/srv/berth-static/static/site.css", "srv css\n")

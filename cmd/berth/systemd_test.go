@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -52,6 +53,9 @@ def app(environ, start_response):
     return [body]
 `
 
+// machines numbers the containers this process boots.
+var machines atomic.Int64
+
 // bootContainer boots systemd in a container with berth installed at
 // /usr/local/bin/berth and the test app at /srv/berth-test/app.py.
 func bootContainer(t *testing.T) *container {
@@ -60,7 +64,9 @@ func bootContainer(t *testing.T) *container {
 		t.Skip("the systemd tests need systemd-nspawn: apt-get install systemd-container")
 	}
 	c := newRoot(t)
-	machine := fmt.Sprintf("berth-test-%d", os.Getpid())
+	// A name of its own: containers of tests running in parallel boot
+	// side by side.
+	machine := fmt.Sprintf("berth-test-%d-%d", os.Getpid(), machines.Add(1))
 	c.cmd = exec.Command("systemd-nspawn", "--register=no", "-D", c.root, "--boot", "--machine="+machine, "--keep-unit", "--console=pipe")
 	c.cmd.Stdout, c.cmd.Stderr = c.out, c.out
 	if err := c.cmd.Start(); err != nil {
@@ -298,6 +304,7 @@ func (s *site) journal() []map[string]any {
 }
 
 func TestSystemd(t *testing.T) {
+	t.Parallel()
 	c := bootContainer(t)
 
 	t.Run("socket activation: listening first, the first connection starts berth", func(t *testing.T) {

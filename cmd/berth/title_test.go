@@ -28,6 +28,7 @@ def app(environ, start_response):
 // imports a module installed only in that venv, and the app's directory
 // is still first on sys.path, as before.
 func TestWorkerTitle(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	venv := filepath.Join(dir, "venv")
 	if out, err := exec.Command(e2e.SystemPython(t), "-m", "venv", "--system-site-packages", "--without-pip", venv).CombinedOutput(); err != nil {

@@ -24,6 +24,7 @@ import (
 // TestWorkerKilled: a worker SIGKILLed mid-request costs that request a
 // 502 and nothing else.
 func TestWorkerKilled(t *testing.T) {
+	t.Parallel()
 	b := e2e.StartBerth(t, e2e.AppConfig(e2e.SystemPython(t), "probe:app", "workers = 2", ""))
 	var pid struct{ PID int }
 	_, body := b.Get("/pid")
@@ -77,6 +78,7 @@ func TestWorkerKilled(t *testing.T) {
 }
 
 func TestImportErrorAtStartup(t *testing.T) {
+	t.Parallel()
 	inst := e2e.Launch(t, e2e.AppConfig(e2e.SystemPython(t), "broken:app", "workers = 2", ""))
 	select {
 	case <-inst.Done:
@@ -99,6 +101,7 @@ func TestImportErrorAtStartup(t *testing.T) {
 }
 
 func TestQueueLimits(t *testing.T) {
+	t.Parallel()
 	t.Run("queue full", func(t *testing.T) {
 		b := e2e.StartBerth(t, e2e.AppConfig(e2e.SystemPython(t), "probe:app", "workers = 1\n  queue = 0", ""))
 		busy := make(chan int)
@@ -138,6 +141,7 @@ func TestQueueLimits(t *testing.T) {
 }
 
 func TestRequestTimeout(t *testing.T) {
+	t.Parallel()
 	b := e2e.StartBerth(t, e2e.AppConfig(e2e.SystemPython(t), "probe:app", "workers = 1\n  timeout = \"1s\"", ""))
 	code, body := b.Get("/sleep?5")
 	if code != 504 {
@@ -156,6 +160,7 @@ func TestRequestTimeout(t *testing.T) {
 // sees wsgi.multithread, and a thread past the timeout gets its 504 and
 // a stack dump of every thread.
 func TestThreads(t *testing.T) {
+	// Serial: four 1 s requests must end within 3.5 s.
 	b := e2e.StartBerth(t, e2e.AppConfig(e2e.SystemPython(t), "probe:app", "workers = 1\n  threads = 4\n  timeout = \"2s\"", ""))
 	_, body := b.Get("/env")
 	if !strings.Contains(body, `"wsgi.multithread": true`) {
@@ -204,6 +209,7 @@ func TestThreads(t *testing.T) {
 // TestShutdown: SIGTERM lets in-flight requests finish, stops the workers
 // and exits 0.
 func TestShutdown(t *testing.T) {
+	t.Parallel()
 	b := e2e.StartBerth(t, e2e.AppConfig(e2e.SystemPython(t), "probe:app", "workers = 2", ""))
 	workers := e2e.ChildPIDs(b.Cmd.Process.Pid)
 	if len(workers) != 2 {
@@ -254,6 +260,7 @@ func TestShutdown(t *testing.T) {
 
 // TestNoOrphansOnSIGKILL: workers notice berth is gone and exit.
 func TestNoOrphansOnSIGKILL(t *testing.T) {
+	t.Parallel()
 	b := e2e.StartBerth(t, e2e.AppConfig(e2e.SystemPython(t), "probe:app", "workers = 2", ""))
 	workers := e2e.ChildPIDs(b.Cmd.Process.Pid)
 	if len(workers) != 2 {
@@ -277,6 +284,7 @@ func TestNoOrphansOnSIGKILL(t *testing.T) {
 // default, every thread of a threaded worker too, and as berth itself
 // with scheduling = "normal" — the policy as the kernel reports it.
 func TestWorkerScheduling(t *testing.T) {
+	t.Parallel()
 	// policies reads the scheduling policy (field 41 of stat) of every
 	// thread of pid.
 	policies := func(pid int) []string {
