@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/berthd/berth/internal/e2e"
+	"github.com/berthd/berth/server"
 )
 
 // hostileUA is a User-Agent a client may send that would break a log line
@@ -59,7 +60,7 @@ func TestAccessRecordJSON(t *testing.T) {
 	go func() {
 		slow <- b.Raw("GET /sleep?0.5 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n", 5*time.Second)
 	}()
-	time.Sleep(100 * time.Millisecond)
+	b.WaitStatus(5*time.Second, "the slow request on the one worker", func(st server.Status) bool { return st.Busy == 1 })
 	if resp := b.Raw("GET /pid?queued HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n", 5*time.Second); e2e.StatusOf(resp) != 200 {
 		t.Fatalf("GET /pid?queued: %q", resp)
 	}

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/berthd/berth/internal/e2e"
+	"github.com/berthd/berth/server"
 )
 
 // whoamiApp answers with the instance it runs in (INSTANCE in its
@@ -266,14 +267,14 @@ func TestDrainDelay(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	first503, answers := pollReady(ctx, admin+"/readyz", 50*time.Millisecond)
-	time.Sleep(time.Second)
+	time.Sleep(time.Second) // a second of polls, every one of which must be 200
 	if bad := answers(); len(bad) > 0 {
 		t.Fatalf("/readyz not 200 before the stop: %v", bad)
 	}
 	sent := time.Now()
 	b.Cmd.Process.Signal(syscall.SIGTERM)
-	time.Sleep(300 * time.Millisecond)
-	if st := b.Status(); st.Readiness != "draining" || st.ReadyReason != "draining: berth is stopping" {
+	st := b.WaitStatus(5*time.Second, "berth status no longer ready", func(st server.Status) bool { return st.Readiness != "ready" })
+	if st.Readiness != "draining" || st.ReadyReason != "draining: berth is stopping" {
 		t.Errorf("berth status while draining: %q (%q)", st.Readiness, st.ReadyReason)
 	}
 	select {

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/berthd/berth/internal/e2e"
+	"github.com/berthd/berth/server"
 )
 
 // rssPeak samples the resident memory of berth's own process and of its
@@ -391,8 +392,9 @@ func TestSlowClientRingBody(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The slow client reads nothing while others are answered; their
-	// bodies take the ring's other places, or the socket.
-	time.Sleep(300 * time.Millisecond)
+	// bodies take the ring's other places, or the socket. (Once its first
+	// answer has left the worker, which is free again.)
+	b.WaitStatus(10*time.Second, "the slow client's first answer out of the worker", func(st server.Status) bool { return st.Served >= 1 && st.Busy == 0 })
 	client := &http.Client{Timeout: 30 * time.Second}
 	concurrently(t, 3, 4, func(c, i int) error {
 		size, seed := 700000, 10*c+i+20
@@ -625,8 +627,8 @@ func TestSocketBodies(t *testing.T) {
 		c, br := dial(t)
 		up := body(512<<10, 4)
 		io.WriteString(c, post("/echo", up)[:300<<10])
-		time.Sleep(300 * time.Millisecond)
-		served(t) // the one worker is not waiting for the upload
+		time.Sleep(300 * time.Millisecond) // the client pauses mid-upload
+		served(t)                          // the one worker is not waiting for the upload
 		time.Sleep(700 * time.Millisecond)
 		io.WriteString(c, post("/echo", up)[300<<10:])
 		echoed(t, br, up)
@@ -660,7 +662,7 @@ func TestSocketBodies(t *testing.T) {
 	t.Run("refused before a worker saw it", func(t *testing.T) {
 		busy := make(chan int)
 		go func() { code, _ := b.Get("/sleep?1.2"); busy <- code }()
-		time.Sleep(300 * time.Millisecond) // the one worker is asleep
+		b.WaitStatus(5*time.Second, "the one worker asleep", func(st server.Status) bool { return st.Busy == 1 })
 		c, br := dial(t)
 		go io.WriteString(c, post("/echo", body(256<<10, 8)))
 		if resp, _ := e2e.ReadResponse(t, br, "POST"); resp.StatusCode != 503 || resp.Close {

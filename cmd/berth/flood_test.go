@@ -8,10 +8,14 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/berthd/berth/internal/e2e"
+	"github.com/berthd/berth/metrics"
+	"github.com/berthd/berth/server"
 )
 
 // TestEarlyRefusalSeen: an upload refused before its body is read (413
@@ -63,6 +67,8 @@ func TestEarlyRefusalSeen(t *testing.T) {
 	if err := <-sent; err != nil {
 		t.Errorf("sending the refused body failed: %v (berth closed into a reset instead of lingering)", err)
 	}
+	// Time for a reset, if berth sent one, to arrive and discard the
+	// answer waiting in the socket: reading at once could beat it.
 	time.Sleep(300 * time.Millisecond)
 	resp, body := e2e.ReadResponse(t, bufio.NewReader(c), "POST")
 	if resp.StatusCode != 413 || !strings.Contains(body, "max_body_bytes") {
@@ -109,7 +115,7 @@ func TestDescriptorFlood(t *testing.T) {
 	if err := b.WaitFor(`cannot accept connections: out of file descriptors`, 5*time.Second); err != nil {
 		t.Fatalf("%d connections open, berth did not run out: %v", len(flood), err)
 	}
-	time.Sleep(500 * time.Millisecond)
+	time.Sleep(500 * time.Millisecond) // berth must live through this half second at its limit
 	select {
 	case <-b.Done:
 		t.Fatalf("berth exited during the flood: %v", b.Err)
@@ -145,7 +151,9 @@ func TestConnectionCaps(t *testing.T) {
 		t.Errorf("a sixth connection from one address was kept (read %d, %v)", n, err)
 	}
 	held[0].Close()
-	time.Sleep(100 * time.Millisecond)
+	perIP.WaitStatus(5*time.Second, "berth sees the closed connection", func(st server.Status) bool {
+		return metrics.Total(st.Metrics, "berth_connections_open", nil) < 5
+	})
 	if code, _ := perIP.Get("/pid"); code != 200 {
 		t.Errorf("with a place free again: GET /pid %d", code)
 	}
@@ -156,14 +164,23 @@ func TestConnectionCaps(t *testing.T) {
 	}
 	capped := e2e.StartBerthUnder(t, e2e.AppConfig(python, "probe:app", "workers = 1", `header_timeout = "30s"`), prlimit, "--nofile=128:128")
 	conns := openPartial(t, capped.Addr, 110) // the default cap: 96
-	refused := 0
+	// Each connection is read at once (its own 2 s): fasthttp pauses
+	// 100 ms after each connection it refuses, so the refusals arrive in
+	// turn, over a second and more.
+	var refused atomic.Int64
+	var reading sync.WaitGroup
 	for _, c := range conns {
-		_ = c.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
-		if b, _ := bufio.NewReader(c).Peek(12); strings.HasPrefix(string(b), "HTTP/1.1 503") {
-			refused++
-		}
+		reading.Add(1)
+		go func() {
+			defer reading.Done()
+			_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
+			if b, _ := bufio.NewReader(c).Peek(12); strings.HasPrefix(string(b), "HTTP/1.1 503") {
+				refused.Add(1)
+			}
+		}()
 	}
-	if refused == 0 {
+	reading.Wait()
+	if refused.Load() == 0 {
 		t.Errorf("110 connections against a cap of 96: none refused")
 	}
 	if strings.Contains(capped.Logs.String(), "cannot accept connections") {
@@ -172,7 +189,9 @@ func TestConnectionCaps(t *testing.T) {
 	for _, c := range conns {
 		c.Close()
 	}
-	time.Sleep(200 * time.Millisecond)
+	capped.WaitStatus(5*time.Second, "berth sees the connections closed", func(st server.Status) bool {
+		return metrics.Total(st.Metrics, "berth_connections_open", nil) == 0
+	})
 	if code, _ := capped.Get("/pid"); code != 200 {
 		t.Errorf("after the connections closed: GET /pid %d", code)
 	}

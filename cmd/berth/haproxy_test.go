@@ -163,7 +163,7 @@ func TestHAProxy(t *testing.T) {
 	}
 	load := startClient(fmt.Sprintf("http://127.0.0.1:%d/", front), 16, "127.0.0.2", func(body string) string { return body })
 	defer load.stop()
-	time.Sleep(time.Second)
+	time.Sleep(time.Second) // a second of load through both before the first stop
 	for i, name := range []string{"b1", "b2"} {
 		sent := time.Now()
 		berths[i].Cmd.Process.Signal(syscall.SIGTERM)
@@ -174,7 +174,7 @@ func TestHAProxy(t *testing.T) {
 		up := waitServer(t, sock, name, "UP")
 		t.Logf("%s: out of rotation %d ms after SIGTERM, exited after %d ms; the new instance back in %d ms after it said ready",
 			name, down.Milliseconds(), stopped.Milliseconds(), up.Milliseconds())
-		time.Sleep(time.Second)
+		time.Sleep(time.Second) // and a second of load through both again
 	}
 	load.stop()
 	checkHAProxyLoad(t, load, sock, client)

@@ -276,7 +276,7 @@ func TestReadTimeouts(t *testing.T) {
 		defer c.Close()
 		c.SetDeadline(time.Now().Add(10 * time.Second))
 		io.WriteString(c, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\nab")
-		time.Sleep(1500 * time.Millisecond)
+		time.Sleep(1500 * time.Millisecond) // the client's pause mid-body
 		io.WriteString(c, "cd")
 		resp, body := e2e.ReadResponse(t, bufio.NewReader(c), "POST")
 		if resp.StatusCode != 200 || !strings.Contains(body, `"head": "abcd"`) {
@@ -453,6 +453,7 @@ func TestAbandonedStreams(t *testing.T) {
 		defer c.Close()
 		c.(*net.TCPConn).SetReadBuffer(4096)
 		io.WriteString(c, "GET /big?2000 HTTP/1.1\r\nHost: x\r\n\r\n") // 128 MiB, never read
+		// For the request to reach the worker: nothing tells when.
 		time.Sleep(200 * time.Millisecond)
 		start := time.Now()
 		if code, _ := b.Get("/status"); code != 418 {

@@ -189,7 +189,7 @@ func testOOM(t *testing.T, s *site) {
 	start := time.Now()
 	code, body, err := s.get("/hog/alloc")
 	took := time.Since(start)
-	time.Sleep(time.Second)
+	time.Sleep(time.Second) // calm's load goes on past the OOM kill
 	ok, failed, samples := load.finish()
 	if code != 502 {
 		t.Errorf("/hog/alloc: %d %q %v, want 502", code, body, err)

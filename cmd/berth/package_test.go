@@ -176,7 +176,7 @@ app "shop" {
 	t.Run("reload under load", func(t *testing.T) {
 		load := startLoad(s.url+"/items", 4, status200, nil)
 		for i := 0; i < 3; i++ {
-			time.Sleep(300 * time.Millisecond)
+			time.Sleep(300 * time.Millisecond) // load between reloads
 			c.must("systemctl", "reload", "berth@demo.service")
 		}
 		ok, failed, samples := load.finish()
@@ -193,7 +193,7 @@ app "shop" {
 		load := startKeepAlive(strings.TrimPrefix(s.url, "http://"), "/items", 50, 20*time.Millisecond)
 		for _, step := range []struct{ deb, version string }{{deb2, "0.1.0~test2"}, {deb1, "0.1.0~test1"}} {
 			before := c.prop("berth@demo.service", "MainPID")
-			time.Sleep(500 * time.Millisecond)
+			time.Sleep(500 * time.Millisecond) // load before each upgrade
 			c.must("dpkg", "-i", "/srv/pkg/"+filepath.Base(step.deb))
 			s.waitActive()
 			if after := c.prop("berth@demo.service", "MainPID"); after == before {
@@ -203,7 +203,7 @@ app "shop" {
 				t.Errorf("after dpkg -i %s: %q", filepath.Base(step.deb), out)
 			}
 		}
-		time.Sleep(500 * time.Millisecond)
+		time.Sleep(500 * time.Millisecond) // load after the last one
 		ok, failed, dials, samples := load.finish()
 		t.Logf("2 package changes under load from 50 keep-alive clients: %d ok, %d failed, %d connections opened", ok, failed, dials)
 		if failed != 0 || ok == 0 {

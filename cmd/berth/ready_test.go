@@ -57,7 +57,7 @@ app "flaky" {
 	_, pid := b.Get("/")
 	n, _ := strconv.Atoi(pid)
 	syscall.Kill(n, syscall.SIGKILL)
-	waitUntil(t, 10*time.Second, "/readyz 503 and a slot in back-off", func() bool {
+	e2e.WaitUntil(t, 10*time.Second, "/readyz 503 and a slot in back-off", func() bool {
 		code, body, _ := probe("GET", readyz)
 		fs := b.Status().Metrics
 		return code == 503 && body == "app flaky has no ready worker\n" &&
@@ -70,17 +70,5 @@ app "flaky" {
 	}
 	if code, body, err := probe("GET", readyz); code != 200 {
 		t.Errorf("/readyz after the reload = %d %q %v", code, body, err)
-	}
-}
-
-// waitUntil polls cond every 50 ms until it holds, or fails after d.
-func waitUntil(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not within %s: %s", d, what)
-		}
-		time.Sleep(50 * time.Millisecond)
 	}
 }

@@ -169,13 +169,13 @@ func testHandOver(t *testing.T, c *container) {
 	s.waitActive()
 	load := startKeepAlive(fmt.Sprintf("127.0.0.1:%d", s.port), "/", 50, 20*time.Millisecond)
 	for range 10 {
-		time.Sleep(700 * time.Millisecond)
+		time.Sleep(700 * time.Millisecond) // load between restarts
 		if out, err := c.exec("systemctl", "restart", "ho.service"); err != nil {
 			log, _ := c.exec("journalctl", "-u", "ho.service", "--no-pager", "-n", "60")
 			t.Fatalf("systemctl restart: %v\n%s\n%s", err, out, log)
 		}
 	}
-	time.Sleep(time.Second)
+	time.Sleep(time.Second) // load after the last restart
 	ok, failed, dials, samples := load.finish()
 	t.Logf("50 keep-alive clients across 10 systemctl restarts: %d ok, %d failed, %d connections opened", ok, failed, dials)
 	if failed != 0 || ok == 0 {
@@ -234,7 +234,7 @@ app "shop" {
 	if resp, err := http.ReadResponse(bufio.NewReader(conn), nil); err != nil || resp.StatusCode != 200 {
 		t.Fatalf("request on the held connection: %v %v", resp, err)
 	}
-	time.Sleep(5 * time.Second)
+	time.Sleep(5 * time.Second) // past idle_exit: the held connection must keep it up
 	if st := c.prop("idle.service", "ActiveState"); st != "active" {
 		t.Errorf("idle.service is %s while a client holds a connection open, want active", st)
 	}

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/berthd/berth/internal/e2e"
+	"github.com/berthd/berth/server"
 )
 
 // TestStalledReaders: whatever way a response goes out — copied, written
@@ -56,7 +57,7 @@ func TestStalledReaders(t *testing.T) {
 			// No small receive buffer: it would make reading what is in
 			// flight below crawl. 64 MiB overflows the default ones.
 			io.WriteString(c, tc.req)
-			time.Sleep(300 * time.Millisecond)
+			time.Sleep(300 * time.Millisecond) // for the request to reach the worker: nothing tells when
 			start := time.Now()
 			if code, _ := b.Get("/status"); code != 418 {
 				t.Errorf("next request = %d", code)
@@ -194,8 +195,8 @@ func TestBatchedLargeRequests(t *testing.T) {
 			}
 		}()
 	}
-	time.Sleep(500 * time.Millisecond) // all six queued
-	c.Close()                          // the worker is free: they go as a batch
+	b.WaitStatus(10*time.Second, "all six uploads queued", func(st server.Status) bool { return st.Queued == 6 })
+	c.Close() // the worker is free: they go as a batch
 	wg.Wait()
 	if len(failed) > 0 {
 		t.Errorf("6 uploads of 512 KiB queued together and mirrored back; failures: %v", failed)

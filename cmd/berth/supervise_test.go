@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/berthd/berth/internal/e2e"
+	"github.com/berthd/berth/server"
 )
 
 // loadGen sends requests continuously from several goroutines until
@@ -259,11 +260,13 @@ app "admin" {
 	if code, out := b.Reload(); code != 0 || !strings.Contains(out, "closed listener admin") || !strings.Contains(out, "removed app admin") {
 		t.Fatalf("reload removing a listener: %d %s", code, out)
 	}
-	time.Sleep(200 * time.Millisecond)
-	if c, err := net.DialTimeout("tcp", adminAddr, time.Second); err == nil {
-		c.Close()
-		t.Error("removed listener still accepts connections")
-	}
+	e2e.WaitUntil(t, 3*time.Second, "the removed listener refuses connections", func() bool {
+		c, err := net.DialTimeout("tcp", adminAddr, time.Second)
+		if err == nil {
+			c.Close()
+		}
+		return err != nil
+	})
 	if ask() != 418 {
 		t.Error("the unchanged listener's keep-alive connection failed after the second reload")
 	}
@@ -339,7 +342,7 @@ func TestKillUnderLoad(t *testing.T) {
 	}
 	syscall.Kill(busy, syscall.SIGKILL)
 	code := <-slow
-	time.Sleep(500 * time.Millisecond)
+	time.Sleep(500 * time.Millisecond) // load while the worker is replaced
 	ok, failed, samples := load.finish()
 	if code != 502 {
 		t.Errorf("the killed worker's request got %d, want 502", code)
@@ -444,7 +447,7 @@ func TestShutdownUnderLoad(t *testing.T) {
 	b := e2e.StartBerth(t, e2e.AppConfig(e2e.SystemPython(t), "probe:app", "workers = 2", ""))
 	refused := func(err error) bool { return strings.Contains(err.Error(), "connection refused") }
 	load := startLoad(b.URL("/sleep?0.05"), 6, status200, refused)
-	time.Sleep(time.Second)
+	time.Sleep(time.Second) // a second of load before the stop
 	b.Cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-b.Done:
@@ -466,7 +469,7 @@ func TestGracefulTimeout(t *testing.T) {
 	t.Parallel()
 	b := e2e.StartBerth(t, e2e.AppConfig(e2e.SystemPython(t), "probe:app", "workers = 1\n  graceful_timeout = \"1s\"", ""))
 	go b.Get("/sleep?20")
-	time.Sleep(300 * time.Millisecond)
+	b.WaitStatus(5*time.Second, "the request on the worker", func(st server.Status) bool { return st.Busy == 1 })
 	start := time.Now()
 	b.Cmd.Process.Signal(syscall.SIGTERM)
 	select {
@@ -529,7 +532,7 @@ func TestQuickStop(t *testing.T) {
 	t.Parallel()
 	b := e2e.StartBerth(t, e2e.AppConfig(e2e.SystemPython(t), "probe:app", "workers = 1", ""))
 	go b.Get("/sleep?20")
-	time.Sleep(300 * time.Millisecond)
+	b.WaitStatus(5*time.Second, "the request on the worker", func(st server.Status) bool { return st.Busy == 1 })
 	start := time.Now()
 	b.Cmd.Process.Signal(syscall.SIGINT)
 	select {
@@ -660,7 +663,10 @@ app "slow" {
 }
 `, e2e.SystemPython(t), dir)
 	inst := e2e.Launch(t, cfg)
-	time.Sleep(500 * time.Millisecond)
+	// Signals are watched before the app starts booting (BOOT_DELAY 1.5 s).
+	if err := inst.WaitFor(`starting app`, 20*time.Second); err != nil {
+		t.Fatal(err)
+	}
 	inst.Cmd.Process.Signal(syscall.SIGHUP)
 	if err := inst.WaitFor(`INFO  ready `, 20*time.Second); err != nil {
 		t.Fatalf("SIGHUP during start-up: %v", err)
@@ -694,12 +700,12 @@ app "slow" {
 	b := e2e.StartBerth(t, cfg)
 	load := startLoad(b.URL("/"), 4, status200, nil)
 	for i := 0; i < 3; i++ {
-		time.Sleep(500 * time.Millisecond)
+		time.Sleep(500 * time.Millisecond) // the load recycles workers meanwhile
 		if code, out := b.Reload(); code != 0 {
 			t.Errorf("reload %d: %s", i, out)
 		}
 	}
-	time.Sleep(500 * time.Millisecond)
+	time.Sleep(500 * time.Millisecond) // load after the last reload
 	ok, failed, samples := load.finish()
 	t.Logf("reloads during recycling: %d ok, %d failed", ok, failed)
 	if failed != 0 || ok == 0 {
@@ -707,13 +713,20 @@ app "slow" {
 	}
 	// Once things settle, berth has exactly its workers and the
 	// replacements they are booting: no process left from old generations.
-	time.Sleep(3 * time.Second)
-	st := b.Status()
+	// Polled for up to 3 s, the time the test slept before looking once.
+	var children []int
 	known := map[int]bool{}
-	for _, w := range st.Apps[0].Workers {
-		known[w.PID] = true
+	settled := func() bool {
+		clear(known)
+		for _, w := range b.Status().Apps[0].Workers {
+			known[w.PID] = true
+		}
+		children = e2e.ChildPIDs(b.Cmd.Process.Pid)
+		return len(children) <= 2*len(known)
 	}
-	children := e2e.ChildPIDs(b.Cmd.Process.Pid)
+	for deadline := time.Now().Add(3 * time.Second); !settled() && time.Now().Before(deadline); {
+		time.Sleep(50 * time.Millisecond)
+	}
 	if len(children) > 2*len(known) {
 		t.Errorf("berth has %d child processes for %d workers: %v (workers %v)", len(children), len(known), children, known)
 	}

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/berthd/berth/internal/e2e"
+	"github.com/berthd/berth/server"
 )
 
 // The tests in this file run berth under a real systemd: a container
@@ -278,6 +279,17 @@ func (s *site) get(path string) (int, string, error) {
 	return resp.StatusCode, string(b), err
 }
 
+// status is the site's `berth status --json`, asked inside the container.
+func (s *site) status() server.Status {
+	s.c.t.Helper()
+	var st struct{ Berth server.Status }
+	out := s.c.must("/usr/local/bin/berth", "status", "--json", "/etc/berth/"+s.name+".hcl")
+	if err := json.Unmarshal([]byte(out), &st); err != nil {
+		s.c.t.Fatalf("berth status --json: %v\n%s", err, out)
+	}
+	return st.Berth
+}
+
 func (s *site) waitActive() {
 	s.c.t.Helper()
 	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
@@ -331,7 +343,7 @@ func TestSystemd(t *testing.T) {
 	t.Run("READY only once the workers are ready", func(t *testing.T) {
 		s := c.install("slow", `BOOT_DELAY = "3"`, "")
 		c.must("systemctl", "start", "--no-block", "slow.service")
-		time.Sleep(time.Second)
+		time.Sleep(time.Second) // a second into the app's 3 s import
 		if st := c.prop("slow.service", "ActiveState"); st != "activating" {
 			t.Errorf("slow.service is %s while its app imports, want activating", st)
 		}
@@ -406,10 +418,10 @@ func TestSystemd(t *testing.T) {
 		s.waitActive()
 		load := startLoad(s.url+"/", 4, status200, nil)
 		for i := 0; i < 3; i++ {
-			time.Sleep(300 * time.Millisecond)
+			time.Sleep(300 * time.Millisecond) // load between restarts
 			c.must("systemctl", "restart", "rst.service")
 		}
-		time.Sleep(500 * time.Millisecond)
+		time.Sleep(500 * time.Millisecond) // load after the last restart
 		ok, failed, samples := load.finish()
 		t.Logf("systemctl restart ×3 under load: %d ok, %d failed", ok, failed)
 		if failed != 0 || ok == 0 {
@@ -429,7 +441,7 @@ func TestSystemd(t *testing.T) {
 			defer wg.Done()
 			code, _, err = s.get("/sleep?2")
 		}()
-		time.Sleep(500 * time.Millisecond)
+		e2e.WaitUntil(t, 10*time.Second, "the request on a worker", func() bool { return s.status().Busy == 1 })
 		c.must("systemctl", "stop", "stp.service", "stp.socket")
 		wg.Wait()
 		if code != 200 || err != nil {

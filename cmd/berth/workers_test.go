@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/berthd/berth/internal/e2e"
+	"github.com/berthd/berth/server"
 )
 
 // The workers chapter of the end-to-end tests: a worker killed, hung,
@@ -47,8 +48,8 @@ func TestWorkerKilled(t *testing.T) {
 			slow <- result{resp.StatusCode, string(b)}
 		}()
 	}
-	// Both workers are now sleeping; kill one of them.
-	time.Sleep(500 * time.Millisecond)
+	// Once both workers are sleeping, kill one of them.
+	b.WaitStatus(5*time.Second, "both workers asleep", func(st server.Status) bool { return st.Busy == 2 })
 	workers := e2e.ChildPIDs(b.Cmd.Process.Pid)
 	if len(workers) != 2 {
 		t.Fatalf("berth has %d worker processes, want 2", len(workers))
@@ -109,7 +110,7 @@ func TestQueueLimits(t *testing.T) {
 			code, _ := b.Get("/sleep?2")
 			busy <- code
 		}()
-		time.Sleep(500 * time.Millisecond)
+		b.WaitStatus(5*time.Second, "the one worker asleep", func(st server.Status) bool { return st.Busy == 1 })
 		code, body := b.Get("/status")
 		if code != 503 || !strings.Contains(body, "queue is full") {
 			t.Errorf("second request with queue = 0: %d %q, want 503", code, body)
@@ -125,7 +126,7 @@ func TestQueueLimits(t *testing.T) {
 			code, _ := b.Get("/sleep?2")
 			busy <- code
 		}()
-		time.Sleep(500 * time.Millisecond)
+		b.WaitStatus(5*time.Second, "the one worker asleep", func(st server.Status) bool { return st.Busy == 1 })
 		code, body := b.Get("/status")
 		if code != 503 || !strings.Contains(body, "queue_timeout") {
 			t.Errorf("request waiting past queue_timeout: %d %q, want 503", code, body)
@@ -231,7 +232,7 @@ func TestShutdown(t *testing.T) {
 			codes <- resp.StatusCode
 		}()
 	}
-	time.Sleep(300 * time.Millisecond)
+	b.WaitStatus(5*time.Second, "both requests in flight", func(st server.Status) bool { return st.Busy == 2 })
 	b.Cmd.Process.Signal(syscall.SIGTERM)
 	wg.Wait()
 	close(codes)

@@ -12,11 +12,10 @@
 package e2e
 
 import (
-	"github.com/berthd/berth/server"
-
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -32,6 +31,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/berthd/berth/control"
+	"github.com/berthd/berth/server"
 )
 
 // Bin is the berth binary under test, built by Main.
@@ -445,21 +447,28 @@ func ephemeralLow() int {
 	return low
 }
 
-// Status asks the running instance for its state, as an operator would:
-// `berth status --json CONFIG`.
+// Status asks the running instance for its state through its control
+// socket, as `berth status --json` does (without systemd's view of the
+// unit): in-process, so that polling it (WaitStatus) sees a state a few
+// milliseconds old rather than a process start's worth.
 func (i *Instance) Status() server.Status {
 	i.T.Helper()
-	var out, errb strings.Builder
-	cmd := exec.Command(Bin, "status", "--json", i.Config)
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	if err := cmd.Run(); err != nil {
-		i.T.Fatalf("berth status: %v: %s", err, errb.String())
+	path, err := control.SocketPath(i.Config)
+	if err != nil {
+		i.T.Fatalf("control socket of %s: %v", i.Config, err)
 	}
-	var st struct{ Berth server.Status }
-	if err := json.Unmarshal([]byte(out.String()), &st); err != nil {
-		i.T.Fatalf("status JSON: %v\n%s", err, out.String())
+	resp, err := control.Call(path, "status", 10*time.Second)
+	if err == nil && resp.Error != "" {
+		err = errors.New(resp.Error)
 	}
-	return st.Berth
+	if err != nil {
+		i.T.Fatalf("berth status: %v", err)
+	}
+	var st server.Status
+	if err := json.Unmarshal(resp.Result, &st); err != nil {
+		i.T.Fatalf("status JSON: %v\n%s", err, resp.Result)
+	}
+	return st
 }
 
 // Reload runs `berth reload CONFIG` and returns its exit code and output
@@ -477,4 +486,38 @@ func (i *Instance) Reload() (int, string) {
 		i.T.Fatalf("berth reload: %v", err)
 	}
 	return code, out.String() + errb.String()
+}
+
+// WaitUntil polls cond every 20 ms until it holds, or fails the test
+// after d saying what it waited for. Tests wait this way for something to
+// happen, rather than sleeping for a time it usually takes: a fixed sleep
+// is too long on an idle machine and too short on a loaded one.
+func WaitUntil(t testing.TB, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("not within %s: %s", d, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// WaitStatus waits, polling Status, until cond holds of the
+// instance's state (a worker busy, requests queued, connections closed),
+// or fails the test after d saying what it waited for and the last state.
+func (i *Instance) WaitStatus(d time.Duration, what string, cond func(server.Status) bool) server.Status {
+	i.T.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		st := i.Status()
+		if cond(st) {
+			return st
+		}
+		if time.Now().After(deadline) {
+			i.T.Fatalf("not within %s: %s; berth status: %d workers, %d busy, %d queued, %d served",
+				d, what, st.Workers, st.Busy, st.Queued, st.Served)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
