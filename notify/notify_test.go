@@ -45,10 +45,21 @@ func listen(t *testing.T, name string) *systemd {
 // or "" when none comes within wait.
 func (s *systemd) next(wait time.Duration) (string, []int) {
 	s.t.Helper()
-	unix.SetsockoptTimeval(s.fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &unix.Timeval{Usec: wait.Microseconds()})
 	buf, oob := make([]byte, 4096), make([]byte, unix.CmsgSpace(4*4))
-	n, oobn, _, _, err := unix.Recvmsg(s.fd, buf, oob, unix.MSG_CMSG_CLOEXEC)
-	if errors.Is(err, unix.EAGAIN) {
+	// A receive with a timeout is not restarted after a signal, and Go's
+	// runtime signals its threads (preemption) at any time: on EINTR,
+	// wait again for what is left of wait.
+	deadline := time.Now().Add(wait)
+	var n, oobn int
+	var err error
+	for {
+		unix.SetsockoptTimeval(s.fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &unix.Timeval{Usec: max(time.Until(deadline).Microseconds(), 1)})
+		n, oobn, _, _, err = unix.Recvmsg(s.fd, buf, oob, unix.MSG_CMSG_CLOEXEC)
+		if !errors.Is(err, unix.EINTR) || time.Until(deadline) <= 0 {
+			break
+		}
+	}
+	if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EINTR) {
 		return "", nil
 	}
 	if err != nil {

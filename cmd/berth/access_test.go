@@ -7,6 +7,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/berthd/berth/internal/e2e"
+	"github.com/berthd/berth/server"
 )
 
 // hostileUA is a User-Agent a client may send that would break a log line
@@ -18,20 +21,21 @@ const hostileUA = "evil\" \\ {\"status\":1} \xe9"
 // object with the user agent, referer, protocol, queue wait and the
 // duration in microseconds, whatever the client put in its headers.
 func TestAccessRecordJSON(t *testing.T) {
-	cfg := appConfig(systemPython(t), "probe:app", "workers = 1", "") + "\nlog {\n  format = \"json\"\n}\n"
-	b := launch(t, cfg)
-	if err := b.waitFor(`"msg":"ready"`, 30*time.Second); err != nil {
+	t.Parallel()
+	cfg := e2e.AppConfig(e2e.SystemPython(t), "probe:app", "workers = 1", "") + "\nlog {\n  format = \"json\"\n}\n"
+	b := e2e.Launch(t, cfg)
+	if err := b.WaitFor(`"msg":"ready"`, 30*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	b.addr = regexpFind(b.logs.String(), `"msg":"listening".*?"addr":"([^"]+)"`)
-	resp := b.raw("GET /pid?x=1 HTTP/1.1\r\nHost: a\r\nUser-Agent: "+hostileUA+"\r\nReferer: http://ref/\"q\r\nConnection: close\r\n\r\n", 5*time.Second)
-	if statusOf(resp) != 200 {
+	b.Addr = e2e.RegexpFind(b.Logs.String(), `"msg":"listening".*?"addr":"([^"]+)"`)
+	resp := b.Raw("GET /pid?x=1 HTTP/1.1\r\nHost: a\r\nUser-Agent: "+hostileUA+"\r\nReferer: http://ref/\"q\r\nConnection: close\r\n\r\n", 5*time.Second)
+	if e2e.StatusOf(resp) != 200 {
 		t.Fatalf("GET /pid: %q", resp)
 	}
-	if err := b.waitFor(`"msg":"GET /pid\?x=1"`, 5*time.Second); err != nil {
+	if err := b.WaitFor(`"msg":"GET /pid\?x=1"`, 5*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	line := regexpFind(b.logs.String(), `(?m)^(\{.*"msg":"GET /pid\?x=1".*\})$`)
+	line := e2e.RegexpFind(b.Logs.String(), `(?m)^(\{.*"msg":"GET /pid\?x=1".*\})$`)
 	var rec map[string]any
 	if err := json.Unmarshal([]byte(line), &rec); err != nil {
 		t.Fatalf("access record is not JSON: %v: %s", err, line)
@@ -54,18 +58,18 @@ func TestAccessRecordJSON(t *testing.T) {
 	// queue_us says how long, within its duration_us.
 	slow := make(chan string)
 	go func() {
-		slow <- b.raw("GET /sleep?0.5 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n", 5*time.Second)
+		slow <- b.Raw("GET /sleep?0.5 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n", 5*time.Second)
 	}()
-	time.Sleep(100 * time.Millisecond)
-	if resp := b.raw("GET /pid?queued HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n", 5*time.Second); statusOf(resp) != 200 {
+	b.WaitStatus(5*time.Second, "the slow request on the one worker", func(st server.Status) bool { return st.Busy == 1 })
+	if resp := b.Raw("GET /pid?queued HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n", 5*time.Second); e2e.StatusOf(resp) != 200 {
 		t.Fatalf("GET /pid?queued: %q", resp)
 	}
 	<-slow
-	if err := b.waitFor(`"msg":"GET /pid\?queued"`, 5*time.Second); err != nil {
+	if err := b.WaitFor(`"msg":"GET /pid\?queued"`, 5*time.Second); err != nil {
 		t.Fatal(err)
 	}
 	rec = nil
-	json.Unmarshal([]byte(regexpFind(b.logs.String(), `(?m)^(\{.*"msg":"GET /pid\?queued".*\})$`)), &rec)
+	json.Unmarshal([]byte(e2e.RegexpFind(b.Logs.String(), `(?m)^(\{.*"msg":"GET /pid\?queued".*\})$`)), &rec)
 	wait, _ := rec["queue_us"].(float64)
 	d, _ := rec["duration_us"].(float64)
 	if wait < 200_000 || wait > d {
@@ -76,19 +80,20 @@ func TestAccessRecordJSON(t *testing.T) {
 // TestAccessCombined: with access_format = "combined", each request is a
 // line of the combined log format on stdout, the user agent escaped.
 func TestAccessCombined(t *testing.T) {
-	cfg := appConfig(systemPython(t), "probe:app", "workers = 1", "") + "\nlog {\n  access_format = \"combined\"\n}\n"
-	b := startBerth(t, cfg)
-	resp := b.raw("GET /pid HTTP/1.1\r\nHost: a\r\nUser-Agent: "+hostileUA+"\r\nConnection: close\r\n\r\n", 5*time.Second)
-	if statusOf(resp) != 200 {
+	t.Parallel()
+	cfg := e2e.AppConfig(e2e.SystemPython(t), "probe:app", "workers = 1", "") + "\nlog {\n  access_format = \"combined\"\n}\n"
+	b := e2e.StartBerth(t, cfg)
+	resp := b.Raw("GET /pid HTTP/1.1\r\nHost: a\r\nUser-Agent: "+hostileUA+"\r\nConnection: close\r\n\r\n", 5*time.Second)
+	if e2e.StatusOf(resp) != 200 {
 		t.Fatalf("GET /pid: %q", resp)
 	}
 	body := resp[strings.Index(resp, "\r\n\r\n")+4:]
 	want := fmt.Sprintf(`(?m)^127\.0\.0\.1 - - \[\d\d/\w{3}/\d{4}:\d\d:\d\d:\d\d [+-]\d{4}\] "GET /pid HTTP/1\.1" 200 %d "-" "%s"$`,
 		len(body), regexp.QuoteMeta(`evil\x22 \x5C {\x22status\x22:1} \xE9`))
-	if err := b.waitFor(want, 5*time.Second); err != nil {
-		t.Errorf("%v\n%s", err, b.logs)
+	if err := b.WaitFor(want, 5*time.Second); err != nil {
+		t.Errorf("%v\n%s", err, b.Logs)
 	}
-	if strings.Contains(b.logs.String(), "GET /pid status=") {
-		t.Errorf("the access record was also written as a log record:\n%s", b.logs)
+	if strings.Contains(b.Logs.String(), "GET /pid status=") {
+		t.Errorf("the access record was also written as a log record:\n%s", b.Logs)
 	}
 }

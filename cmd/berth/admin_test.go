@@ -16,6 +16,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/berthd/berth/internal/e2e"
+	"github.com/berthd/berth/server"
 )
 
 // whoamiApp answers with the instance it runs in (INSTANCE in its
@@ -55,17 +58,7 @@ app "whoami" {
   workers = 2
   env     = { %s }
 }
-`, listen, listenerExtra, admin, adminExtra, systemPython(t), dir, env)
-}
-
-// adminAddr is where the instance's admin listener listens, from its
-// logs (waiting for the line while it starts).
-func (i *instance) adminAddr() string {
-	i.t.Helper()
-	if err := i.waitFor(`admin listening addr=`, 30*time.Second); err != nil {
-		i.t.Fatalf("no admin listener: %v\n%s", err, i.logs)
-	}
-	return regexpFind(i.logs.String(), `admin listening addr=(\S+)`)
+`, listen, listenerExtra, admin, adminExtra, e2e.SystemPython(t), dir, env)
 }
 
 // probe asks an admin endpoint, as a load balancer's check would: a new
@@ -91,8 +84,9 @@ var probeClient = &http.Client{Timeout: 5 * time.Second, Transport: &http.Transp
 // then 200; /healthz follows the supervision loop; anything else is 404;
 // `berth status` says the same.
 func TestAdminEndpoints(t *testing.T) {
-	b := launch(t, whoamiConfig(t, "127.0.0.1:0", "127.0.0.1:0", `BOOT_DELAY = "2"`, "", ""))
-	admin := "http://" + b.adminAddr()
+	t.Parallel()
+	b := e2e.Launch(t, whoamiConfig(t, "127.0.0.1:0", "127.0.0.1:0", `BOOT_DELAY = "2"`, "", ""))
+	admin := "http://" + b.AdminAddr()
 	code, body, err := probe("GET", admin+"/readyz")
 	if code != 503 || body != "starting: apps are booting\n" {
 		t.Errorf("/readyz while the app imports = %d %q %v, want 503 starting", code, body, err)
@@ -108,7 +102,7 @@ func TestAdminEndpoints(t *testing.T) {
 	if code != 200 || body != "ok\n" {
 		t.Fatalf("/readyz after start-up = %d %q, want 200 ok", code, body)
 	}
-	if err := b.waitFor(`INFO  ready `, 5*time.Second); err != nil {
+	if err := b.WaitFor(`INFO  ready `, 5*time.Second); err != nil {
 		t.Fatal(err)
 	}
 	cases := []struct {
@@ -129,16 +123,16 @@ func TestAdminEndpoints(t *testing.T) {
 			t.Errorf("%s %s = %d %q %v, want %d %q", tc.method, tc.path, code, body, err, tc.code, tc.body)
 		}
 	}
-	st := b.status()
+	st := b.Status()
 	if st.Readiness != "ready" || st.ReadyReason != "" || "http://"+st.Admin != admin {
 		t.Errorf("status: readiness %q (%q), admin %q", st.Readiness, st.ReadyReason, st.Admin)
 	}
 	var out, errb strings.Builder
-	if code := run([]string{"status", b.config}, &out, &errb); code != 0 || !strings.Contains(out.String(), "readiness: ready; admin on 127.0.0.1:") {
+	if code := run([]string{"status", b.Config}, &out, &errb); code != 0 || !strings.Contains(out.String(), "readiness: ready; admin on 127.0.0.1:") {
 		t.Errorf("berth status = %d:\n%s%s", code, out.String(), errb.String())
 	}
 	// The app's listener knows nothing of the admin paths.
-	if code, _, _ := probe("GET", "http://"+regexpFind(b.logs.String(), `listening listener=http addr=(\S+)`)+"/readyz"); code != 200 {
+	if code, _, _ := probe("GET", "http://"+e2e.RegexpFind(b.Logs.String(), `listening listener=http addr=(\S+)`)+"/readyz"); code != 200 {
 		t.Errorf("the app's own /readyz = %d, want the app's 200", code)
 	}
 }
@@ -264,33 +258,34 @@ func pollReady(ctx context.Context, url string, interval time.Duration) (first f
 // those 2 s; only then does berth stop accepting (connections refused)
 // and exit.
 func TestDrainDelay(t *testing.T) {
+	// Serial: it times /readyz's turn to 200 ms of SIGTERM.
 	const delay = 2 * time.Second
-	b := startBerth(t, whoamiConfig(t, "127.0.0.1:0", "127.0.0.1:0", "", "", `drain_delay = "2s"`))
-	admin := "http://" + b.adminAddr()
-	load := startClient(b.url("/"), 6, "", func(string) string { return "" })
+	b := e2e.StartBerth(t, whoamiConfig(t, "127.0.0.1:0", "127.0.0.1:0", "", "", `drain_delay = "2s"`))
+	admin := "http://" + b.AdminAddr()
+	load := startClient(b.URL("/"), 6, "", func(string) string { return "" })
 	defer load.stop()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	first503, answers := pollReady(ctx, admin+"/readyz", 50*time.Millisecond)
-	time.Sleep(time.Second)
+	time.Sleep(time.Second) // a second of polls, every one of which must be 200
 	if bad := answers(); len(bad) > 0 {
 		t.Fatalf("/readyz not 200 before the stop: %v", bad)
 	}
 	sent := time.Now()
-	b.cmd.Process.Signal(syscall.SIGTERM)
-	time.Sleep(300 * time.Millisecond)
-	if st := b.status(); st.Readiness != "draining" || st.ReadyReason != "draining: berth is stopping" {
+	b.Cmd.Process.Signal(syscall.SIGTERM)
+	st := b.WaitStatus(5*time.Second, "berth status no longer ready", func(st server.Status) bool { return st.Readiness != "ready" })
+	if st.Readiness != "draining" || st.ReadyReason != "draining: berth is stopping" {
 		t.Errorf("berth status while draining: %q (%q)", st.Readiness, st.ReadyReason)
 	}
 	select {
-	case <-b.done:
+	case <-b.Done:
 	case <-time.After(20 * time.Second):
 		t.Fatal("berth did not stop")
 	}
 	cancel()
 	load.stop()
-	if b.err != nil {
-		t.Errorf("exit: %v", b.err)
+	if b.Err != nil {
+		t.Errorf("exit: %v", b.Err)
 	}
 	readyAt := first503()
 	load.mu.Lock()
@@ -319,12 +314,13 @@ func TestDrainDelay(t *testing.T) {
 // address keeps its socket, a busy one fails the reload and changes
 // nothing, a new one moves the admin listener.
 func TestAdminReload(t *testing.T) {
-	b := startBerth(t, whoamiConfig(t, "127.0.0.1:0", "127.0.0.1:0", `BOOT_DELAY = "0.5"`, "", ""))
-	addr := b.adminAddr()
+	t.Parallel()
+	b := e2e.StartBerth(t, whoamiConfig(t, "127.0.0.1:0", "127.0.0.1:0", `BOOT_DELAY = "0.5"`, "", ""))
+	addr := b.AdminAddr()
 	ctx, cancel := context.WithCancel(context.Background())
 	_, answers := pollReady(ctx, "http://"+addr+"/readyz", 20*time.Millisecond)
 	for i := range 3 {
-		if code, out := b.reload(); code != 0 {
+		if code, out := b.Reload(); code != 0 {
 			t.Fatalf("reload %d: %d %s", i, code, out)
 		}
 	}
@@ -332,7 +328,7 @@ func TestAdminReload(t *testing.T) {
 	if bad := answers(); len(bad) > 0 {
 		t.Errorf("/readyz not 200 during reloads: %v", bad)
 	}
-	if n := strings.Count(b.logs.String(), "admin listening"); n != 1 {
+	if n := strings.Count(b.Logs.String(), "admin listening"); n != 1 {
 		t.Errorf("admin listener bound %d times across reloads of the same address, want once", n)
 	}
 
@@ -342,18 +338,18 @@ func TestAdminReload(t *testing.T) {
 	}
 	defer busy.Close()
 	move := func(to string) {
-		os.WriteFile(b.config, []byte(whoamiConfig(t, "127.0.0.1:0", to, `BOOT_DELAY = "0.5"`, "", "")), 0o644)
+		os.WriteFile(b.Config, []byte(whoamiConfig(t, "127.0.0.1:0", to, `BOOT_DELAY = "0.5"`, "", "")), 0o644)
 	}
 	move(busy.Addr().String())
-	if code, out := b.reload(); code != 1 || !strings.Contains(out, "admin block") || !strings.Contains(out, "address already in use") {
+	if code, out := b.Reload(); code != 1 || !strings.Contains(out, "admin block") || !strings.Contains(out, "address already in use") {
 		t.Errorf("reload onto a busy admin address = %d %s, want a failure naming the admin block", code, out)
 	}
 	if code, _, err := probe("GET", "http://"+addr+"/readyz"); code != 200 {
 		t.Errorf("/readyz on the old address after a failed reload = %d %v", code, err)
 	}
-	free := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	free := fmt.Sprintf("127.0.0.1:%d", e2e.FreePort(t))
 	move(free)
-	if code, out := b.reload(); code != 0 || !strings.Contains(out, "admin on "+free) {
+	if code, out := b.Reload(); code != 0 || !strings.Contains(out, "admin on "+free) {
 		t.Fatalf("reload moving the admin listener = %d %s", code, out)
 	}
 	if code, _, err := probe("GET", "http://"+free+"/readyz"); code != 200 {
@@ -363,7 +359,7 @@ func TestAdminReload(t *testing.T) {
 	// And onto a Unix socket.
 	path := filepath.Join(t.TempDir(), "admin.sock")
 	move("unix:" + path)
-	if code, out := b.reload(); code != 0 || !strings.Contains(out, "admin on "+path) {
+	if code, out := b.Reload(); code != 0 || !strings.Contains(out, "admin on "+path) {
 		t.Fatalf("reload moving the admin listener to a Unix socket = %d %s", code, out)
 	}
 	unixClient := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
@@ -400,6 +396,7 @@ func waitRefused(t *testing.T, network, addr string) {
 // TestAdminPassedSocket: a socket systemd passes as berth-admin is the
 // admin listener; the admin block's own address is not bound.
 func TestAdminPassedSocket(t *testing.T) {
+	t.Parallel()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -410,18 +407,18 @@ func TestAdminPassedSocket(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	own := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	b := launchWith(t, whoamiConfig(t, "127.0.0.1:0", own, "", "", ""), func(cmd *exec.Cmd) {
+	own := fmt.Sprintf("127.0.0.1:%d", e2e.FreePort(t))
+	b := e2e.LaunchWith(t, whoamiConfig(t, "127.0.0.1:0", own, "", "", ""), func(cmd *exec.Cmd) {
 		// LISTEN_PID must be berth's own pid: the shell's, which exec keeps.
 		cmd.Path = "/bin/sh"
 		cmd.Args = append([]string{"/bin/sh", "-c", `LISTEN_PID=$$ exec "$0" "$@"`}, cmd.Args...)
 		cmd.Env = append(os.Environ(), "LISTEN_FDS=1", "LISTEN_FDNAMES=berth-admin")
 		cmd.ExtraFiles = []*os.File{f}
 	})
-	if err := b.waitFor(`INFO  ready `, 30*time.Second); err != nil {
+	if err := b.WaitFor(`INFO  ready `, 30*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	if got := b.adminAddr(); got != ln.Addr().String() || !strings.Contains(b.logs.String(), "passed_by_systemd=true") {
+	if got := b.AdminAddr(); got != ln.Addr().String() || !strings.Contains(b.Logs.String(), "passed_by_systemd=true") {
 		t.Errorf("admin listening on %s, want the passed socket %s", got, ln.Addr())
 	}
 	if code, body, err := probe("GET", "http://"+ln.Addr().String()+"/readyz"); code != 200 {
@@ -431,7 +428,7 @@ func TestAdminPassedSocket(t *testing.T) {
 		c.Close()
 		t.Errorf("berth bound the admin block's address %s beside the passed socket", own)
 	}
-	if strings.Contains(b.logs.String(), "no listener uses") {
+	if strings.Contains(b.Logs.String(), "no listener uses") {
 		t.Errorf("the passed admin socket is reported unused")
 	}
 }
@@ -439,29 +436,30 @@ func TestAdminPassedSocket(t *testing.T) {
 // TestDrainCutShort: while berth drains, a reload is refused, a second
 // SIGTERM changes nothing, and SIGINT stops at once.
 func TestDrainCutShort(t *testing.T) {
-	b := startBerth(t, whoamiConfig(t, "127.0.0.1:0", "127.0.0.1:0", "", "", `drain_delay = "30s"`))
-	b.cmd.Process.Signal(syscall.SIGTERM)
-	if err := b.waitFor(`draining: /readyz answers 503`, 5*time.Second); err != nil {
+	t.Parallel()
+	b := e2e.StartBerth(t, whoamiConfig(t, "127.0.0.1:0", "127.0.0.1:0", "", "", `drain_delay = "30s"`))
+	b.Cmd.Process.Signal(syscall.SIGTERM)
+	if err := b.WaitFor(`draining: /readyz answers 503`, 5*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	if code, out := b.reload(); code != 1 || !strings.Contains(out, "berth is shutting down") {
+	if code, out := b.Reload(); code != 1 || !strings.Contains(out, "berth is shutting down") {
 		t.Errorf("reload while draining = %d %s, want refused", code, out)
 	}
-	b.cmd.Process.Signal(syscall.SIGTERM)
-	if err := b.waitFor(`signal ignored: draining signal=terminated`, 5*time.Second); err != nil {
+	b.Cmd.Process.Signal(syscall.SIGTERM)
+	if err := b.WaitFor(`signal ignored: draining signal=terminated`, 5*time.Second); err != nil {
 		t.Error(err)
 	}
-	if code, _, err := probe("GET", b.url("/")); code != 200 {
+	if code, _, err := probe("GET", b.URL("/")); code != 200 {
 		t.Errorf("the app while draining = %d %v, want served", code, err)
 	}
 	start := time.Now()
-	b.cmd.Process.Signal(syscall.SIGINT)
+	b.Cmd.Process.Signal(syscall.SIGINT)
 	select {
-	case <-b.done:
+	case <-b.Done:
 	case <-time.After(10 * time.Second):
 		t.Fatal("SIGINT did not cut the drain short")
 	}
-	if d := time.Since(start); d > 5*time.Second || !strings.Contains(b.logs.String(), "shutting down now signal=interrupt") {
+	if d := time.Since(start); d > 5*time.Second || !strings.Contains(b.Logs.String(), "shutting down now signal=interrupt") {
 		t.Errorf("SIGINT while draining stopped after %s", d)
 	}
 }

@@ -17,6 +17,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/berthd/berth/internal/e2e"
+	"github.com/berthd/berth/server"
 )
 
 // rssPeak samples the resident memory of berth's own process and of its
@@ -37,7 +40,7 @@ func watchRSS(pid int) *rssPeak {
 		for {
 			b := rssOf(pid)
 			var w int64
-			for _, c := range childPIDs(pid) {
+			for _, c := range e2e.ChildPIDs(pid) {
 				w = max(w, rssOf(c))
 			}
 			p.mu.Lock()
@@ -66,7 +69,7 @@ func rssOf(pid int) int64 {
 		return 0
 	}
 	var kb int64
-	if s := regexpFind(string(b), `VmRSS:\s+(\d+) kB`); s != "" {
+	if s := e2e.RegexpFind(string(b), `VmRSS:\s+(\d+) kB`); s != "" {
 		fmt.Sscanf(s, "%d", &kb)
 	}
 	return kb << 10
@@ -92,12 +95,13 @@ func (p *pattern) Read(b []byte) (int, error) {
 // them, so the test moves 256 MiB, which under the race detector takes a
 // quarter of the 87 s that 1 GiB took).
 func TestBigBodies(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("moves 1 GiB through loopback; skipped with -short")
 	}
 	const size = 256 << 20
 	const bound = 128 << 20 // half of what a buffered body would cost
-	b := startBerth(t, appConfig(systemPython(t), "probe:app", "workers = 1\n  max_body_bytes = \"2GiB\"\n  timeout = \"120s\"", ""))
+	b := e2e.StartBerth(t, e2e.AppConfig(e2e.SystemPython(t), "probe:app", "workers = 1\n  max_body_bytes = \"2GiB\"\n  timeout = \"120s\"", ""))
 	client := &http.Client{Timeout: 5 * time.Minute}
 
 	check := func(what string, peak *rssPeak) {
@@ -113,11 +117,11 @@ func TestBigBodies(t *testing.T) {
 		for _, chunked := range []bool{false, true} {
 			want := sha256.New()
 			body := io.TeeReader(io.LimitReader(&pattern{}, size), want)
-			req, _ := http.NewRequest("POST", b.url("/hash"), body)
+			req, _ := http.NewRequest("POST", b.URL("/hash"), body)
 			if !chunked {
 				req.ContentLength = size
 			}
-			peak := watchRSS(b.cmd.Process.Pid)
+			peak := watchRSS(b.Cmd.Process.Pid)
 			resp, err := client.Do(req)
 			if err != nil {
 				peak.finish()
@@ -141,8 +145,8 @@ func TestBigBodies(t *testing.T) {
 	})
 
 	download := func(t *testing.T, what, path string, want []byte) {
-		peak := watchRSS(b.cmd.Process.Pid)
-		resp, err := client.Get(b.url(path))
+		peak := watchRSS(b.Cmd.Process.Pid)
+		resp, err := client.Get(b.URL(path))
 		if err != nil {
 			peak.finish()
 			t.Fatal(err)
@@ -182,10 +186,11 @@ func TestBigBodies(t *testing.T) {
 // also the one an app keeps unread past its request while the buffer it
 // came in serves the next upload.
 func TestSharedBodies(t *testing.T) {
-	b := startBerth(t, appConfig(systemPython(t), "probe:app", "workers = 1", ""))
+	t.Parallel()
+	b := e2e.StartBerth(t, e2e.AppConfig(e2e.SystemPython(t), "probe:app", "workers = 1", ""))
 	client := &http.Client{Timeout: 30 * time.Second}
 	post := func(path string, body []byte) (map[string]any, error) {
-		resp, err := client.Post(b.url(path), "application/octet-stream", bytes.NewReader(body))
+		resp, err := client.Post(b.URL(path), "application/octet-stream", bytes.NewReader(body))
 		if err != nil {
 			return nil, err
 		}
@@ -227,7 +232,7 @@ func TestSharedBodies(t *testing.T) {
 	t.Run("one after another", func(t *testing.T) {
 		up := body(1<<20, 9)
 		before := map[int]int{}
-		for _, pid := range childPIDs(b.cmd.Process.Pid) {
+		for _, pid := range e2e.ChildPIDs(b.Cmd.Process.Pid) {
 			before[pid] = sharedMaps(pid)
 		}
 		for i := range 80 {
@@ -239,7 +244,7 @@ func TestSharedBodies(t *testing.T) {
 				t.Fatalf("upload %d: sha256 %v, want %s", i+1, got["sha256"], sum(up))
 			}
 		}
-		for _, pid := range childPIDs(b.cmd.Process.Pid) {
+		for _, pid := range e2e.ChildPIDs(b.Cmd.Process.Pid) {
 			if n := sharedMaps(pid); n > before[pid]+1 {
 				t.Errorf("worker %d has %d shared body buffers mapped after uploads through one (%d before)", pid, n, before[pid])
 			}
@@ -264,9 +269,9 @@ func TestSharedBodies(t *testing.T) {
 		})
 		// What stays mapped is bounded: berth keeps at most 64 idle
 		// buffers, the worker maps at most 16.
-		berth := sharedMaps(b.cmd.Process.Pid)
+		berth := sharedMaps(b.Cmd.Process.Pid)
 		var worker int
-		for _, pid := range childPIDs(b.cmd.Process.Pid) {
+		for _, pid := range e2e.ChildPIDs(b.Cmd.Process.Pid) {
 			worker = max(worker, sharedMaps(pid))
 		}
 		t.Logf("shared body buffers mapped: berth %d, worker %d", berth, worker)
@@ -294,15 +299,16 @@ func sharedMaps(pid int) int {
 // and short of its Content-Length (sent from the ring as a stream). Then
 // that the worker's ring was used at all: its shared memory is resident.
 func TestSharedResponses(t *testing.T) {
+	t.Parallel()
 	for _, cfg := range []string{"workers = 2", "workers = 1\n  threads = 3"} {
 		t.Run(strings.ReplaceAll(cfg, "\n  ", ", "), func(t *testing.T) {
-			b := startBerth(t, appConfig(systemPython(t), "probe:app", cfg, ""))
+			b := e2e.StartBerth(t, e2e.AppConfig(e2e.SystemPython(t), "probe:app", cfg, ""))
 			client := &http.Client{Timeout: 30 * time.Second}
 			sizes := []int{32<<10 - 1, 32 << 10, 100 << 10, 1 << 20, 300 << 10, 1<<20 + 1, 700 << 10, 256 << 10}
 			const clients = 12
 			concurrently(t, clients, 3*len(sizes), func(c, i int) error {
 				size, seed := sizes[(i+c)%len(sizes)], c*100+i
-				url := b.url(fmt.Sprintf("/pattern?n=%d&seed=%d", size, seed))
+				url := b.URL(fmt.Sprintf("/pattern?n=%d&seed=%d", size, seed))
 				method := "GET"
 				if i%7 == 3 {
 					method = "HEAD"
@@ -331,19 +337,19 @@ func TestSharedResponses(t *testing.T) {
 
 			// A body short of its Content-Length goes out as a stream
 			// (from the ring), and the connection is closed after it.
-			raw := b.raw("GET /pattern?n=200000&seed=7&short=1 HTTP/1.1\r\nHost: x\r\n\r\n", 10*time.Second)
+			raw := b.Raw("GET /pattern?n=200000&seed=7&short=1 HTTP/1.1\r\nHost: x\r\n\r\n", 10*time.Second)
 			head, body, _ := strings.Cut(raw, "\r\n\r\n")
 			want := make([]byte, 200000)
 			(&pattern{off: 7}).Read(want)
-			if cl := regexpFind(head, `Content-Length: (\d+)`); cl != "200001" || body != string(want) {
+			if cl := e2e.RegexpFind(head, `Content-Length: (\d+)`); cl != "200001" || body != string(want) {
 				t.Errorf("short body: Content-Length %s, %d bytes (want 200001 and the 200000 sent)", cl, len(body))
 			}
 
 			var shmem int64
-			for _, pid := range childPIDs(b.cmd.Process.Pid) {
+			for _, pid := range e2e.ChildPIDs(b.Cmd.Process.Pid) {
 				st, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 				var kb int64
-				fmt.Sscanf(regexpFind(string(st), `RssShmem:\s+(\d+) kB`), "%d", &kb)
+				fmt.Sscanf(e2e.RegexpFind(string(st), `RssShmem:\s+(\d+) kB`), "%d", &kb)
 				shmem = max(shmem, kb<<10)
 			}
 			t.Logf("worker shared memory resident: %d KiB", shmem>>10)
@@ -361,7 +367,8 @@ func TestSharedResponses(t *testing.T) {
 // only one) goes on answering others through the ring. That a held body
 // outlives its write is front's TestHeldBodyOutlivesWrite.
 func TestSlowClientRingBody(t *testing.T) {
-	b := startBerth(t, appConfig(systemPython(t), "probe:app", "workers = 1", ""))
+	t.Parallel()
+	b := e2e.StartBerth(t, e2e.AppConfig(e2e.SystemPython(t), "probe:app", "workers = 1", ""))
 	d := net.Dialer{Control: func(_, _ string, c syscall.RawConn) error {
 		// A small window from the start, so the body waits in berth's
 		// write for the client.
@@ -369,7 +376,7 @@ func TestSlowClientRingBody(t *testing.T) {
 			syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 32<<10)
 		})
 	}}
-	slow, err := d.Dial("tcp", b.addr)
+	slow, err := d.Dial("tcp", b.Addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -385,12 +392,13 @@ func TestSlowClientRingBody(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The slow client reads nothing while others are answered; their
-	// bodies take the ring's other places, or the socket.
-	time.Sleep(300 * time.Millisecond)
+	// bodies take the ring's other places, or the socket. (Once its first
+	// answer has left the worker, which is free again.)
+	b.WaitStatus(10*time.Second, "the slow client's first answer out of the worker", func(st server.Status) bool { return st.Served >= 1 && st.Busy == 0 })
 	client := &http.Client{Timeout: 30 * time.Second}
 	concurrently(t, 3, 4, func(c, i int) error {
 		size, seed := 700000, 10*c+i+20
-		resp, err := client.Get(b.url(fmt.Sprintf("/pattern?n=%d&seed=%d", size, seed)))
+		resp, err := client.Get(b.URL(fmt.Sprintf("/pattern?n=%d&seed=%d", size, seed)))
 		if err != nil {
 			return err
 		}
@@ -425,15 +433,16 @@ func TestSlowClientRingBody(t *testing.T) {
 // the second's request bodies. The buffers each worker has mapped (by
 // inode, from /proc/PID/maps) must be disjoint.
 func TestSharedBodiesPerApp(t *testing.T) {
-	py := systemPython(t)
+	t.Parallel()
+	py := e2e.SystemPython(t)
 	app := func(name, mount string) string {
-		return probeApp(name, py, fmt.Sprintf("mount = %q", mount))
+		return e2e.ProbeApp(name, py, fmt.Sprintf("mount = %q", mount))
 	}
-	b := startBerth(t, "listener \"http\" {\n  address = \"127.0.0.1:0\"\n}\n"+app("one", "/")+app("two", "/two"))
+	b := e2e.StartBerth(t, "listener \"http\" {\n  address = \"127.0.0.1:0\"\n}\n"+app("one", "/")+app("two", "/two"))
 	body := bytes.Repeat([]byte("u"), 100<<10)
 	for i := range 20 {
 		path := []string{"/echo", "/two/echo"}[i%2]
-		resp, err := http.Post(b.url(path), "application/octet-stream", bytes.NewReader(body))
+		resp, err := http.Post(b.URL(path), "application/octet-stream", bytes.NewReader(body))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -442,7 +451,7 @@ func TestSharedBodiesPerApp(t *testing.T) {
 	}
 	inodes := func(path string) map[string]bool {
 		t.Helper()
-		_, out := b.get(path)
+		_, out := b.Get(path)
 		var got struct{ PID int }
 		if err := json.Unmarshal([]byte(out), &got); err != nil {
 			t.Fatalf("%s: %q", path, out)
@@ -509,7 +518,8 @@ func concurrently(t *testing.T, clients, rounds int, f func(c, i int) error) {
 // read them from the socket, its read count says (/proc/PID/io: a copy
 // from shared memory is no read).
 func TestSocketBodies(t *testing.T) {
-	b := startBerth(t, appConfig(systemPython(t), "probe:app",
+	t.Parallel()
+	b := e2e.StartBerth(t, e2e.AppConfig(e2e.SystemPython(t), "probe:app",
 		"workers = 1\n  queue_timeout = \"500ms\"\n  buffer_body_bytes = \"64MiB\"\n  max_body_bytes = \"128MiB\"", `body_timeout = "2s"`))
 	body := func(size, seed int) []byte {
 		buf := make([]byte, size)
@@ -522,7 +532,7 @@ func TestSocketBodies(t *testing.T) {
 	}
 	const status = "GET /status HTTP/1.1\r\nHost: x\r\n\r\n"
 	dial := func(t *testing.T) (net.Conn, *bufio.Reader) {
-		c, err := net.Dial("tcp", b.addr)
+		c, err := net.Dial("tcp", b.Addr)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -532,7 +542,7 @@ func TestSocketBodies(t *testing.T) {
 	}
 	echoed := func(t *testing.T, br *bufio.Reader, want []byte) {
 		t.Helper()
-		resp, got := readResponse(t, br, "POST")
+		resp, got := e2e.ReadResponse(t, br, "POST")
 		var v struct {
 			Length int
 			SHA256 string
@@ -544,13 +554,13 @@ func TestSocketBodies(t *testing.T) {
 	}
 	teapot := func(t *testing.T, br *bufio.Reader) {
 		t.Helper()
-		if resp, _ := readResponse(t, br, "GET"); resp.StatusCode != 418 {
+		if resp, _ := e2e.ReadResponse(t, br, "GET"); resp.StatusCode != 418 {
 			t.Errorf("the request after a socket body: %d, want 418", resp.StatusCode)
 		}
 	}
 	served := func(t *testing.T) {
 		t.Helper()
-		if code, _ := b.get("/pid"); code != 200 {
+		if code, _ := b.Get("/pid"); code != 200 {
 			t.Errorf("GET /pid = %d", code)
 		}
 	}
@@ -558,7 +568,7 @@ func TestSocketBodies(t *testing.T) {
 	// kin (rchar).
 	socketReads := func(t *testing.T) int64 {
 		t.Helper()
-		pids := childPIDs(b.cmd.Process.Pid)
+		pids := e2e.ChildPIDs(b.Cmd.Process.Pid)
 		if len(pids) != 1 {
 			t.Fatalf("berth has %d workers, want 1", len(pids))
 		}
@@ -567,7 +577,7 @@ func TestSocketBodies(t *testing.T) {
 			t.Fatal(err)
 		}
 		var n int64
-		fmt.Sscan(regexpFind(string(raw), `rchar: (\d+)`), &n)
+		fmt.Sscan(e2e.RegexpFind(string(raw), `rchar: (\d+)`), &n)
 		return n
 	}
 	// bySocket checks that the worker read most of n body bytes itself
@@ -617,8 +627,8 @@ func TestSocketBodies(t *testing.T) {
 		c, br := dial(t)
 		up := body(512<<10, 4)
 		io.WriteString(c, post("/echo", up)[:300<<10])
-		time.Sleep(300 * time.Millisecond)
-		served(t) // the one worker is not waiting for the upload
+		time.Sleep(300 * time.Millisecond) // the client pauses mid-upload
+		served(t)                          // the one worker is not waiting for the upload
 		time.Sleep(700 * time.Millisecond)
 		io.WriteString(c, post("/echo", up)[300<<10:])
 		echoed(t, br, up)
@@ -632,7 +642,7 @@ func TestSocketBodies(t *testing.T) {
 		if err != nil {
 			t.Fatalf("reading: %v (berth did not end the stalled upload)", err)
 		}
-		if code := statusOf(string(got)); code != 408 {
+		if code := e2e.StatusOf(string(got)); code != 408 {
 			t.Errorf("an upload stalled past body_timeout: %q, want 408", got)
 		}
 		served(t)
@@ -642,7 +652,7 @@ func TestSocketBodies(t *testing.T) {
 		c, br := dial(t)
 		up := body(256<<10, 6)
 		go io.WriteString(c, post("/exit-after-read", up)+status)
-		if resp, _ := readResponse(t, br, "POST"); resp.StatusCode != 502 || resp.Close {
+		if resp, _ := e2e.ReadResponse(t, br, "POST"); resp.StatusCode != 502 || resp.Close {
 			t.Errorf("a worker that died having read the body: %d, close %v; want 502 on a connection still in step", resp.StatusCode, resp.Close)
 		}
 		teapot(t, br)
@@ -651,11 +661,11 @@ func TestSocketBodies(t *testing.T) {
 
 	t.Run("refused before a worker saw it", func(t *testing.T) {
 		busy := make(chan int)
-		go func() { code, _ := b.get("/sleep?1.2"); busy <- code }()
-		time.Sleep(300 * time.Millisecond) // the one worker is asleep
+		go func() { code, _ := b.Get("/sleep?1.2"); busy <- code }()
+		b.WaitStatus(5*time.Second, "the one worker asleep", func(st server.Status) bool { return st.Busy == 1 })
 		c, br := dial(t)
 		go io.WriteString(c, post("/echo", body(256<<10, 8)))
-		if resp, _ := readResponse(t, br, "POST"); resp.StatusCode != 503 || resp.Close {
+		if resp, _ := e2e.ReadResponse(t, br, "POST"); resp.StatusCode != 503 || resp.Close {
 			t.Errorf("an upload that waited past queue_timeout: %d, close %v; want 503 on a connection still in step", resp.StatusCode, resp.Close)
 		}
 		if code := <-busy; code != 200 {
@@ -683,10 +693,10 @@ func TestSocketBodies(t *testing.T) {
 		// of a body on each read berth makes while the window grows.
 		// On a new connection, whose window grows meanwhile, with a
 		// second upload right behind the first.
-		b := startBerth(t, appConfig(systemPython(t), "probe:app", "workers = 1", `max_header_bytes = "256KiB"`))
+		b := e2e.StartBerth(t, e2e.AppConfig(e2e.SystemPython(t), "probe:app", "workers = 1", `max_header_bytes = "256KiB"`))
 		first, second := body(1<<20, 10), body(1<<20, 11)
 		for range 3 {
-			c, err := net.Dial("tcp", b.addr)
+			c, err := net.Dial("tcp", b.Addr)
 			if err != nil {
 				t.Fatal(err)
 			}

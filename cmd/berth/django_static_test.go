@@ -11,6 +11,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/berthd/berth/internal/e2e"
 )
 
 // djangoSite is a Django project with the admin, DEBUG off and
@@ -61,7 +63,8 @@ def application(environ, start_response):
 // caching for their hashed names) and that none of those requests
 // reached the app.
 func TestDjangoStatic(t *testing.T) {
-	py := systemPython(t)
+	t.Parallel()
+	py := e2e.SystemPython(t)
 	needDjango(t, py)
 	dir := t.TempDir()
 	for name, src := range djangoSite {
@@ -76,7 +79,7 @@ func TestDjangoStatic(t *testing.T) {
 		t.Fatalf("collectstatic: %v\n%s", err, out)
 	}
 	seen := filepath.Join(dir, "seen.log")
-	b := startBerth(t, fmt.Sprintf(`
+	b := e2e.StartBerth(t, fmt.Sprintf(`
 listener "http" {
   address = "127.0.0.1:0"
 }
@@ -93,7 +96,7 @@ app "shop" {
 }
 `, py, dir, seen))
 
-	resp, page := do(t, "GET", b.url("/admin/login/"), nil)
+	resp, page := do(t, "GET", b.URL("/admin/login/"), nil)
 	if resp.StatusCode != 200 || !strings.Contains(string(page), "Django administration") {
 		t.Fatalf("the admin's login page: %d %.300s", resp.StatusCode, page)
 	}
@@ -116,7 +119,7 @@ app "shop" {
 		if err != nil {
 			t.Fatalf("%s is not in the collected files: %v", a, err)
 		}
-		resp, body := do(t, "GET", b.url(a), nil)
+		resp, body := do(t, "GET", b.URL(a), nil)
 		ctype := resp.Header.Get("Content-Type")
 		switch {
 		case strings.HasSuffix(a, ".css") && ctype == "text/css; charset=utf-8":
@@ -129,7 +132,7 @@ app "shop" {
 		if resp.StatusCode != 200 || !bytes.Equal(body, want) || resp.Header.Get("Cache-Control") != "public, max-age=31536000, immutable" {
 			t.Errorf("%s = %d, %d bytes (the file has %d), Cache-Control %q", a, resp.StatusCode, len(body), len(want), resp.Header.Get("Cache-Control"))
 		}
-		again, _ := do(t, "GET", b.url(a), map[string]string{"If-None-Match": resp.Header.Get("ETag")})
+		again, _ := do(t, "GET", b.URL(a), map[string]string{"If-None-Match": resp.Header.Get("ETag")})
 		if again.StatusCode != http.StatusNotModified {
 			t.Errorf("%s again with its ETag = %d, want 304", a, again.StatusCode)
 		}
@@ -138,7 +141,7 @@ app "shop" {
 		t.Errorf("the login page and the manifest gave %d stylesheets and %d scripts (%v); want at least 2 and 3", css, scripts, assets)
 	}
 	// A name as written in the source, which collectstatic also keeps.
-	if resp, _ := do(t, "GET", b.url("/static/admin/css/base.css"), nil); resp.StatusCode != 200 || resp.Header.Get("Cache-Control") != "public, max-age=3600" {
+	if resp, _ := do(t, "GET", b.URL("/static/admin/css/base.css"), nil); resp.StatusCode != 200 || resp.Header.Get("Cache-Control") != "public, max-age=3600" {
 		t.Errorf("/static/admin/css/base.css = %d, Cache-Control %q", resp.StatusCode, resp.Header.Get("Cache-Control"))
 	}
 	got, _ := os.ReadFile(seen)

@@ -21,6 +21,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/berthd/berth/internal/e2e"
 )
 
 func needDjango(t *testing.T, python string) {
@@ -34,18 +36,19 @@ func needDjango(t *testing.T, python string) {
 // routing, JSON, the CSRF check of a form, uploads, a FileResponse and a
 // StreamingHttpResponse through berth.
 func TestDjangoExample(t *testing.T) {
-	py := systemPython(t)
+	t.Parallel()
+	py := e2e.SystemPython(t)
 	needDjango(t, py)
 	wd, _ := os.Getwd()
 	dir := filepath.Join(wd, "../../examples/django")
 
 	// The example's own configuration is valid as shipped.
-	if out, err := exec.Command(berthBin, "check", filepath.Join(dir, "berth.hcl")).CombinedOutput(); err != nil {
+	if out, err := exec.Command(e2e.Bin, "check", filepath.Join(dir, "berth.hcl")).CombinedOutput(); err != nil {
 		t.Errorf("berth check examples/django/berth.hcl: %v\n%s", err, out)
 	}
 
 	// As examples/django/berth.hcl, on a free port; no .pyc files in the source tree.
-	b := startBerth(t, fmt.Sprintf(`
+	b := e2e.StartBerth(t, fmt.Sprintf(`
 listener "http" {
   address = "127.0.0.1:0"
 }
@@ -89,7 +92,7 @@ app "notes" {
 			{path: "/static/%2E%2E/settings.py", status: 404},
 			{path: "/stream/100001/", status: 400, body: "at most 100000 lines\n"},
 		} {
-			resp, body := djangoDo(t, client, "GET", b.url(tc.path), nil, "")
+			resp, body := djangoDo(t, client, "GET", b.URL(tc.path), nil, "")
 			if resp == nil {
 				continue
 			}
@@ -124,12 +127,12 @@ app "notes" {
 	})
 
 	t.Run("csrf", func(t *testing.T) {
-		formURL := b.url("/notes/new/")
+		formURL := b.URL("/notes/new/")
 		resp, body := djangoDo(t, client, "GET", formURL, nil, "")
 		if resp == nil || resp.StatusCode != 200 {
 			t.Fatalf("GET /notes/new/: %v %q", resp, body)
 		}
-		token := regexpFind(string(body), `name="csrfmiddlewaretoken" value="([^"]+)"`)
+		token := e2e.RegexpFind(string(body), `name="csrfmiddlewaretoken" value="([^"]+)"`)
 		if token == "" {
 			t.Fatalf("GET /notes/new/: no csrfmiddlewaretoken in the form:\n%s", body)
 		}
@@ -174,7 +177,7 @@ app "notes" {
 			}
 		}
 		// Django logs the refusals; unconfigured logging sends them to berth's log.
-		if err := b.waitFor(`Forbidden \(CSRF token missing or incorrect\.\): /notes/new/`, 5*time.Second); err != nil {
+		if err := b.WaitFor(`Forbidden \(CSRF token missing or incorrect\.\): /notes/new/`, 5*time.Second); err != nil {
 			t.Errorf("Django's CSRF warning did not reach berth's log: %v", err)
 		}
 	})
@@ -199,7 +202,7 @@ app "notes" {
 			fw, _ := mw.CreateFormFile("file", tc.name)
 			fw.Write(data)
 			mw.Close()
-			resp, body := djangoDo(t, client, "POST", b.url("/upload/"), http.Header{"Content-Type": {mw.FormDataContentType()}}, form.String())
+			resp, body := djangoDo(t, client, "POST", b.URL("/upload/"), http.Header{"Content-Type": {mw.FormDataContentType()}}, form.String())
 			if resp == nil {
 				continue
 			}
@@ -220,7 +223,7 @@ app "notes" {
 				t.Errorf("POST /upload/ %s (%d bytes):\n got %v\nwant %v", tc.name, tc.size, got, want)
 			}
 		}
-		resp, body := djangoDo(t, client, "POST", b.url("/upload/"), http.Header{"Content-Type": {"application/x-www-form-urlencoded"}}, "comment=nofile")
+		resp, body := djangoDo(t, client, "POST", b.URL("/upload/"), http.Header{"Content-Type": {"application/x-www-form-urlencoded"}}, "comment=nofile")
 		if resp != nil && (resp.StatusCode != 400 || !strings.Contains(string(body), "no file field")) {
 			t.Errorf("POST /upload/ without a file = %d %q, want 400", resp.StatusCode, body)
 		}
@@ -235,7 +238,7 @@ app "notes" {
 			if err != nil {
 				t.Fatal(err)
 			}
-			resp, body := djangoDo(t, client, "GET", b.url("/static/"+tc.name), nil, "")
+			resp, body := djangoDo(t, client, "GET", b.URL("/static/"+tc.name), nil, "")
 			if resp == nil {
 				continue
 			}
@@ -253,13 +256,13 @@ app "notes" {
 				t.Errorf("GET /static/%s: Content-Disposition %q, want %q", tc.name, cd, wantCD)
 			}
 			// HEAD: the same headers, and not one byte of body.
-			raw := b.raw("HEAD /static/"+tc.name+" HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n", 10*time.Second)
+			raw := b.Raw("HEAD /static/"+tc.name+" HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n", 10*time.Second)
 			head, rest, ok := strings.Cut(raw, "\r\n\r\n")
-			if !ok || statusOf(raw) != 200 || rest != "" {
+			if !ok || e2e.StatusOf(raw) != 200 || rest != "" {
 				t.Errorf("HEAD /static/%s: want 200 and no body, got %.300q", tc.name, raw)
 				continue
 			}
-			hresp, _ := readResponse(t, bufio.NewReader(strings.NewReader(head+"\r\n\r\n")), "HEAD")
+			hresp, _ := e2e.ReadResponse(t, bufio.NewReader(strings.NewReader(head+"\r\n\r\n")), "HEAD")
 			if cl, ct := hresp.Header.Get("Content-Length"), hresp.Header.Get("Content-Type"); cl != fmt.Sprint(len(want)) || ct != tc.ctype {
 				t.Errorf("HEAD /static/%s: Content-Length %q, Content-Type %q; want %d, %q", tc.name, cl, ct, len(want), tc.ctype)
 			}
@@ -274,7 +277,7 @@ app "notes" {
 			}
 			want.WriteString("end\n")
 			path := fmt.Sprintf("/stream/%d/", count)
-			resp, body := djangoDo(t, client, "GET", b.url(path), nil, "")
+			resp, body := djangoDo(t, client, "GET", b.URL(path), nil, "")
 			if resp == nil {
 				continue
 			}
@@ -291,7 +294,7 @@ app "notes" {
 	})
 
 	// No request above should have raised in the app.
-	if m := regexp.MustCompile(`(?m)^.*Traceback \(most recent call last\).*$`).FindString(b.logs.String()); m != "" {
+	if m := regexp.MustCompile(`(?m)^.*Traceback \(most recent call last\).*$`).FindString(b.Logs.String()); m != "" {
 		t.Errorf("a Python traceback in berth's log: %s", m)
 	}
 }

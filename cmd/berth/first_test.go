@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/berthd/berth/internal/e2e"
 )
 
 // The first five minutes: `berth serve MODULE` with Gunicorn's flags,
@@ -45,22 +47,22 @@ func appDir(t *testing.T) string {
 // debianPath is PATH with Debian's python3 first: "python3 on PATH" is
 // then the interpreter the tests install packages for.
 func debianPath(t *testing.T) string {
-	return "PATH=" + filepath.Dir(systemPython(t)) + ":" + os.Getenv("PATH")
+	return "PATH=" + filepath.Dir(e2e.SystemPython(t)) + ":" + os.Getenv("PATH")
 }
 
 // startServe runs `berth serve args...` in dir with env added, until it
 // is ready; addr is its first listener's.
-func startServe(t *testing.T, dir string, env []string, args ...string) *instance {
+func startServe(t *testing.T, dir string, env []string, args ...string) *e2e.Instance {
 	t.Helper()
-	inst := launchWith(t, "", func(c *exec.Cmd) {
-		c.Args = append([]string{berthBin, "serve"}, args...)
+	inst := e2e.LaunchWith(t, "", func(c *exec.Cmd) {
+		c.Args = append([]string{e2e.Bin, "serve"}, args...)
 		c.Dir = dir
 		c.Env = append(os.Environ(), env...)
 	})
-	if err := inst.waitFor(`INFO  ready `, 30*time.Second); err != nil {
-		t.Fatalf("berth serve %s did not become ready: %v\nlogs:\n%s", strings.Join(args, " "), err, inst.logs)
+	if err := inst.WaitFor(`INFO  ready `, 30*time.Second); err != nil {
+		t.Fatalf("berth serve %s did not become ready: %v\nlogs:\n%s", strings.Join(args, " "), err, inst.Logs)
 	}
-	inst.addr = regexpFind(inst.logs.String(), `listening listener=http addr=(\S+)`)
+	inst.Addr = e2e.RegexpFind(inst.Logs.String(), `listening listener=http addr=(\S+)`)
 	return inst
 }
 
@@ -68,10 +70,10 @@ func startServe(t *testing.T, dir string, env []string, args ...string) *instanc
 // and stderr.
 func berthOut(t *testing.T, dir string, env []string, args ...string) (int, string, string) {
 	t.Helper()
-	cmd := exec.Command(berthBin, args...)
+	cmd := exec.Command(e2e.Bin, args...)
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), env...)
-	var out, errb syncBuffer
+	var out, errb e2e.SyncBuffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
 	code := 0
@@ -87,24 +89,25 @@ func berthOut(t *testing.T, dir string, env []string, args ...string) (int, stri
 // with two workers and no file, flags given before or after the module;
 // what --print-config prints passes berth check and serves the same.
 func TestServeModule(t *testing.T) {
+	t.Parallel()
 	dir := appDir(t)
 	path := debianPath(t)
 	for _, args := range [][]string{
-		{"who:app", "-b", fmt.Sprintf("127.0.0.1:%d", freePort(t)), "-w", "2", "--env", "GREETING_SUFFIX=!"},
-		{"--workers=2", fmt.Sprintf("--bind=127.0.0.1:%d", freePort(t)), "-e", "GREETING_SUFFIX=!", "who:app"},
+		{"who:app", "-b", fmt.Sprintf("127.0.0.1:%d", e2e.FreePort(t)), "-w", "2", "--env", "GREETING_SUFFIX=!"},
+		{"--workers=2", fmt.Sprintf("--bind=127.0.0.1:%d", e2e.FreePort(t)), "-e", "GREETING_SUFFIX=!", "who:app"},
 	} {
 		t.Run(strings.Join(args, " "), func(t *testing.T) {
 			inst := startServe(t, dir, []string{path}, args...)
-			if !strings.Contains(inst.logs.String(), "workers ready generation=1 workers=2 module=who:app") {
-				t.Errorf("not 2 workers of who:app:\n%s", inst.logs)
+			if !strings.Contains(inst.Logs.String(), "workers ready generation=1 workers=2 module=who:app") {
+				t.Errorf("not 2 workers of who:app:\n%s", inst.Logs)
 			}
-			code, body := inst.get("/")
+			code, body := inst.Get("/")
 			if code != 200 || !strings.HasPrefix(body, "hello|/usr|!|") {
 				t.Fatalf("GET / = %d %q", code, body)
 			}
 			// The configuration printed for the same flags, checked, then
 			// served: the same app, workers and environment.
-			port := freePort(t)
+			port := e2e.FreePort(t)
 			printed := append(withoutBind(args), "--print-config", "-b", fmt.Sprintf("127.0.0.1:%d", port))
 			rc, hcl, stderr := berthOut(t, dir, []string{path}, append([]string{"serve"}, printed...)...)
 			if rc != 0 {
@@ -118,11 +121,11 @@ func TestServeModule(t *testing.T) {
 				t.Fatalf("berth check of the printed config: %d %s %s\n%s", rc, out, stderr, hcl)
 			}
 			again := startServe(t, t.TempDir(), nil, file)
-			if code, body2 := again.get("/"); code != 200 || !strings.HasPrefix(body2, "hello|/usr|!|") {
+			if code, body2 := again.Get("/"); code != 200 || !strings.HasPrefix(body2, "hello|/usr|!|") {
 				t.Errorf("the printed config serves %d %q, want what the flags served (%q)", code, body2, body)
 			}
-			if !strings.Contains(again.logs.String(), "workers ready generation=1 workers=2 module=who:app") {
-				t.Errorf("the printed config does not start 2 workers of who:app:\n%s", again.logs)
+			if !strings.Contains(again.Logs.String(), "workers ready generation=1 workers=2 module=who:app") {
+				t.Errorf("the printed config does not start 2 workers of who:app:\n%s", again.Logs)
 			}
 		})
 	}
@@ -148,6 +151,7 @@ func withoutBind(args []string) []string {
 // starts; Gunicorn's flags that berth has no equivalent of name the
 // reason.
 func TestServeArgs(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		args []string
 		code int
@@ -184,7 +188,8 @@ func TestServeArgs(t *testing.T) {
 // set, whatever PATH says), berth serve runs the app with the venv's
 // interpreter.
 func TestServeVenv(t *testing.T) {
-	python := systemPython(t)
+	t.Parallel()
+	python := e2e.SystemPython(t)
 	venv := filepath.Join(t.TempDir(), "venv")
 	if out, err := exec.Command(python, "-m", "venv", "--without-pip", "--system-site-packages", venv).CombinedOutput(); err != nil {
 		t.Skipf("cannot make a virtualenv with %s (Debian's python3-venv): %v\n%s", python, err, out)
@@ -195,8 +200,8 @@ func TestServeVenv(t *testing.T) {
 	if want := fmt.Sprintf("python           = %q", filepath.Join(venv, "bin/python")); !strings.Contains(hcl, want) {
 		t.Errorf("--print-config in a venv lacks %s:\n%s", want, hcl)
 	}
-	inst := startServe(t, dir, env, "who:app", "-w", "1", "-b", fmt.Sprintf("127.0.0.1:%d", freePort(t)))
-	if _, body := inst.get("/"); !strings.HasPrefix(body, "hello|"+venv+"|") {
+	inst := startServe(t, dir, env, "who:app", "-w", "1", "-b", fmt.Sprintf("127.0.0.1:%d", e2e.FreePort(t)))
+	if _, body := inst.Get("/"); !strings.HasPrefix(body, "hello|"+venv+"|") {
 		t.Errorf("the app runs in sys.prefix %q, want the venv %s", strings.Split(body, "|")[1], venv)
 	}
 }
@@ -206,7 +211,8 @@ func TestServeVenv(t *testing.T) {
 // interpreter and says which, in what time, or prints the traceback; a
 // missing interpreter is reported at its line with or without --import.
 func TestCheckEnvAndImport(t *testing.T) {
-	python := systemPython(t)
+	t.Parallel()
+	python := e2e.SystemPython(t)
 	dir := appDir(t)
 	if err := os.WriteFile(filepath.Join(dir, "broken.py"), []byte("import json\nVALUE = json.loads('{not json')\n"), 0o644); err != nil {
 		t.Fatal(err)
@@ -250,9 +256,9 @@ app "who" {
 				t.Fatal(err)
 			}
 			env := append([]string{"WHO_WORKERS=", "WHO_PORT=", "WHO_SUFFIX="}, tc.env...)
-			cmd := exec.Command(berthBin, append(tc.args, file)...)
+			cmd := exec.Command(e2e.Bin, append(tc.args, file)...)
 			cmd.Env = unsetEmpty(append(os.Environ(), env...))
-			var out, errb syncBuffer
+			var out, errb e2e.SyncBuffer
 			cmd.Stdout, cmd.Stderr = &out, &errb
 			err := cmd.Run()
 			code := 0
@@ -301,9 +307,10 @@ func unsetEmpty(env []string) []string {
 // workers) on both, a TCP port and a Unix socket named relative to the
 // current directory.
 func TestServeBinds(t *testing.T) {
+	t.Parallel()
 	dir := appDir(t)
-	inst := startServe(t, dir, []string{debianPath(t)}, "who:app", "-w", "1", "-b", fmt.Sprintf("127.0.0.1:%d", freePort(t)), "-b", "unix:who.sock")
-	_, overTCP := inst.get("/")
+	inst := startServe(t, dir, []string{debianPath(t)}, "who:app", "-w", "1", "-b", fmt.Sprintf("127.0.0.1:%d", e2e.FreePort(t)), "-b", "unix:who.sock")
+	_, overTCP := inst.Get("/")
 	sock := filepath.Join(dir, "who.sock")
 	client := &http.Client{Transport: &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
@@ -312,7 +319,7 @@ func TestServeBinds(t *testing.T) {
 	}, Timeout: 10 * time.Second}
 	resp, err := client.Get("http://berth/")
 	if err != nil {
-		t.Fatalf("GET over %s: %v\nlogs:\n%s", sock, err, inst.logs)
+		t.Fatalf("GET over %s: %v\nlogs:\n%s", sock, err, inst.Logs)
 	}
 	overUnix, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
@@ -325,10 +332,11 @@ func TestServeBinds(t *testing.T) {
 // edit that does not import leaves the last good code serving, with its
 // traceback logged; fixing it serves the fix.
 func TestServeReload(t *testing.T) {
+	t.Parallel()
 	dir := appDir(t)
 	file := filepath.Join(dir, "who.py")
-	inst := startServe(t, dir, []string{debianPath(t)}, "who:app", "-w", "1", "--reload", "-b", fmt.Sprintf("127.0.0.1:%d", freePort(t)))
-	if _, body := inst.get("/"); !strings.HasPrefix(body, "hello|") {
+	inst := startServe(t, dir, []string{debianPath(t)}, "who:app", "-w", "1", "--reload", "-b", fmt.Sprintf("127.0.0.1:%d", e2e.FreePort(t)))
+	if _, body := inst.Get("/"); !strings.HasPrefix(body, "hello|") {
 		t.Fatalf("GET / = %q", body)
 	}
 	edit := func(greeting string) {
@@ -341,23 +349,23 @@ func TestServeReload(t *testing.T) {
 		t.Helper()
 		start := time.Now()
 		for time.Since(start) < d {
-			if _, body := inst.get("/"); strings.HasPrefix(body, prefix) {
+			if _, body := inst.Get("/"); strings.HasPrefix(body, prefix) {
 				t.Logf("%q served %s after the edit", prefix, time.Since(start).Round(time.Millisecond))
 				return
 			}
 			time.Sleep(20 * time.Millisecond)
 		}
-		_, body := inst.get("/")
+		_, body := inst.Get("/")
 		t.Fatalf("%s after the edit GET / = %q, want %q...", d, body, prefix)
 	}
 	edit(`GREETING = "edited"`)
 	servedWithin("edited|", 2*time.Second)
 
 	edit(`GREETING = "broken" +`)
-	if err := inst.waitFor(`(?s)reload failed; the previous configuration keeps serving.*SyntaxError`, 10*time.Second); err != nil {
+	if err := inst.WaitFor(`(?s)reload failed; the previous configuration keeps serving.*SyntaxError`, 10*time.Second); err != nil {
 		t.Fatalf("a syntax error: %v", err)
 	}
-	if _, body := inst.get("/"); !strings.HasPrefix(body, "edited|") {
+	if _, body := inst.Get("/"); !strings.HasPrefix(body, "edited|") {
 		t.Errorf("after a failed reload GET / = %q, want the last good code", body)
 	}
 	edit(`GREETING = "fixed"`)
@@ -367,9 +375,10 @@ func TestServeReload(t *testing.T) {
 // TestServeReloadConfig: with --reload, an edit of the configuration file
 // itself is applied.
 func TestServeReloadConfig(t *testing.T) {
+	t.Parallel()
 	dir := appDir(t)
 	file := filepath.Join(dir, "who.hcl")
-	src := fmt.Sprintf("listener \"http\" {\n  address = \"127.0.0.1:%d\"\n}\n\napp \"who\" {\n  module  = \"who:app\"\n  python  = %q\n  workers = 1\n}\n", freePort(t), systemPython(t))
+	src := fmt.Sprintf("listener \"http\" {\n  address = \"127.0.0.1:%d\"\n}\n\napp \"who\" {\n  module  = \"who:app\"\n  python  = %q\n  workers = 1\n}\n", e2e.FreePort(t), e2e.SystemPython(t))
 	if err := os.WriteFile(file, []byte(src), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -377,7 +386,7 @@ func TestServeReloadConfig(t *testing.T) {
 	if err := os.WriteFile(file, []byte(strings.Replace(src, "workers = 1", "workers = 2", 1)), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := inst.waitFor(`workers ready generation=2 workers=2`, 5*time.Second); err != nil {
+	if err := inst.WaitFor(`workers ready generation=2 workers=2`, 5*time.Second); err != nil {
 		t.Fatalf("the edited configuration: %v", err)
 	}
 }

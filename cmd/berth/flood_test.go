@@ -8,8 +8,14 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/berthd/berth/internal/e2e"
+	"github.com/berthd/berth/metrics"
+	"github.com/berthd/berth/server"
 )
 
 // TestEarlyRefusalSeen: an upload refused before its body is read (413
@@ -19,24 +25,25 @@ import (
 // answer. curl without Expect: 100-continue, 20 times; then a raw client
 // that goes on sending.
 func TestEarlyRefusalSeen(t *testing.T) {
+	t.Parallel()
 	curl, err := exec.LookPath("curl")
 	if err != nil {
 		t.Skip("no curl: apt-get install curl")
 	}
-	b := startBerth(t, appConfig(systemPython(t), "probe:app", `workers = 1
+	b := e2e.StartBerth(t, e2e.AppConfig(e2e.SystemPython(t), "probe:app", `workers = 1
   max_body_bytes = "1MiB"`, ""))
 	big := filepath.Join(t.TempDir(), "64m")
 	if err := os.WriteFile(big, make([]byte, 64<<20), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	for i := range 20 {
-		out, _ := exec.Command(curl, "-sS", "-H", "Expect:", "--data-binary", "@"+big, "-w", "\n%{http_code}", b.url("/echo")).CombinedOutput()
+		out, _ := exec.Command(curl, "-sS", "-H", "Expect:", "--data-binary", "@"+big, "-w", "\n%{http_code}", b.URL("/echo")).CombinedOutput()
 		if !strings.HasSuffix(string(out), "\n413") || !strings.Contains(string(out), "max_body_bytes") {
 			t.Fatalf("upload %d: curl saw %q, want the 413 and its body", i+1, out)
 		}
 	}
 
-	c, err := net.Dial("tcp", b.addr)
+	c, err := net.Dial("tcp", b.Addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,8 +67,10 @@ func TestEarlyRefusalSeen(t *testing.T) {
 	if err := <-sent; err != nil {
 		t.Errorf("sending the refused body failed: %v (berth closed into a reset instead of lingering)", err)
 	}
+	// Time for a reset, if berth sent one, to arrive and discard the
+	// answer waiting in the socket: reading at once could beat it.
 	time.Sleep(300 * time.Millisecond)
-	resp, body := readResponse(t, bufio.NewReader(c), "POST")
+	resp, body := e2e.ReadResponse(t, bufio.NewReader(c), "POST")
 	if resp.StatusCode != 413 || !strings.Contains(body, "max_body_bytes") {
 		t.Errorf("a client that goes on sending got %d %q, want 413 naming the limit", resp.StatusCode, body)
 	}
@@ -95,32 +104,33 @@ func openPartial(t *testing.T, addr string, n int) []net.Conn {
 // closes. (fasthttp's Serve returns on EMFILE, which used to take the
 // whole instance down.)
 func TestDescriptorFlood(t *testing.T) {
+	t.Parallel()
 	prlimit, err := exec.LookPath("prlimit")
 	if err != nil {
 		t.Skip("no prlimit (util-linux)")
 	}
-	b := startBerthUnder(t, appConfig(systemPython(t), "probe:app", "workers = 1", `max_connections = 100000
+	b := e2e.StartBerthUnder(t, e2e.AppConfig(e2e.SystemPython(t), "probe:app", "workers = 1", `max_connections = 100000
   header_timeout = "30s"`), prlimit, "--nofile=128:128")
-	flood := openPartial(t, b.addr, 200)
-	if err := b.waitFor(`cannot accept connections: out of file descriptors`, 5*time.Second); err != nil {
+	flood := openPartial(t, b.Addr, 200)
+	if err := b.WaitFor(`cannot accept connections: out of file descriptors`, 5*time.Second); err != nil {
 		t.Fatalf("%d connections open, berth did not run out: %v", len(flood), err)
 	}
-	time.Sleep(500 * time.Millisecond)
+	time.Sleep(500 * time.Millisecond) // berth must live through this half second at its limit
 	select {
-	case <-b.done:
-		t.Fatalf("berth exited during the flood: %v", b.err)
+	case <-b.Done:
+		t.Fatalf("berth exited during the flood: %v", b.Err)
 	default:
 	}
 	for _, c := range flood {
 		c.Close()
 	}
-	if code, _ := b.get("/pid"); code != 200 {
+	if code, _ := b.Get("/pid"); code != 200 {
 		t.Errorf("after the flood: GET /pid %d", code)
 	}
-	if err := b.waitFor(`accepting connections again`, 5*time.Second); err != nil {
+	if err := b.WaitFor(`accepting connections again`, 5*time.Second); err != nil {
 		t.Error(err)
 	}
-	if n := strings.Count(b.logs.String(), "cannot accept connections"); n != 1 {
+	if n := strings.Count(b.Logs.String(), "cannot accept connections"); n != 1 {
 		t.Errorf("the flood was reported %d times, want once", n)
 	}
 }
@@ -130,18 +140,21 @@ func TestDescriptorFlood(t *testing.T) {
 // max_connections (the default: three quarters of the file limit) a new
 // connection gets 503; berth serves again as they close.
 func TestConnectionCaps(t *testing.T) {
-	python := systemPython(t)
-	perIP := startBerth(t, appConfig(python, "probe:app", "workers = 1", `max_connections_per_ip = 5
+	t.Parallel()
+	python := e2e.SystemPython(t)
+	perIP := e2e.StartBerth(t, e2e.AppConfig(python, "probe:app", "workers = 1", `max_connections_per_ip = 5
   trusted_proxies = []`))
-	held := openPartial(t, perIP.addr, 5)
-	extra := openPartial(t, perIP.addr, 1)[0]
+	held := openPartial(t, perIP.Addr, 5)
+	extra := openPartial(t, perIP.Addr, 1)[0]
 	_ = extra.SetReadDeadline(time.Now().Add(2 * time.Second))
 	if n, err := extra.Read(make([]byte, 1)); n != 0 || err == nil || strings.Contains(err.Error(), "timeout") {
 		t.Errorf("a sixth connection from one address was kept (read %d, %v)", n, err)
 	}
 	held[0].Close()
-	time.Sleep(100 * time.Millisecond)
-	if code, _ := perIP.get("/pid"); code != 200 {
+	perIP.WaitStatus(5*time.Second, "berth sees the closed connection", func(st server.Status) bool {
+		return metrics.Total(st.Metrics, "berth_connections_open", nil) < 5
+	})
+	if code, _ := perIP.Get("/pid"); code != 200 {
 		t.Errorf("with a place free again: GET /pid %d", code)
 	}
 
@@ -149,26 +162,37 @@ func TestConnectionCaps(t *testing.T) {
 	if err != nil {
 		t.Skip("no prlimit (util-linux)")
 	}
-	capped := startBerthUnder(t, appConfig(python, "probe:app", "workers = 1", `header_timeout = "30s"`), prlimit, "--nofile=128:128")
-	conns := openPartial(t, capped.addr, 110) // the default cap: 96
-	refused := 0
+	capped := e2e.StartBerthUnder(t, e2e.AppConfig(python, "probe:app", "workers = 1", `header_timeout = "30s"`), prlimit, "--nofile=128:128")
+	conns := openPartial(t, capped.Addr, 110) // the default cap: 96
+	// Each connection is read at once (its own 2 s): fasthttp pauses
+	// 100 ms after each connection it refuses, so the refusals arrive in
+	// turn, over a second and more.
+	var refused atomic.Int64
+	var reading sync.WaitGroup
 	for _, c := range conns {
-		_ = c.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
-		if b, _ := bufio.NewReader(c).Peek(12); strings.HasPrefix(string(b), "HTTP/1.1 503") {
-			refused++
-		}
+		reading.Add(1)
+		go func() {
+			defer reading.Done()
+			_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
+			if b, _ := bufio.NewReader(c).Peek(12); strings.HasPrefix(string(b), "HTTP/1.1 503") {
+				refused.Add(1)
+			}
+		}()
 	}
-	if refused == 0 {
+	reading.Wait()
+	if refused.Load() == 0 {
 		t.Errorf("110 connections against a cap of 96: none refused")
 	}
-	if strings.Contains(capped.logs.String(), "cannot accept connections") {
+	if strings.Contains(capped.Logs.String(), "cannot accept connections") {
 		t.Errorf("berth ran out of descriptors under its own cap")
 	}
 	for _, c := range conns {
 		c.Close()
 	}
-	time.Sleep(200 * time.Millisecond)
-	if code, _ := capped.get("/pid"); code != 200 {
+	capped.WaitStatus(5*time.Second, "berth sees the connections closed", func(st server.Status) bool {
+		return metrics.Total(st.Metrics, "berth_connections_open", nil) == 0
+	})
+	if code, _ := capped.Get("/pid"); code != 200 {
 		t.Errorf("after the connections closed: GET /pid %d", code)
 	}
 }

@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/berthd/berth/internal/e2e"
 )
 
 // haproxyConfig balances two berth instances, checking each one's /readyz
@@ -61,7 +63,7 @@ func startHAProxy(t *testing.T, cfg string) string {
 	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	logs := &syncBuffer{}
+	logs := &e2e.SyncBuffer{}
 	cmd := exec.Command(bin, "-db", "-f", path)
 	cmd.Stdout, cmd.Stderr = logs, logs
 	if err := cmd.Start(); err != nil {
@@ -81,7 +83,7 @@ func startHAProxy(t *testing.T, cfg string) string {
 			t.Logf("haproxy logs:\n%s", logs)
 		}
 	})
-	return regexpFind(cfg, `stats socket (\S+)`)
+	return e2e.RegexpFind(cfg, `stats socket (\S+)`)
 }
 
 // haproxyStat returns backend be's row for server from HAProxy's `show
@@ -139,39 +141,40 @@ func waitServer(t *testing.T, sock, server, status string) time.Duration {
 // the PROXY protocol, the app sees the client's own address (127.0.0.2,
 // not HAProxy's 127.0.0.1).
 func TestHAProxy(t *testing.T) {
-	systemPython(t)
+	t.Parallel()
+	e2e.SystemPython(t)
 	var apps, admins [2]int
 	for i := range 2 {
-		apps[i], admins[i] = freePort(t), freePort(t)
+		apps[i], admins[i] = e2e.FreePort(t), e2e.FreePort(t)
 	}
-	front := freePort(t)
+	front := e2e.FreePort(t)
 	sock := startHAProxy(t, haproxyConfig(t.TempDir(), front, apps, admins))
 	// The client connects from 127.0.0.2, HAProxy from 127.0.0.1.
 	const client, listenerExtra = "127.0.0.2", `proxy_protocol = true
   trusted_proxies = ["127.0.0.1"]`
-	start := func(i int, name string) *instance {
+	start := func(i int, name string) *e2e.Instance {
 		cfg := whoamiConfig(t, fmt.Sprintf("127.0.0.1:%d", apps[i]), fmt.Sprintf("127.0.0.1:%d", admins[i]),
 			fmt.Sprintf("INSTANCE = %q", name), listenerExtra, `drain_delay = "1s"`)
-		return startBerth(t, cfg)
+		return e2e.StartBerth(t, cfg)
 	}
-	berths := []*instance{start(0, "b1"), start(1, "b2")}
+	berths := []*e2e.Instance{start(0, "b1"), start(1, "b2")}
 	for _, s := range []string{"b1", "b2"} {
 		waitServer(t, sock, s, "UP")
 	}
 	load := startClient(fmt.Sprintf("http://127.0.0.1:%d/", front), 16, "127.0.0.2", func(body string) string { return body })
 	defer load.stop()
-	time.Sleep(time.Second)
+	time.Sleep(time.Second) // a second of load through both before the first stop
 	for i, name := range []string{"b1", "b2"} {
 		sent := time.Now()
-		berths[i].cmd.Process.Signal(syscall.SIGTERM)
+		berths[i].Cmd.Process.Signal(syscall.SIGTERM)
 		down := waitServer(t, sock, name, "DOWN")
-		<-berths[i].done
+		<-berths[i].Done
 		stopped := time.Since(sent)
 		berths[i] = start(i, name+"-2")
 		up := waitServer(t, sock, name, "UP")
 		t.Logf("%s: out of rotation %d ms after SIGTERM, exited after %d ms; the new instance back in %d ms after it said ready",
 			name, down.Milliseconds(), stopped.Milliseconds(), up.Milliseconds())
-		time.Sleep(time.Second)
+		time.Sleep(time.Second) // and a second of load through both again
 	}
 	load.stop()
 	checkHAProxyLoad(t, load, sock, client)

@@ -15,6 +15,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/berthd/berth/internal/e2e"
 )
 
 // The HTTP chapter of the end-to-end tests: what a client sends and gets
@@ -23,7 +25,8 @@ import (
 
 // TestEnviron checks the PEP 3333 environ a worker builds.
 func TestEnviron(t *testing.T) {
-	b := startBerth(t, appConfig(systemPython(t), "probe:app", "", ""))
+	t.Parallel()
+	b := e2e.StartBerth(t, e2e.AppConfig(e2e.SystemPython(t), "probe:app", "", ""))
 	req := "POST /a%20b/%C3%A9%2F?x=1&y=%20 HTTP/1.1\r\n" +
 		"Host: example.test:8080\r\n" +
 		"Content-Type: text/plain\r\n" +
@@ -36,8 +39,8 @@ func TestEnviron(t *testing.T) {
 		"User-Agent: probe/1\r\n" +
 		"Connection: close\r\n" +
 		"\r\nhello"
-	raw := b.raw(strings.Replace(req, "POST /", "POST /env/", 1), 10*time.Second)
-	resp, body := readResponse(t, bufio.NewReader(strings.NewReader(raw)), "POST")
+	raw := b.Raw(strings.Replace(req, "POST /", "POST /env/", 1), 10*time.Second)
+	resp, body := e2e.ReadResponse(t, bufio.NewReader(strings.NewReader(raw)), "POST")
 	if resp.StatusCode != 200 {
 		t.Fatalf("status %d: %s", resp.StatusCode, body)
 	}
@@ -54,7 +57,7 @@ func TestEnviron(t *testing.T) {
 		"CONTENT_TYPE":          "text/plain",
 		"CONTENT_LENGTH":        "5",
 		"SERVER_NAME":           "example.test",
-		"SERVER_PORT":           portOf(b.addr), // where the request came in, not the Host's
+		"SERVER_PORT":           e2e.PortOf(b.Addr), // where the request came in, not the Host's
 		"SERVER_PROTOCOL":       "HTTP/1.1",
 		"REMOTE_ADDR":           "127.0.0.1",
 		"HTTP_HOST":             "example.test:8080",
@@ -92,11 +95,11 @@ func TestEnviron(t *testing.T) {
 	// berth reuses its environ buffers from request to request: one
 	// request's headers must not show in the next one's environ.
 	get := func(headers map[string]string) map[string]any {
-		req, _ := http.NewRequest("GET", b.url("/env/"), nil)
+		req, _ := http.NewRequest("GET", b.URL("/env/"), nil)
 		for k, v := range headers {
 			req.Header.Add(k, v)
 		}
-		resp, err := httpClient.Do(req)
+		resp, err := e2e.HTTPClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -120,12 +123,13 @@ func TestEnviron(t *testing.T) {
 }
 
 func TestRequestBodies(t *testing.T) {
-	b := startBerth(t, appConfig(systemPython(t), "probe:app", `max_body_bytes = "4MiB"`, ""))
+	t.Parallel()
+	b := e2e.StartBerth(t, e2e.AppConfig(e2e.SystemPython(t), "probe:app", `max_body_bytes = "4MiB"`, ""))
 	big := strings.Repeat("berth-body-", 300000) // 3.3 MB, several socket buffers
 	sum := sha256.Sum256([]byte(big))
 
 	t.Run("content-length", func(t *testing.T) {
-		resp, err := httpClient.Post(b.url("/echo"), "application/octet-stream", strings.NewReader(big))
+		resp, err := e2e.HTTPClient.Post(b.URL("/echo"), "application/octet-stream", strings.NewReader(big))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -139,7 +143,7 @@ func TestRequestBodies(t *testing.T) {
 	t.Run("chunked", func(t *testing.T) {
 		req := "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n" +
 			"5\r\nhello\r\n7\r\n, world\r\n0\r\n\r\n"
-		resp, body := readResponse(t, bufio.NewReader(strings.NewReader(b.raw(req, 10*time.Second))), "POST")
+		resp, body := e2e.ReadResponse(t, bufio.NewReader(strings.NewReader(b.Raw(req, 10*time.Second))), "POST")
 		var got map[string]any
 		json.Unmarshal([]byte(body), &got)
 		if resp.StatusCode != 200 || got["head"] != "hello, world" || got["content_length"] != "12" {
@@ -148,7 +152,7 @@ func TestRequestBodies(t *testing.T) {
 	})
 	t.Run("chunked large", func(t *testing.T) {
 		// net/http sends a body of unknown length chunked.
-		resp, err := httpClient.Post(b.url("/echo"), "application/octet-stream", io.MultiReader(strings.NewReader(big)))
+		resp, err := e2e.HTTPClient.Post(b.URL("/echo"), "application/octet-stream", io.MultiReader(strings.NewReader(big)))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -160,7 +164,7 @@ func TestRequestBodies(t *testing.T) {
 		}
 	})
 	t.Run("expect 100-continue", func(t *testing.T) {
-		c, err := net.Dial("tcp", b.addr)
+		c, err := net.Dial("tcp", b.Addr)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -174,7 +178,7 @@ func TestRequestBodies(t *testing.T) {
 		}
 		br.ReadString('\n') // blank line after the 100
 		io.WriteString(c, "ping")
-		resp, body := readResponse(t, br, "POST")
+		resp, body := e2e.ReadResponse(t, br, "POST")
 		if resp.StatusCode != 200 || !strings.Contains(body, `"head": "ping"`) {
 			t.Errorf("after 100-continue: %d %s", resp.StatusCode, body)
 		}
@@ -184,7 +188,8 @@ func TestRequestBodies(t *testing.T) {
 // TestLimits sends one request past each limit and checks the status and
 // that berth closes the connection cleanly (the read ends, no reset hang).
 func TestLimits(t *testing.T) {
-	b := startBerth(t, appConfig(systemPython(t), "probe:app", `max_body_bytes = "1KiB"`,
+	t.Parallel()
+	b := e2e.StartBerth(t, e2e.AppConfig(e2e.SystemPython(t), "probe:app", `max_body_bytes = "1KiB"`,
 		`max_header_bytes = "4KiB"
   max_uri_bytes    = "1KiB"`))
 	long := strings.Repeat("a", 2000)
@@ -210,8 +215,8 @@ func TestLimits(t *testing.T) {
 		{"bare LF in header", "GET / HTTP/1.1\r\nHost: x\r\nX-A: 1\rX-B: 2\r\n\r\n", 400},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			raw := b.raw(tc.req, 10*time.Second)
-			if got := statusOf(raw); got != tc.want {
+			raw := b.Raw(tc.req, 10*time.Second)
+			if got := e2e.StatusOf(raw); got != tc.want {
 				t.Fatalf("status %d, want %d; response:\n%.300s", got, tc.want, raw)
 			}
 			if tc.want != 414 && !strings.Contains(strings.ToLower(raw), "connection: close") {
@@ -220,14 +225,15 @@ func TestLimits(t *testing.T) {
 		})
 	}
 	// berth still serves normally afterwards.
-	if code, _ := b.get("/pid"); code != 200 {
+	if code, _ := b.Get("/pid"); code != 200 {
 		t.Errorf("GET /pid after the bad requests = %d", code)
 	}
 }
 
 func TestKeepAliveAndPipelining(t *testing.T) {
-	b := startBerth(t, appConfig(systemPython(t), "probe:app", "", `idle_timeout = "1s"`))
-	c, err := net.Dial("tcp", b.addr)
+	t.Parallel()
+	b := e2e.StartBerth(t, e2e.AppConfig(e2e.SystemPython(t), "probe:app", "", `idle_timeout = "1s"`))
+	c, err := net.Dial("tcp", b.Addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -239,14 +245,14 @@ func TestKeepAliveAndPipelining(t *testing.T) {
 		"GET /nope HTTP/1.1\r\nHost: x\r\n\r\n")
 	br := bufio.NewReader(c)
 	for _, want := range []int{418, 200, 404} {
-		resp, body := readResponse(t, br, "GET")
+		resp, body := e2e.ReadResponse(t, br, "GET")
 		if resp.StatusCode != want {
 			t.Errorf("pipelined response %d, want %d (%s)", resp.StatusCode, want, body)
 		}
 	}
 	// The same connection serves again, then is closed after idle_timeout.
 	io.WriteString(c, "GET /status HTTP/1.1\r\nHost: x\r\n\r\n")
-	if resp, _ := readResponse(t, br, "GET"); resp.StatusCode != 418 {
+	if resp, _ := e2e.ReadResponse(t, br, "GET"); resp.StatusCode != 418 {
 		t.Errorf("keep-alive reuse: %d", resp.StatusCode)
 	}
 	start := time.Now()
@@ -259,19 +265,20 @@ func TestKeepAliveAndPipelining(t *testing.T) {
 }
 
 func TestReadTimeouts(t *testing.T) {
-	b := startBerth(t, appConfig(systemPython(t), "probe:app", "", `header_timeout = "1s"
+	t.Parallel()
+	b := e2e.StartBerth(t, e2e.AppConfig(e2e.SystemPython(t), "probe:app", "", `header_timeout = "1s"
   body_timeout   = "3s"`))
 	t.Run("body slower than header_timeout, within body_timeout", func(t *testing.T) {
-		c, err := net.Dial("tcp", b.addr)
+		c, err := net.Dial("tcp", b.Addr)
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer c.Close()
 		c.SetDeadline(time.Now().Add(10 * time.Second))
 		io.WriteString(c, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\nab")
-		time.Sleep(1500 * time.Millisecond)
+		time.Sleep(1500 * time.Millisecond) // the client's pause mid-body
 		io.WriteString(c, "cd")
-		resp, body := readResponse(t, bufio.NewReader(c), "POST")
+		resp, body := e2e.ReadResponse(t, bufio.NewReader(c), "POST")
 		if resp.StatusCode != 200 || !strings.Contains(body, `"head": "abcd"`) {
 			t.Errorf("slow body: %d %s", resp.StatusCode, body)
 		}
@@ -281,7 +288,7 @@ func TestReadTimeouts(t *testing.T) {
 		{"body never finished", "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c, err := net.Dial("tcp", b.addr)
+			c, err := net.Dial("tcp", b.Addr)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -292,7 +299,7 @@ func TestReadTimeouts(t *testing.T) {
 			if err != nil {
 				t.Fatalf("reading: %v (berth did not close the stalled connection)", err)
 			}
-			if len(got) > 0 && statusOf(string(got)) != 408 {
+			if len(got) > 0 && e2e.StatusOf(string(got)) != 408 {
 				t.Errorf("stalled request answered %q, want 408 or a plain close", got)
 			}
 		})
@@ -301,11 +308,12 @@ func TestReadTimeouts(t *testing.T) {
 
 // TestUnixListener serves over a Unix socket.
 func TestUnixListener(t *testing.T) {
+	t.Parallel()
 	sock := filepath.Join(t.TempDir(), "berth.sock")
-	cfg := strings.Replace(appConfig(systemPython(t), "probe:app", "workers = 1", ""), `"127.0.0.1:0"`, fmt.Sprintf("%q", "unix:"+sock), 1)
-	b := startBerth(t, cfg)
-	if b.addr != sock {
-		t.Fatalf("listening on %q, want %q", b.addr, sock)
+	cfg := strings.Replace(e2e.AppConfig(e2e.SystemPython(t), "probe:app", "workers = 1", ""), `"127.0.0.1:0"`, fmt.Sprintf("%q", "unix:"+sock), 1)
+	b := e2e.StartBerth(t, cfg)
+	if b.Addr != sock {
+		t.Fatalf("listening on %q, want %q", b.Addr, sock)
 	}
 	client := &http.Client{Transport: &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
@@ -322,59 +330,61 @@ func TestUnixListener(t *testing.T) {
 	if resp.StatusCode != 200 || env["REMOTE_ADDR"] != "" || env["SERVER_NAME"] != "berth" {
 		t.Errorf("over a Unix socket: %d %v", resp.StatusCode, env)
 	}
-	b.stop()
+	b.Stop()
 	if _, err := os.Stat(sock); !os.IsNotExist(err) {
 		t.Errorf("socket file left behind after shutdown: %v", err)
 	}
 }
 
 func TestAppErrors(t *testing.T) {
-	b := startBerth(t, appConfig(systemPython(t), "probe:app", "workers = 1", ""))
-	pid := b.pid()
-	if code, body := b.get("/raise"); code != 500 || body != "Internal Server Error\n" {
+	t.Parallel()
+	b := e2e.StartBerth(t, e2e.AppConfig(e2e.SystemPython(t), "probe:app", "workers = 1", ""))
+	pid := b.PID()
+	if code, body := b.Get("/raise"); code != 500 || body != "Internal Server Error\n" {
 		t.Errorf("GET /raise = %d %q", code, body)
 	}
-	if err := b.waitFor(`(?s)ERROR probe\[\d+\] Exception in the app while serving GET /raise \(request [0-9a-f]+\)\n\s+Traceback.*ValueError: probe asked to raise`, 5*time.Second); err != nil {
+	if err := b.WaitFor(`(?s)ERROR probe\[\d+\] Exception in the app while serving GET /raise \(request [0-9a-f]+\)\n\s+Traceback.*ValueError: probe asked to raise`, 5*time.Second); err != nil {
 		t.Errorf("traceback not logged as one record: %v", err)
 	}
-	if code, _ := b.get("/bad-header"); code != 500 {
+	if code, _ := b.Get("/bad-header"); code != 500 {
 		t.Errorf("GET /bad-header = %d, want 500", code)
 	}
-	if err := b.waitFor(`app sent an invalid response.*X-Evil`, 5*time.Second); err != nil {
+	if err := b.WaitFor(`app sent an invalid response.*X-Evil`, 5*time.Second); err != nil {
 		t.Errorf("bad header not logged: %v", err)
 	}
-	if code, body := b.get("/print"); code != 200 || body != "printed\n" {
+	if code, body := b.Get("/print"); code != 200 || body != "printed\n" {
 		t.Errorf("GET /print = %d %q", code, body)
 	}
-	if err := b.waitFor(`INFO  probe\[\d+\] probe says hello on stdout`, 5*time.Second); err != nil {
+	if err := b.WaitFor(`INFO  probe\[\d+\] probe says hello on stdout`, 5*time.Second); err != nil {
 		t.Errorf("stdout not logged: %v", err)
 	}
-	if err := b.waitFor(`WARN  probe\[\d+\] probe says hello on stderr`, 5*time.Second); err != nil {
+	if err := b.WaitFor(`WARN  probe\[\d+\] probe says hello on stderr`, 5*time.Second); err != nil {
 		t.Errorf("stderr not logged: %v", err)
 	}
-	if code, _ := b.get("/str-chunk"); code != 500 {
+	if code, _ := b.Get("/str-chunk"); code != 500 {
 		t.Errorf("GET /str-chunk (a generator yielding str) = %d, want 500", code)
 	}
-	if err := b.waitFor(`response body chunks must be bytes, got str`, 5*time.Second); err != nil {
+	if err := b.WaitFor(`response body chunks must be bytes, got str`, 5*time.Second); err != nil {
 		t.Error(err)
 	}
 	// A 2 MiB line on stdout is logged in pieces and does not break the
 	// worker's output.
-	if code, _ := b.get("/long-print"); code != 200 {
+	if code, _ := b.Get("/long-print"); code != 200 {
 		t.Errorf("GET /long-print = %d", code)
 	}
-	if code, _ := b.get("/print"); code != 200 {
+	if code, _ := b.Get("/print"); code != 200 {
 		t.Errorf("GET /print after a long line = %d", code)
 	}
 	// The one worker survived all of it.
-	if after := b.pid(); after != pid {
+	if after := b.PID(); after != pid {
 		t.Errorf("worker %d was replaced by %d: app errors must not cost the worker", pid, after)
 	}
 }
 
 func TestHeadAndHTTP10(t *testing.T) {
-	b := startBerth(t, appConfig(systemPython(t), "probe:app", "workers = 1", ""))
-	resp, err := httpClient.Head(b.url("/status"))
+	t.Parallel()
+	b := e2e.StartBerth(t, e2e.AppConfig(e2e.SystemPython(t), "probe:app", "workers = 1", ""))
+	resp, err := e2e.HTTPClient.Head(b.URL("/status"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -382,15 +392,15 @@ func TestHeadAndHTTP10(t *testing.T) {
 	if resp.StatusCode != 418 || resp.ContentLength != 7 {
 		t.Errorf("HEAD /status = %d, Content-Length %d; want 418 and the GET's length 7", resp.StatusCode, resp.ContentLength)
 	}
-	raw := b.raw("HEAD /stream HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 10*time.Second)
-	if statusOf(raw) != 200 || !strings.HasSuffix(raw, "\r\n\r\n") {
+	raw := b.Raw("HEAD /stream HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 10*time.Second)
+	if e2e.StatusOf(raw) != 200 || !strings.HasSuffix(raw, "\r\n\r\n") {
 		t.Errorf("HEAD of a streamed response sent a body:\n%q", raw)
 	}
 	// HTTP/1.0: a streamed body of unknown length is not chunked (an
 	// HTTP/1.0 client cannot read chunks): it ends when the connection
 	// does (RFC 9112 section 6.3), which b.raw reads to.
-	raw = b.raw("GET /stream?3 HTTP/1.0\r\n\r\n", 10*time.Second)
-	resp, body := readResponse(t, bufio.NewReader(strings.NewReader(raw)), "GET")
+	raw = b.Raw("GET /stream?3 HTTP/1.0\r\n\r\n", 10*time.Second)
+	resp, body := e2e.ReadResponse(t, bufio.NewReader(strings.NewReader(raw)), "GET")
 	if resp.StatusCode != 200 || body != "chunk 0\nchunk 1\nchunk 2\n" || len(resp.TransferEncoding) > 0 || resp.ContentLength != -1 ||
 		!resp.Close || strings.Contains(raw, "Content-Length") {
 		t.Errorf("HTTP/1.0 stream: %d %q te=%v cl=%d close=%v\n%s", resp.StatusCode, body, resp.TransferEncoding, resp.ContentLength, resp.Close, raw)
@@ -401,13 +411,14 @@ func TestHeadAndHTTP10(t *testing.T) {
 // reading, frees its worker within seconds; when it leaves, the worker is
 // told, calls the iterable's close() and stays.
 func TestAbandonedStreams(t *testing.T) {
-	b := startBerth(t, appConfig(systemPython(t), "probe:app", "workers = 1\n  timeout = \"60s\"", `write_timeout = "1s"`))
+	t.Parallel()
+	b := e2e.StartBerth(t, e2e.AppConfig(e2e.SystemPython(t), "probe:app", "workers = 1\n  timeout = \"60s\"", `write_timeout = "1s"`))
 	t.Run("client disconnects", func(t *testing.T) {
-		c, err := net.Dial("tcp", b.addr)
+		c, err := net.Dial("tcp", b.Addr)
 		if err != nil {
 			t.Fatal(err)
 		}
-		_, before := b.get("/pid")
+		_, before := b.Get("/pid")
 		io.WriteString(c, "GET /infinite HTTP/1.1\r\nHost: x\r\nX-Request-ID: left-early\r\n\r\n")
 		buf := make([]byte, 4096)
 		if _, err := io.ReadAtLeast(c, buf, 100); err != nil {
@@ -415,7 +426,7 @@ func TestAbandonedStreams(t *testing.T) {
 		}
 		c.Close()
 		start := time.Now()
-		if code, _ := b.get("/status"); code != 418 {
+		if code, _ := b.Get("/status"); code != 418 {
 			t.Errorf("next request = %d", code)
 		}
 		if d := time.Since(start); d > 10*time.Second {
@@ -425,7 +436,7 @@ func TestAbandonedStreams(t *testing.T) {
 			Closed []string
 			PID    int
 		}
-		_, after := b.get("/closed")
+		_, after := b.Get("/closed")
 		json.Unmarshal([]byte(after), &got)
 		if len(got.Closed) != 1 || got.Closed[0] != "left-early" {
 			t.Errorf("close() of the abandoned response's iterable: %v, want [left-early]", got.Closed)
@@ -435,16 +446,17 @@ func TestAbandonedStreams(t *testing.T) {
 		}
 	})
 	t.Run("client stops reading", func(t *testing.T) {
-		c, err := net.Dial("tcp", b.addr)
+		c, err := net.Dial("tcp", b.Addr)
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer c.Close()
 		c.(*net.TCPConn).SetReadBuffer(4096)
 		io.WriteString(c, "GET /big?2000 HTTP/1.1\r\nHost: x\r\n\r\n") // 128 MiB, never read
+		// For the request to reach the worker: nothing tells when.
 		time.Sleep(200 * time.Millisecond)
 		start := time.Now()
-		if code, _ := b.get("/status"); code != 418 {
+		if code, _ := b.Get("/status"); code != 418 {
 			t.Errorf("next request = %d", code)
 		}
 		if d := time.Since(start); d > 10*time.Second {
@@ -454,8 +466,9 @@ func TestAbandonedStreams(t *testing.T) {
 }
 
 func TestStreamingResponse(t *testing.T) {
-	b := startBerth(t, appConfig(systemPython(t), "probe:app", "workers = 1", ""))
-	resp, err := httpClient.Get(b.url("/stream?1000"))
+	t.Parallel()
+	b := e2e.StartBerth(t, e2e.AppConfig(e2e.SystemPython(t), "probe:app", "workers = 1", ""))
+	resp, err := e2e.HTTPClient.Get(b.URL("/stream?1000"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -470,7 +483,7 @@ func TestStreamingResponse(t *testing.T) {
 	}
 	// An app failing mid-stream: the client sees a cut response, not a
 	// complete one, and the worker goes on serving.
-	resp, err = httpClient.Get(b.url("/stream-fail"))
+	resp, err = e2e.HTTPClient.Get(b.URL("/stream-fail"))
 	if err == nil {
 		_, err = io.ReadAll(resp.Body)
 		resp.Body.Close()
@@ -478,7 +491,7 @@ func TestStreamingResponse(t *testing.T) {
 	if err == nil {
 		t.Errorf("a response the app aborted mid-stream read as complete")
 	}
-	if code, _ := b.get("/status"); code != 418 {
+	if code, _ := b.Get("/status"); code != 418 {
 		t.Errorf("GET /status after the aborted stream = %d", code)
 	}
 }
@@ -486,16 +499,17 @@ func TestStreamingResponse(t *testing.T) {
 // TestLargeListBody: a one-frame body too big to copy is written from the
 // worker's frame, with its length, for HTTP/1.1 and HTTP/1.0 alike.
 func TestLargeListBody(t *testing.T) {
-	b := startBerth(t, appConfig(systemPython(t), "probe:app", "workers = 1", ""))
+	t.Parallel()
+	b := e2e.StartBerth(t, e2e.AppConfig(e2e.SystemPython(t), "probe:app", "workers = 1", ""))
 	const n = 3 << 20
 	for _, proto := range []string{"HTTP/1.1", "HTTP/1.0"} {
-		raw := b.raw(fmt.Sprintf("GET /biglist?%d %s\r\nHost: x\r\nConnection: close\r\n\r\n", n, proto), 10*time.Second)
-		resp, body := readResponse(t, bufio.NewReader(strings.NewReader(raw)), "GET")
+		raw := b.Raw(fmt.Sprintf("GET /biglist?%d %s\r\nHost: x\r\nConnection: close\r\n\r\n", n, proto), 10*time.Second)
+		resp, body := e2e.ReadResponse(t, bufio.NewReader(strings.NewReader(raw)), "GET")
 		if resp.StatusCode != 200 || resp.ContentLength != n || len(body) != n || strings.Trim(body, "z") != "" {
 			t.Errorf("%s: %d, Content-Length %d, %d bytes", proto, resp.StatusCode, resp.ContentLength, len(body))
 		}
 	}
-	if code, _ := b.get("/status"); code != 418 {
+	if code, _ := b.Get("/status"); code != 418 {
 		t.Errorf("next request = %d", code)
 	}
 }

@@ -14,14 +14,16 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/berthd/berth/internal/e2e"
 )
 
 // integrityBerth runs testdata's integrity app with marks in a temp dir;
 // extra goes in the app block.
-func integrityBerth(t *testing.T, extra string) (*instance, string) {
+func integrityBerth(t *testing.T, extra string) (*e2e.Instance, string) {
 	t.Helper()
 	dir := t.TempDir()
-	return startBerth(t, appConfig(systemPython(t), "integrity:app", fmt.Sprintf("env = { INTEGRITY_DIR = %q }\n%s", dir, extra), "")), dir
+	return e2e.StartBerth(t, e2e.AppConfig(e2e.SystemPython(t), "integrity:app", fmt.Sprintf("env = { INTEGRITY_DIR = %q }\n%s", dir, extra), "")), dir
 }
 
 // marks lists the marks of kind what: the pids that left them.
@@ -59,6 +61,7 @@ func waitMark(t *testing.T, dir, what string, pid int, d time.Duration) bool {
 // refused, in memory and past buffer_body_bytes alike, and the app is
 // never called with it; the same upload sent whole, then ended, is served.
 func TestChunkedCutShort(t *testing.T) {
+	t.Parallel()
 	b, dir := integrityBerth(t, `workers = 1
   buffer_body_bytes = "64KiB"`)
 	head := "POST /upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
@@ -78,7 +81,7 @@ func TestChunkedCutShort(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			before := len(marks(t, dir, "upload"))
-			c, err := net.Dial("tcp", b.addr)
+			c, err := net.Dial("tcp", b.Addr)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -89,7 +92,7 @@ func TestChunkedCutShort(t *testing.T) {
 			}
 			_ = c.(*net.TCPConn).CloseWrite()
 			answer, _ := io.ReadAll(bufio.NewReader(c))
-			status := statusOf(string(answer))
+			status := e2e.StatusOf(string(answer))
 			time.Sleep(100 * time.Millisecond) // a mark the app would leave
 			called := len(marks(t, dir, "upload")) > before
 			switch {
@@ -111,6 +114,7 @@ func TestChunkedCutShort(t *testing.T) {
 // line's, not the stream's end. Well-formed ones with BWS around ';' and
 // '=' are served, in memory and spilled.
 func TestChunkedBadLine(t *testing.T) {
+	t.Parallel()
 	b, dir := integrityBerth(t, `workers = 1
   buffer_body_bytes = "64KiB"`)
 	head := "POST /upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
@@ -133,7 +137,7 @@ func TestChunkedBadLine(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			before := len(marks(t, dir, "upload"))
-			c, err := net.Dial("tcp", b.addr)
+			c, err := net.Dial("tcp", b.Addr)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -169,6 +173,7 @@ func TestChunkedBadLine(t *testing.T) {
 // on purpose — recycled, retired by scaling down, left behind by a
 // reload, stopped with berth — within graceful_timeout.
 func TestExitHooks(t *testing.T) {
+	t.Parallel()
 	b, dir := integrityBerth(t, `max_requests = 3
   graceful_timeout = "5s"
   workers {
@@ -178,7 +183,7 @@ func TestExitHooks(t *testing.T) {
     idle_timeout = "1s"
   }`)
 	pidOf := func(path string) int {
-		code, body := b.get(path)
+		code, body := b.Get(path)
 		pid, err := strconv.Atoi(body)
 		if code != 200 || err != nil {
 			t.Fatalf("GET %s: %d %q", path, code, body)
@@ -217,7 +222,7 @@ func TestExitHooks(t *testing.T) {
 	retired := 0
 	for deadline := time.Now().Add(8 * time.Second); time.Now().Before(deadline) && retired == 0; time.Sleep(50 * time.Millisecond) {
 		for p := range seen {
-			if !pidAlive(p) && waitMark(t, dir, "atexit", p, 0) {
+			if !e2e.PIDAlive(p) && waitMark(t, dir, "atexit", p, 0) {
 				retired = p
 			}
 		}
@@ -228,7 +233,7 @@ func TestExitHooks(t *testing.T) {
 
 	// Left behind by a reload.
 	old := pidOf("/pid")
-	if code, out := b.reload(); code != 0 {
+	if code, out := b.Reload(); code != 0 {
 		t.Fatalf("reload: %d %s", code, out)
 	}
 	if !waitMark(t, dir, "atexit", old, 5*time.Second) {
@@ -237,8 +242,8 @@ func TestExitHooks(t *testing.T) {
 
 	// Stopped with berth.
 	last := pidOf("/pid")
-	_ = b.cmd.Process.Signal(syscall.SIGTERM)
-	<-b.done
+	_ = b.Cmd.Process.Signal(syscall.SIGTERM)
+	<-b.Done
 	if !waitMark(t, dir, "atexit", last, time.Second) {
 		t.Errorf("stop: no atexit mark from worker %d", last)
 	}
@@ -247,14 +252,15 @@ func TestExitHooks(t *testing.T) {
 // TestErrorsFlush: wsgi.errors.write of half a line and flush() reach
 // berth's log at once, not when the worker exits (PEP 3333).
 func TestErrorsFlush(t *testing.T) {
+	t.Parallel()
 	b, _ := integrityBerth(t, "workers = 1")
-	if code, _ := b.get("/errors?abc"); code != 200 {
+	if code, _ := b.Get("/errors?abc"); code != 200 {
 		t.Fatalf("GET /errors: %d", code)
 	}
-	if err := b.waitFor(`flushed-abc`, 2*time.Second); err != nil {
+	if err := b.WaitFor(`flushed-abc`, 2*time.Second); err != nil {
 		t.Errorf("the flushed half line is not in the log: %v", err)
 	}
-	if _, err := os.Stat("/proc/" + strconv.Itoa(b.cmd.Process.Pid)); err != nil {
+	if _, err := os.Stat("/proc/" + strconv.Itoa(b.Cmd.Process.Pid)); err != nil {
 		t.Errorf("berth is gone: %v", err)
 	}
 }

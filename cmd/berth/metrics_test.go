@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/berthd/berth/internal/e2e"
 	"github.com/berthd/berth/metrics"
 	"github.com/berthd/berth/server"
 )
@@ -50,7 +51,7 @@ app "shop" {
   workers = 2
   timeout = "1s"
 }
-`, adminExtra, systemPython(t), dir)
+`, adminExtra, e2e.SystemPython(t), dir)
 }
 
 // TestPrometheus: a real Prometheus scrapes /metrics while the test sends
@@ -59,8 +60,9 @@ app "shop" {
 // promtool accepts the output, and `berth status --json` carries the same
 // figures as /metrics.
 func TestPrometheus(t *testing.T) {
-	b := startBerth(t, shopConfig(t, ""))
-	admin := b.adminAddr()
+	t.Parallel()
+	b := e2e.StartBerth(t, shopConfig(t, ""))
+	admin := b.AdminAddr()
 	prom := startPrometheus(t, admin)
 	prom.waitFor(`up{job="berth"}`, map[string]float64{"": 1}, 30*time.Second)
 
@@ -68,7 +70,7 @@ func TestPrometheus(t *testing.T) {
 	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
 	send := func(method, path string, n, want int) {
 		for range n {
-			if code, body := getBody(t, client, method, b.url(path)); code != want {
+			if code, body := getBody(t, client, method, b.URL(path)); code != want {
 				t.Fatalf("%s %s = %d %q, want %d", method, path, code, body, want)
 			}
 		}
@@ -77,13 +79,13 @@ func TestPrometheus(t *testing.T) {
 	send("GET", "/missing", 5, 404)
 	send("POST", "/", 3, 200)
 	send("GET", "/slow", 2, 504)
-	_, pid := getBody(t, client, "GET", b.url("/pid"))
+	_, pid := getBody(t, client, "GET", b.URL("/pid"))
 	n, _ := strconv.Atoi(pid)
 	if err := syscall.Kill(n, syscall.SIGKILL); err != nil {
 		t.Fatalf("killing worker %s: %v", pid, err)
 	}
 	prom.waitFor(`berth_worker_exits_total{cause="crash"}`, map[string]float64{"app=shop,cause=crash": 1}, 10*time.Second)
-	if code, out := b.reload(); code != 0 {
+	if code, out := b.Reload(); code != 0 {
 		t.Fatalf("reload: %d %s", code, out)
 	}
 	send("GET", "/", 10, 200)
@@ -131,9 +133,9 @@ func TestPrometheus(t *testing.T) {
 
 	_, text := getBody(t, client, "GET", "http://"+admin+"/metrics")
 	promtoolCheck(t, text)
-	sameFigures(t, text, b.status())
+	sameFigures(t, text, b.Status())
 	var out, errb strings.Builder
-	run([]string{"status", b.config}, &out, &errb)
+	run([]string{"status", b.Config}, &out, &errb)
 	// Once for all apps, once for the app.
 	if strings.Count(out.String(), "\n  since start: 39 served, 0 refused (503), 2 timed out, workers ended: 1 crash, 2 timeout\n") != 2 {
 		t.Errorf("berth status lacks the totals since start:\n%s", out.String())

@@ -7,15 +7,18 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/berthd/berth/internal/e2e"
 )
 
 // TestMounting serves four apps on one listener — at the root, at /api,
 // at /api/v2, and one for the host blog.test — and checks each request
 // reaches the right one with SCRIPT_NAME and PATH_INFO split at its mount.
 func TestMounting(t *testing.T) {
-	py := systemPython(t)
+	t.Parallel()
+	py := e2e.SystemPython(t)
 	app := func(name, extra string) string {
-		return probeApp(name, py, fmt.Sprintf("env = { PROBE_NAME = %q }\n  %s", name, extra))
+		return e2e.ProbeApp(name, py, fmt.Sprintf("env = { PROBE_NAME = %q }\n  %s", name, extra))
 	}
 	config := `
 listener "http" {
@@ -24,7 +27,7 @@ listener "http" {
 ` + app("site", "") + app("api", `mount = "/api/"`) + app("api-v2", `mount = "/api/v2"`) +
 		app("blog", `hosts = ["Blog.test"]`) + app("docs", `mount = "/docs"
   hosts = ["blog.test"]`)
-	b := startBerth(t, config)
+	b := e2e.StartBerth(t, config)
 
 	cases := []struct {
 		host, path         string
@@ -46,9 +49,9 @@ listener "http" {
 		{"x.test", "/docs/env", "site", "", "/docs/env"},
 	}
 	for _, c := range cases {
-		req, _ := http.NewRequest("GET", b.url(c.path), nil)
+		req, _ := http.NewRequest("GET", b.URL(c.path), nil)
 		req.Host = c.host
-		resp, err := httpClient.Do(req)
+		resp, err := e2e.HTTPClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -63,7 +66,7 @@ listener "http" {
 
 	// berth status names each app with its mount.
 	var out, errb strings.Builder
-	code := run([]string{"status", b.config}, &out, &errb)
+	code := run([]string{"status", b.Config}, &out, &errb)
 	if code != 0 || !strings.Contains(out.String(), "-> site, api at /api, api-v2 at /api/v2, blog for blog.test, docs at /docs for blog.test") {
 		t.Errorf("berth status exit %d:\n%s%s", code, out.String(), errb.String())
 	}
@@ -72,8 +75,9 @@ listener "http" {
 // TestNoRootApp: with no app at "/", a path outside every mount is 404
 // from berth, and the connection stays usable.
 func TestNoRootApp(t *testing.T) {
-	b := startBerth(t, appConfig(systemPython(t), "probe:app", `mount = "/app"`, ""))
-	raw := b.raw("GET /elsewhere HTTP/1.1\r\nHost: x\r\n\r\nGET /app/env HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 10*time.Second)
+	t.Parallel()
+	b := e2e.StartBerth(t, e2e.AppConfig(e2e.SystemPython(t), "probe:app", `mount = "/app"`, ""))
+	raw := b.Raw("GET /elsewhere HTTP/1.1\r\nHost: x\r\n\r\nGET /app/env HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 10*time.Second)
 	if strings.Count(raw, "HTTP/1.1 404") != 1 || !strings.Contains(raw, "no app is mounted at this path") || !strings.Contains(raw, `"SCRIPT_NAME": "/app"`) {
 		t.Errorf("responses:\n%s", raw)
 	}

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/berthd/berth/internal/e2e"
 )
 
 // TestNginxStatic runs Debian's nginx on what `berth nginx` renders for a
@@ -16,11 +18,12 @@ import (
 // berth's caching, its .gz siblings and no dotfiles, and passes the rest
 // to berth's app.
 func TestNginxStatic(t *testing.T) {
-	py := systemPython(t)
+	t.Parallel()
+	py := e2e.SystemPython(t)
 	nginx := needNginx(t)
 	dir := sharedTempDir(t)
 	s := newStaticSiteIn(t, dir)
-	b := startBerth(t, fmt.Sprintf(`
+	b := e2e.StartBerth(t, fmt.Sprintf(`
 listener "http" {
   address      = "unix:%s"
   socket_group = "www-data"
@@ -38,8 +41,8 @@ app "site" {
 }
 `, filepath.Join(dir, "berth.sock"), py, dir, s.seen))
 	cert, key, pool := selfSigned(t, dir)
-	https := freePort(t)
-	startRenderedNginx(t, nginx, dir, "--tls-cert", cert, "--tls-key", key, "--listen", fmt.Sprintf("127.0.0.1:%d", https), "--redirect", "", b.config)
+	https := e2e.FreePort(t)
+	startRenderedNginx(t, nginx, dir, "--tls-cert", cert, "--tls-key", key, "--listen", fmt.Sprintf("127.0.0.1:%d", https), "--redirect", "", b.Config)
 	client := clientFrom(t, "127.0.0.1", pool)
 	client.Transport.(*http.Transport).DisableCompression = true
 	site := fmt.Sprintf("https://localhost:%d", https)
@@ -76,8 +79,8 @@ app "site" {
 	if seen := strings.Join(s.seenLines(), " "); seen != "GET_/hello" {
 		t.Errorf("requests that reached the app: %s; want GET /hello alone", seen)
 	}
-	if b.waitFor(`GET /hello listener=http proto=HTTP/1.1 status=200`, 5*time.Second) != nil || strings.Contains(b.logs.String(), "GET /static/") {
-		t.Errorf("berth's access records: want GET /hello and no static file (nginx serves those):\n%s", b.logs)
+	if b.WaitFor(`GET /hello listener=http proto=HTTP/1.1 status=200`, 5*time.Second) != nil || strings.Contains(b.Logs.String(), "GET /static/") {
+		t.Errorf("berth's access records: want GET /hello and no static file (nginx serves those):\n%s", b.Logs)
 	}
 	if t.Failed() {
 		t.Logf("nginx's error log:\n%s", readFile(filepath.Join(dir, "error.log")))

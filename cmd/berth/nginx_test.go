@@ -24,6 +24,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/berthd/berth/internal/e2e"
 )
 
 // whereApp is a Flask app that says what it believes about the request:
@@ -51,9 +53,10 @@ def info():
 // must see https and log its admin in, and a Flask app must see https,
 // its client's address (127.0.0.2, not nginx's) and its host and port.
 func TestBehindNginx(t *testing.T) {
-	py := systemPython(t)
+	t.Parallel()
+	py := e2e.SystemPython(t)
 	needDjango(t, py)
-	needFlask(t, py)
+	e2e.NeedFlask(t, py)
 	nginx := needNginx(t)
 	dir := sharedTempDir(t)
 	if err := os.WriteFile(filepath.Join(dir, "where.py"), []byte(whereApp), 0o644); err != nil {
@@ -62,7 +65,7 @@ func TestBehindNginx(t *testing.T) {
 	wd, _ := os.Getwd()
 	env := fmt.Sprintf(`{ DJANGO_SETTINGS_MODULE = "securesite.settings", SECURESITE_DB = %q, PYTHONDONTWRITEBYTECODE = "1" }`, filepath.Join(dir, "db.sqlite3"))
 	makeSecuresiteDB(t, py, filepath.Join(wd, "testdata"), filepath.Join(dir, "db.sqlite3"))
-	b := startBerth(t, fmt.Sprintf(`
+	b := e2e.StartBerth(t, fmt.Sprintf(`
 listener "http" {
   address      = "unix:%s"
   socket_group = "www-data"
@@ -85,9 +88,9 @@ app "where" {
 
 	checkSocketGroup(t, filepath.Join(dir, "berth.sock"), "www-data")
 	cert, key, pool := selfSigned(t, dir)
-	https, plain := freePort(t), freePort(t)
+	https, plain := e2e.FreePort(t), e2e.FreePort(t)
 	startRenderedNginx(t, nginx, dir, "--tls-cert", cert, "--tls-key", key,
-		"--listen", fmt.Sprintf("127.0.0.1:%d", https), "--redirect", fmt.Sprintf("127.0.0.1:%d", plain), b.config)
+		"--listen", fmt.Sprintf("127.0.0.1:%d", https), "--redirect", fmt.Sprintf("127.0.0.1:%d", plain), b.Config)
 	client := clientFrom(t, "127.0.0.2", pool)
 	site := fmt.Sprintf("https://localhost:%d", https)
 
@@ -146,7 +149,7 @@ func adminLogin(t *testing.T, client *http.Client, site string) {
 	if resp == nil || resp.StatusCode != 200 {
 		t.Fatalf("GET /admin/login/: %s, want 200 (a redirect here loops: Django thinks the request came over http)", statusText(resp))
 	}
-	token := regexpFind(string(body), `name="csrfmiddlewaretoken" value="([^"]+)"`)
+	token := e2e.RegexpFind(string(body), `name="csrfmiddlewaretoken" value="([^"]+)"`)
 	if token == "" {
 		t.Fatalf("no CSRF token in the login form: %.500s", body)
 	}
@@ -190,8 +193,9 @@ func makeSecuresiteDB(t *testing.T, py, testdata, db string) {
 // listener that trusts no proxy changes nothing with forwarding headers:
 // the app sees http, the client's own address and the Host it sent.
 func TestUntrustedForwarding(t *testing.T) {
-	py := systemPython(t)
-	b := startBerth(t, appConfig(py, "probe:app", "workers = 1", "trusted_proxies = []"))
+	t.Parallel()
+	py := e2e.SystemPython(t)
+	b := e2e.StartBerth(t, e2e.AppConfig(py, "probe:app", "workers = 1", "trusted_proxies = []"))
 	client := clientFrom(t, "127.0.0.3", nil)
 	for _, tc := range []struct {
 		name string
@@ -203,7 +207,7 @@ func TestUntrustedForwarding(t *testing.T) {
 		}},
 		{"Forwarded", http.Header{"Forwarded": {"for=6.6.6.6;proto=https;host=evil.example"}}},
 	} {
-		resp, body := djangoDo(t, client, "GET", b.url("/env"), tc.hdr, "")
+		resp, body := djangoDo(t, client, "GET", b.URL("/env"), tc.hdr, "")
 		if resp == nil {
 			continue
 		}
@@ -211,8 +215,8 @@ func TestUntrustedForwarding(t *testing.T) {
 		if err := json.Unmarshal(body, &env); err != nil {
 			t.Fatalf("%s: %v: %q", tc.name, err, body)
 		}
-		_, port, _ := net.SplitHostPort(b.addr)
-		want := map[string]any{"wsgi.url_scheme": "http", "REMOTE_ADDR": "127.0.0.3", "HTTP_HOST": b.addr, "SERVER_NAME": "127.0.0.1", "SERVER_PORT": port}
+		_, port, _ := net.SplitHostPort(b.Addr)
+		want := map[string]any{"wsgi.url_scheme": "http", "REMOTE_ADDR": "127.0.0.3", "HTTP_HOST": b.Addr, "SERVER_NAME": "127.0.0.1", "SERVER_PORT": port}
 		for k, v := range want {
 			if env[k] != v {
 				t.Errorf("%s: %s is %v, want %v", tc.name, k, env[k], v)
@@ -227,6 +231,7 @@ func TestUntrustedForwarding(t *testing.T) {
 // TestNginxCommand: berth nginx's flags reach the rendering, warnings go
 // to stderr beside a configuration that still prints, and refusals fail.
 func TestNginxCommand(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name   string
 		args   []string
@@ -319,7 +324,7 @@ func sharedTempDir(t *testing.T) string {
 func startRenderedNginx(t *testing.T, bin, dir string, args ...string) {
 	t.Helper()
 	var stderr strings.Builder
-	cmd := exec.Command(berthBin, append([]string{"nginx"}, args...)...)
+	cmd := exec.Command(e2e.Bin, append([]string{"nginx"}, args...)...)
 	cmd.Stderr = &stderr
 	site, err := cmd.Output()
 	if err != nil || stderr.Len() > 0 {
@@ -352,7 +357,7 @@ http {
 	done := make(chan struct{})
 	go func() { ngx.Wait(); close(done) }()
 	t.Cleanup(func() { stopProcess(ngx, done) })
-	listen := regexpFind(string(site), `listen (\S+) ssl;`)
+	listen := e2e.RegexpFind(string(site), `listen (\S+) ssl;`)
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
 		if c, err := net.Dial("tcp", listen); err == nil {
 			c.Close()

@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/berthd/berth/internal/e2e"
 )
 
 // buildPackage runs packaging/build.sh for version and returns the paths
@@ -44,10 +46,11 @@ func buildPackage(t *testing.T, version, into string) (deb, rpm string) {
 // upgrades, removes and purges the .deb under a real systemd while a site
 // serves requests.
 func TestPackages(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("-short: the package test builds packages and boots systemd")
 	}
-	c := bootContainer(t) // skips without root or nspawn
+	c := e2e.BootContainer(t) // skips without root or nspawn
 	tmp := t.TempDir()
 	deb1, rpm1 := buildPackage(t, "0.1.0~test1", tmp)
 	deb2, _ := buildPackage(t, "0.1.0~test2", tmp)
@@ -101,26 +104,26 @@ func TestPackages(t *testing.T) {
 
 	for _, d := range []string{deb1, deb2} {
 		b, _ := os.ReadFile(d)
-		c.write("/srv/pkg/"+filepath.Base(d), string(b))
+		c.Write("/srv/pkg/"+filepath.Base(d), string(b))
 	}
 	shop, _ := os.ReadFile("../../examples/flask/shop.py")
-	c.write("/srv/demo/shop.py", string(shop))
+	c.Write("/srv/demo/shop.py", string(shop))
 
 	t.Run("install starts nothing by surprise", func(t *testing.T) {
-		c.must("dpkg", "-i", "/srv/pkg/"+filepath.Base(deb1))
-		if out, _ := c.exec("systemctl", "list-units", "--no-legend", "--plain", "berth@*"); strings.TrimSpace(out) != "" {
+		c.Must("dpkg", "-i", "/srv/pkg/"+filepath.Base(deb1))
+		if out, _ := c.Exec("systemctl", "list-units", "--no-legend", "--plain", "berth@*"); strings.TrimSpace(out) != "" {
 			t.Errorf("units running after install:\n%s", out)
 		}
-		if out, err := c.exec("getent", "passwd", "berth"); err != nil || !strings.Contains(out, "/var/lib/berth") {
+		if out, err := c.Exec("getent", "passwd", "berth"); err != nil || !strings.Contains(out, "/var/lib/berth") {
 			t.Errorf("no berth user: %v %s", err, out)
 		}
-		if out := c.must("/usr/bin/berth", "version"); !strings.Contains(out, "0.1.0~test1") {
+		if out := c.Must("/usr/bin/berth", "version"); !strings.Contains(out, "0.1.0~test1") {
 			t.Errorf("berth version = %q", out)
 		}
 	})
 
-	port := freePort(t)
-	c.write("/etc/berth/demo.hcl", fmt.Sprintf(`
+	port := e2e.FreePort(t)
+	c.Write("/etc/berth/demo.hcl", fmt.Sprintf(`
 listener "http" {
   address = "127.0.0.1:%d"
 }
@@ -131,26 +134,26 @@ app "shop" {
   workers = 2
 }
 `, port))
-	s := &site{c: c, name: "berth@demo", port: port, url: fmt.Sprintf("http://127.0.0.1:%d", port)}
+	s := &e2e.Site{C: c, Name: "berth@demo", Port: port, URL: fmt.Sprintf("http://127.0.0.1:%d", port)}
 
 	t.Run("a site through the template units", func(t *testing.T) {
-		c.must("/usr/bin/berth", "units", "--instance", "demo", "--dir", "/etc/systemd/system", "/etc/berth/demo.hcl")
-		c.must("systemctl", "daemon-reload")
-		c.must("systemctl", "enable", "--now", "berth@demo.socket")
-		code, body, err := s.get("/items")
+		c.Must("/usr/bin/berth", "units", "--instance", "demo", "--dir", "/etc/systemd/system", "/etc/berth/demo.hcl")
+		c.Must("systemctl", "daemon-reload")
+		c.Must("systemctl", "enable", "--now", "berth@demo.socket")
+		code, body, err := s.Get("/items")
 		if err != nil || code != 200 || !strings.Contains(body, `"teapot"`) {
 			t.Fatalf("GET /items through berth@demo.socket: %d %q %v", code, body, err)
 		}
-		s.waitActive()
-		if u := c.prop("berth@demo.service", "User"); u != "berth" {
+		s.WaitActive()
+		if u := c.Prop("berth@demo.service", "User"); u != "berth" {
 			t.Errorf("berth@demo runs as %q, want berth", u)
 		}
 	})
 
 	t.Run("the packaged example site, on its Unix socket", func(t *testing.T) {
-		c.must("systemctl", "enable", "--now", "berth@example.socket")
+		c.Must("systemctl", "enable", "--now", "berth@example.socket")
 		// The container's /run is its own; reach it through its root.
-		sock := fmt.Sprintf("/proc/%d/root/run/berth/example.sock", c.pid)
+		sock := fmt.Sprintf("/proc/%d/root/run/berth/example.sock", c.PID)
 		client := &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{
 			DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 				return (&net.Dialer{}).DialContext(ctx, "unix", sock)
@@ -171,10 +174,10 @@ app "shop" {
 	})
 
 	t.Run("reload under load", func(t *testing.T) {
-		load := startLoad(s.url+"/items", 4, status200, nil)
+		load := startLoad(s.URL+"/items", 4, status200, nil)
 		for i := 0; i < 3; i++ {
-			time.Sleep(300 * time.Millisecond)
-			c.must("systemctl", "reload", "berth@demo.service")
+			time.Sleep(300 * time.Millisecond) // load between reloads
+			c.Must("systemctl", "reload", "berth@demo.service")
 		}
 		ok, failed, samples := load.finish()
 		t.Logf("systemctl reload berth@demo ×3: %d ok, %d failed", ok, failed)
@@ -187,20 +190,20 @@ app "shop" {
 		// 50 keep-alive clients that never retry (keepAliveLoad) across
 		// two package changes, each restarting berth@demo onto another
 		// binary: the idle connections go through systemd's store.
-		load := startKeepAlive(strings.TrimPrefix(s.url, "http://"), "/items", 50, 20*time.Millisecond)
+		load := startKeepAlive(strings.TrimPrefix(s.URL, "http://"), "/items", 50, 20*time.Millisecond)
 		for _, step := range []struct{ deb, version string }{{deb2, "0.1.0~test2"}, {deb1, "0.1.0~test1"}} {
-			before := c.prop("berth@demo.service", "MainPID")
-			time.Sleep(500 * time.Millisecond)
-			c.must("dpkg", "-i", "/srv/pkg/"+filepath.Base(step.deb))
-			s.waitActive()
-			if after := c.prop("berth@demo.service", "MainPID"); after == before {
+			before := c.Prop("berth@demo.service", "MainPID")
+			time.Sleep(500 * time.Millisecond) // load before each upgrade
+			c.Must("dpkg", "-i", "/srv/pkg/"+filepath.Base(step.deb))
+			s.WaitActive()
+			if after := c.Prop("berth@demo.service", "MainPID"); after == before {
 				t.Errorf("berth@demo was not restarted onto the new binary (MainPID %s)", after)
 			}
-			if out := c.must("/usr/bin/berth", "version"); !strings.Contains(out, step.version) {
+			if out := c.Must("/usr/bin/berth", "version"); !strings.Contains(out, step.version) {
 				t.Errorf("after dpkg -i %s: %q", filepath.Base(step.deb), out)
 			}
 		}
-		time.Sleep(500 * time.Millisecond)
+		time.Sleep(500 * time.Millisecond) // load after the last one
 		ok, failed, dials, samples := load.finish()
 		t.Logf("2 package changes under load from 50 keep-alive clients: %d ok, %d failed, %d connections opened", ok, failed, dials)
 		if failed != 0 || ok == 0 {
@@ -209,28 +212,28 @@ app "shop" {
 	})
 
 	t.Run("remove stops everything; purge cleans up", func(t *testing.T) {
-		c.must("dpkg", "-r", "berth")
-		if st := c.prop("berth@demo.service", "ActiveState"); st == "active" || st == "activating" {
+		c.Must("dpkg", "-r", "berth")
+		if st := c.Prop("berth@demo.service", "ActiveState"); st == "active" || st == "activating" {
 			t.Errorf("berth@demo.service is %s after remove", st)
 		}
-		if out, _ := c.exec("pgrep", "-f", "/usr/bin/berth"); strings.TrimSpace(out) != "" {
+		if out, _ := c.Exec("pgrep", "-f", "/usr/bin/berth"); strings.TrimSpace(out) != "" {
 			t.Errorf("berth processes after remove: %s", out)
 		}
-		if _, _, err := s.get("/items"); err == nil {
+		if _, _, err := s.Get("/items"); err == nil {
 			t.Errorf("the site still answers after remove")
 		}
-		c.must("dpkg", "-P", "berth")
+		c.Must("dpkg", "-P", "berth")
 		for _, gone := range []string{"/usr/bin/berth", "/usr/lib/systemd/system/berth@.service", "/usr/lib/systemd/system/berth@.socket",
 			"/etc/berth/example.hcl", "/var/lib/berth", "/etc/systemd/system/sockets.target.wants/berth@demo.socket", "/etc/systemd/system/berth@demo.socket.d"} {
-			if _, err := os.Lstat(filepath.Join(c.root, gone)); err == nil {
+			if _, err := os.Lstat(filepath.Join(c.Root, gone)); err == nil {
 				t.Errorf("%s is left after purge", gone)
 			}
 		}
 		// The administrator's own site config stays, as Debian policy asks.
-		if _, err := os.Stat(filepath.Join(c.root, "etc/berth/demo.hcl")); err != nil {
+		if _, err := os.Stat(filepath.Join(c.Root, "etc/berth/demo.hcl")); err != nil {
 			t.Errorf("purge removed the administrator's site config: %v", err)
 		}
-		if out, _ := c.exec("systemctl", "list-units", "--no-legend", "--plain", "--all", "berth@*"); strings.Contains(out, "loaded") && !strings.Contains(out, "not-found") {
+		if out, _ := c.Exec("systemctl", "list-units", "--no-legend", "--plain", "--all", "berth@*"); strings.Contains(out, "loaded") && !strings.Contains(out, "not-found") {
 			t.Errorf("units still loaded after purge:\n%s", out)
 		}
 	})
@@ -241,30 +244,30 @@ app "shop" {
 // template made it (group www-data). Then the documented path for RPM's
 // nginx, socket_group = "nginx" and `berth units --instance`, with a user
 // nginx made in the container: its nginx gets in, www-data's gets 502.
-func testPackagedSocketBehindNginx(t *testing.T, c *container) {
+func testPackagedSocketBehindNginx(t *testing.T, c *e2e.Container) {
 	const sock = "/run/berth/example.sock"
-	fi, err := os.Stat(fmt.Sprintf("/proc/%d/root%s", c.pid, sock))
+	fi, err := os.Stat(fmt.Sprintf("/proc/%d/root%s", c.PID, sock))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if st := fi.Sys().(*syscall.Stat_t); fi.Mode().Perm() != 0o660 || st.Gid != 33 {
 		t.Errorf("%s is %v gid %d, want 0660 group www-data (33)", sock, fi.Mode(), st.Gid)
 	}
-	www := c.startNginx("www-data", sock)
+	www := startNginxIn(c, "www-data", sock)
 	if code, body := getVia(www); code != 200 || body != "Hello from berth!\n" {
 		t.Fatalf("GET through nginx (www-data) and the packaged socket: %d %q", code, body)
 	}
 
-	c.must("useradd", "--system", "--user-group", "--no-create-home", "nginx")
-	rpm := c.startNginx("nginx", sock)
-	example, _ := os.ReadFile(filepath.Join(c.root, "etc/berth/example.hcl"))
-	c.write("/srv/rpm/example.hcl", strings.Replace(string(example), `address = "unix:/run/berth/example.sock"`,
+	c.Must("useradd", "--system", "--user-group", "--no-create-home", "nginx")
+	rpm := startNginxIn(c, "nginx", sock)
+	example, _ := os.ReadFile(filepath.Join(c.Root, "etc/berth/example.hcl"))
+	c.Write("/srv/rpm/example.hcl", strings.Replace(string(example), `address = "unix:/run/berth/example.sock"`,
 		"address = \"unix:/run/berth/example.sock\"\n  socket_group = \"nginx\"", 1))
-	c.must("/usr/bin/berth", "units", "--instance", "example", "--dir", "/etc/systemd/system", "/srv/rpm/example.hcl")
+	c.Must("/usr/bin/berth", "units", "--instance", "example", "--dir", "/etc/systemd/system", "/srv/rpm/example.hcl")
 	restart := func() {
-		c.must("systemctl", "daemon-reload")
-		c.must("systemctl", "stop", "berth@example.service", "berth@example.socket")
-		c.must("systemctl", "start", "berth@example.socket")
+		c.Must("systemctl", "daemon-reload")
+		c.Must("systemctl", "stop", "berth@example.service", "berth@example.socket")
+		c.Must("systemctl", "start", "berth@example.socket")
 	}
 	restart()
 	if code, body := getVia(rpm); code != 200 || body != "Hello from berth!\n" {
@@ -273,7 +276,7 @@ func testPackagedSocketBehindNginx(t *testing.T, c *container) {
 	if code, _ := getVia(www); code != 502 {
 		t.Errorf("GET through nginx (www-data) with socket_group = \"nginx\": %d, want 502", code)
 	}
-	if err := os.RemoveAll(filepath.Join(c.root, "etc/systemd/system/berth@example.socket.d")); err != nil {
+	if err := os.RemoveAll(filepath.Join(c.Root, "etc/systemd/system/berth@example.socket.d")); err != nil {
 		t.Fatal(err)
 	}
 	restart()
@@ -282,22 +285,22 @@ func testPackagedSocketBehindNginx(t *testing.T, c *container) {
 	}
 }
 
-// startNginx runs nginx in the container as a transient unit, workers as
+// startNginxIn runs nginx in the container c as a transient unit, workers as
 // user, on a free port proxying to sock; it returns the URL of the site.
-func (c *container) startNginx(user, sock string) string {
-	c.t.Helper()
-	port := freePort(c.t)
+func startNginxIn(c *e2e.Container, user, sock string) string {
+	c.T.Helper()
+	port := e2e.FreePort(c.T)
 	dir := "/srv/nginx-" + user
-	c.write(dir+"/nginx.conf", nginxConfig(user, dir, sock, port))
-	c.must("systemd-run", "--unit=test-nginx-"+user, "/usr/sbin/nginx", "-e", dir+"/error.log", "-p", dir, "-c", dir+"/nginx.conf", "-g", "daemon off;")
+	c.Write(dir+"/nginx.conf", nginxConfig(user, dir, sock, port))
+	c.Must("systemd-run", "--unit=test-nginx-"+user, "/usr/sbin/nginx", "-e", dir+"/error.log", "-p", dir, "-c", dir+"/nginx.conf", "-g", "daemon off;")
 	url := fmt.Sprintf("http://127.0.0.1:%d/", port)
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
 		if code, _ := getVia(url); code != 0 {
 			return url
 		}
 	}
-	out, _ := c.exec("journalctl", "-u", "test-nginx-"+user, "--no-pager")
-	c.t.Fatalf("nginx (%s) did not answer on %s:\n%s", user, url, out)
+	out, _ := c.Exec("journalctl", "-u", "test-nginx-"+user, "--no-pager")
+	c.T.Fatalf("nginx (%s) did not answer on %s:\n%s", user, url, out)
 	return ""
 }
 
@@ -306,6 +309,7 @@ func (c *container) startNginx(user, sock string) string {
 // `go run ./cmd/berth units --template --package deb --dir packaging/systemd/deb`,
 // and the same for rpm).
 func TestTemplateUnitsCommitted(t *testing.T) {
+	t.Parallel()
 	for _, pkg := range []string{"deb", "rpm"} {
 		dir := t.TempDir()
 		var out, errb strings.Builder

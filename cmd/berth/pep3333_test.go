@@ -17,6 +17,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/berthd/berth/internal/e2e"
 )
 
 // TestPEP3333 is the PEP 3333 compliance suite: one small probe app per
@@ -28,7 +30,8 @@ import (
 // One berth serves every probe: one listener per probe module, each routed
 // to its own app of one worker, so a row reaches exactly its app.
 func TestPEP3333(t *testing.T) {
-	py := systemPython(t)
+	t.Parallel()
+	py := e2e.SystemPython(t)
 	dir := t.TempDir()
 	rows := pepRows(dir)
 
@@ -51,8 +54,8 @@ func TestPEP3333(t *testing.T) {
 	for _, r := range rows {
 		t.Run(r.name, func(t *testing.T) {
 			b := *inst
-			b.t = t
-			b.addr = addrs[pepModule(r.app)]
+			b.T = t
+			b.Addr = addrs[pepModule(r.app)]
 			var reply *pepReply
 			if r.req != "" {
 				reply = pepSend(t, &b, r.req, 10*time.Second)
@@ -66,7 +69,7 @@ func TestPEP3333(t *testing.T) {
 	// the app, a WSGIWarning on stderr, or a complaint about an iterable
 	// nobody closed; all end up in berth's log.
 	t.Run("validator found nothing", func(t *testing.T) {
-		logs := inst.logs.String()
+		logs := inst.Logs.String()
 		for _, bad := range []string{`in assert_`, `WSGIWarning`, `garbage collected without being closed`} {
 			if strings.Contains(logs, bad) {
 				t.Errorf("berth's log has %q: the validator rejected something", bad)
@@ -85,7 +88,7 @@ type pepRow struct {
 	// closes the connection (10 s at most); the check gets it parsed.
 	// Rows whose check drives its own client leave req empty.
 	req   string
-	check func(t *testing.T, b *instance, r *pepReply)
+	check func(t *testing.T, b *e2e.Instance, r *pepReply)
 }
 
 func pepModule(app string) string { return strings.SplitN(app, ":", 2)[0] }
@@ -97,7 +100,7 @@ var pepExtra = map[string]string{
 
 // pepStart runs one berth with each app (module:callable) on a listener
 // named after its module, and returns it with each listener's address.
-func pepStart(t *testing.T, py, dir string, apps []string) (*instance, map[string]string) {
+func pepStart(t *testing.T, py, dir string, apps []string) (*e2e.Instance, map[string]string) {
 	t.Helper()
 	wd, _ := os.Getwd()
 	var cfg strings.Builder
@@ -122,17 +125,17 @@ app %[1]q {
 }
 `, pepModule(app), py, filepath.Join(wd, "testdata", "pep3333"), dir, pepExtra[pepModule(app)], app)
 	}
-	inst := launch(t, cfg.String())
-	if err := inst.waitFor(`INFO  ready `, 60*time.Second); err != nil {
-		t.Fatalf("berth did not become ready: %v\nlogs:\n%s", err, inst.logs)
+	inst := e2e.Launch(t, cfg.String())
+	if err := inst.WaitFor(`INFO  ready `, 60*time.Second); err != nil {
+		t.Fatalf("berth did not become ready: %v\nlogs:\n%s", err, inst.Logs)
 	}
 	addrs := map[string]string{}
-	for _, m := range regexp.MustCompile(`listening listener=(\S+) addr=(\S+)`).FindAllStringSubmatch(inst.logs.String(), -1) {
+	for _, m := range regexp.MustCompile(`listening listener=(\S+) addr=(\S+)`).FindAllStringSubmatch(inst.Logs.String(), -1) {
 		addrs[m[1]] = m[2]
 	}
 	for _, app := range apps {
 		if m := pepModule(app); addrs[m] == "" {
-			t.Fatalf("no listening line for %s in the logs:\n%s", m, inst.logs)
+			t.Fatalf("no listening line for %s in the logs:\n%s", m, inst.Logs)
 		}
 	}
 	return inst, addrs
@@ -167,9 +170,9 @@ func (r *pepReply) expect(t *testing.T, status int, body string) {
 
 // pepSend sends req on a new connection and reads until berth closes it or
 // d passes.
-func pepSend(t *testing.T, b *instance, req string, d time.Duration) *pepReply {
+func pepSend(t *testing.T, b *e2e.Instance, req string, d time.Duration) *pepReply {
 	t.Helper()
-	c, err := net.Dial("tcp", b.addr)
+	c, err := net.Dial("tcp", b.Addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -198,21 +201,21 @@ func pepGet(target string) string {
 }
 
 // pepLog waits for berth's log to match re.
-func pepLog(t *testing.T, b *instance, re string) {
+func pepLog(t *testing.T, b *e2e.Instance, re string) {
 	t.Helper()
-	if err := b.waitFor(re, 5*time.Second); err != nil {
+	if err := b.WaitFor(re, 5*time.Second); err != nil {
 		t.Errorf("berth's log: %v", err)
 	}
 }
 
 // pepLogCount counts the matches of re in berth's log so far.
-func pepLogCount(b *instance, re string) int {
-	return len(regexp.MustCompile(re).FindAllStringIndex(b.logs.String(), -1))
+func pepLogCount(b *e2e.Instance, re string) int {
+	return len(regexp.MustCompile(re).FindAllStringIndex(b.Logs.String(), -1))
 }
 
 // pepLogMore waits for berth's log to match re more than before times:
 // for a record that rows sharing an app both expect.
-func pepLogMore(t *testing.T, b *instance, re string, before int) {
+func pepLogMore(t *testing.T, b *e2e.Instance, re string, before int) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for pepLogCount(b, re) <= before {
@@ -305,9 +308,9 @@ type pepConn struct {
 }
 
 // pepDial connects to b; the connection closes with the test.
-func pepDial(t *testing.T, b *instance) *pepConn {
+func pepDial(t *testing.T, b *e2e.Instance) *pepConn {
 	t.Helper()
-	c, err := net.Dial("tcp", b.addr)
+	c, err := net.Dial("tcp", b.Addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -339,7 +342,7 @@ func pepRows(dir string) []pepRow {
 			name: "headers wait for the first non-empty chunk",
 			app:  "lazy_start:app",
 			req:  pepGet("/"),
-			check: func(t *testing.T, b *instance, r *pepReply) {
+			check: func(t *testing.T, b *e2e.Instance, r *pepReply) {
 				// The app replaced its headers after two empty chunks:
 				// possible only if nothing had been sent.
 				r.expect(t, 201, "body after empty chunks\n")
@@ -352,7 +355,7 @@ func pepRows(dir string) []pepRow {
 			name: "iterable of only empty chunks sends headers at its end",
 			app:  "lazy_start:app",
 			req:  pepGet("/only-empty"),
-			check: func(t *testing.T, b *instance, r *pepReply) {
+			check: func(t *testing.T, b *e2e.Instance, r *pepReply) {
 				r.expect(t, 200, "")
 				if h := r.resp.Header.Get("X-Pep-Headers"); h != "only-empty" {
 					t.Errorf("X-Pep-Headers = %q", h)
@@ -363,7 +366,7 @@ func pepRows(dir string) []pepRow {
 			name: "empty chunks before start_response",
 			app:  "empty_before_start:app",
 			req:  pepGet("/"),
-			check: func(t *testing.T, b *instance, r *pepReply) {
+			check: func(t *testing.T, b *e2e.Instance, r *pepReply) {
 				r.expect(t, 200, "started late\n")
 				if h := r.resp.Header.Get("X-Pep-Late"); h != "yes" {
 					t.Errorf("X-Pep-Late = %q", h)
@@ -376,7 +379,7 @@ func pepRows(dir string) []pepRow {
 			name: "exc_info before headers are sent replaces the response",
 			app:  "exc_info_before:app",
 			req:  pepGet("/"),
-			check: func(t *testing.T, b *instance, r *pepReply) {
+			check: func(t *testing.T, b *e2e.Instance, r *pepReply) {
 				r.expect(t, 500, "the app's own error page\n")
 				if h := r.resp.Header.Get("X-Pep-Probe"); h != "own-500" {
 					t.Errorf("X-Pep-Probe = %q, want the app's own 500's header", h)
@@ -390,7 +393,7 @@ func pepRows(dir string) []pepRow {
 			name: "exc_info after headers are sent re-raises",
 			app:  "exc_info_after:app",
 			req:  pepGet("/"),
-			check: func(t *testing.T, b *instance, r *pepReply) {
+			check: func(t *testing.T, b *e2e.Instance, r *pepReply) {
 				resp := r.ok(t)
 				if resp.StatusCode != 200 || !strings.HasPrefix(r.body, "partial body\n") {
 					t.Errorf("got %d %q, want the 200 and its first chunk", resp.StatusCode, r.body)
@@ -414,7 +417,7 @@ func pepRows(dir string) []pepRow {
 			name: "second start_response without exc_info is an error",
 			app:  "second_start:app",
 			req:  pepGet("/"),
-			check: func(t *testing.T, b *instance, r *pepReply) {
+			check: func(t *testing.T, b *e2e.Instance, r *pepReply) {
 				r.ok(t)
 				if r.resp.StatusCode != 500 || strings.Contains(r.body, "must not be sent") {
 					t.Errorf("got %d %q, want a 500 without the app's body", r.resp.StatusCode, r.body)
@@ -428,7 +431,7 @@ func pepRows(dir string) []pepRow {
 			name: "write() data precedes a list's",
 			app:  "write_callable:app",
 			req:  pepGet("/"),
-			check: func(t *testing.T, b *instance, r *pepReply) {
+			check: func(t *testing.T, b *e2e.Instance, r *pepReply) {
 				r.expect(t, 200, "one two three\n")
 			},
 		},
@@ -436,7 +439,7 @@ func pepRows(dir string) []pepRow {
 			name: "write() data precedes a generator's",
 			app:  "write_callable:app",
 			req:  pepGet("/generator"),
-			check: func(t *testing.T, b *instance, r *pepReply) {
+			check: func(t *testing.T, b *e2e.Instance, r *pepReply) {
 				r.expect(t, 200, "w1 w2 g1 g2\n")
 			},
 		},
@@ -444,7 +447,7 @@ func pepRows(dir string) []pepRow {
 			name: "write() data counts in the app's Content-Length",
 			app:  "write_callable:app",
 			req:  pepGet("/length"),
-			check: func(t *testing.T, b *instance, r *pepReply) {
+			check: func(t *testing.T, b *e2e.Instance, r *pepReply) {
 				r.expect(t, 200, "written list")
 				if r.resp.ContentLength != 12 {
 					t.Errorf("Content-Length %d, want 12", r.resp.ContentLength)
@@ -457,7 +460,7 @@ func pepRows(dir string) []pepRow {
 			name: "header value in latin-1 beyond ASCII is sent",
 			app:  "bad_headers:app",
 			req:  pepGet("/latin-1"),
-			check: func(t *testing.T, b *instance, r *pepReply) {
+			check: func(t *testing.T, b *e2e.Instance, r *pepReply) {
 				r.expect(t, 200, "bad header probe\n")
 				if !strings.Contains(r.raw, "X-Pep-Latin: caf\xe9\r\n") {
 					t.Errorf("no X-Pep-Latin: caf\\xe9 (one latin-1 byte) in\n%q", r.raw)
@@ -483,7 +486,7 @@ func pepRows(dir string) []pepRow {
 			name: c.name + " is a 500, logged",
 			app:  "bad_headers:app",
 			req:  pepGet(c.path),
-			check: func(t *testing.T, b *instance, r *pepReply) {
+			check: func(t *testing.T, b *e2e.Instance, r *pepReply) {
 				r.ok(t)
 				if r.resp.StatusCode != 500 || strings.Contains(r.body, "bad header probe") {
 					t.Errorf("got %d %q, want a 500 without the app's body", r.resp.StatusCode, r.body)
@@ -508,7 +511,7 @@ func pepRows(dir string) []pepRow {
 			name: "close() after a complete response",
 			app:  "close_called:app",
 			req:  pepGet("/ok?id=ok"),
-			check: func(t *testing.T, b *instance, r *pepReply) {
+			check: func(t *testing.T, b *e2e.Instance, r *pepReply) {
 				r.expect(t, 200, "ok body\n")
 				if got := pepRecorded(t, dir, "close-ok"); got != "closed\n" {
 					t.Errorf("close() records %q, want one call", got)
@@ -519,7 +522,7 @@ func pepRows(dir string) []pepRow {
 			name: "close() after the iterable raises mid-body",
 			app:  "close_called:app",
 			req:  pepGet("/fail-mid?id=mid"),
-			check: func(t *testing.T, b *instance, r *pepReply) {
+			check: func(t *testing.T, b *e2e.Instance, r *pepReply) {
 				r.ok(t)
 				if r.resp.StatusCode != 200 || r.body != "first\n" || r.bodyErr == nil {
 					t.Errorf("got %d %q (body error %v), want the 200's first chunk, cut", r.resp.StatusCode, r.body, r.bodyErr)
@@ -533,7 +536,7 @@ func pepRows(dir string) []pepRow {
 			name: "close() after the iterable raises before any body",
 			app:  "close_called:app",
 			req:  pepGet("/fail-first?id=first"),
-			check: func(t *testing.T, b *instance, r *pepReply) {
+			check: func(t *testing.T, b *e2e.Instance, r *pepReply) {
 				r.ok(t)
 				if r.resp.StatusCode != 500 {
 					t.Errorf("got %d %q, want 500", r.resp.StatusCode, r.body)
@@ -569,7 +572,7 @@ func pepRows(dir string) []pepRow {
 				app:  "wsgi_input:app",
 				req: "POST " + op.target + " HTTP/1.1\r\nHost: pep.test\r\nContent-Type: text/plain\r\n" +
 					framing.head + "\r\nConnection: close\r\n\r\n" + framing.body,
-				check: func(t *testing.T, b *instance, r *pepReply) {
+				check: func(t *testing.T, b *e2e.Instance, r *pepReply) {
 					var got struct {
 						Parts           []string `json:"parts"`
 						EOF             []string `json:"eof"`
@@ -599,7 +602,7 @@ func pepRows(dir string) []pepRow {
 		name: "wsgi.input of a request without a body",
 		app:  "wsgi_input:app",
 		req:  pepGet("/read?n=3"),
-		check: func(t *testing.T, b *instance, r *pepReply) {
+		check: func(t *testing.T, b *e2e.Instance, r *pepReply) {
 			var got struct {
 				Parts         []string `json:"parts"`
 				EOF           []string `json:"eof"`
@@ -620,7 +623,7 @@ func pepRows(dir string) []pepRow {
 		pepRow{
 			name: "Expect: 100-continue",
 			app:  "expect_continue:app",
-			check: func(t *testing.T, b *instance, _ *pepReply) {
+			check: func(t *testing.T, b *e2e.Instance, _ *pepReply) {
 				p := pepDial(t, b)
 				io.WriteString(p.c, "POST / HTTP/1.1\r\nHost: pep.test\r\nContent-Type: text/plain\r\nContent-Length: 11\r\nExpect: 100-continue\r\n\r\n")
 				line, err := p.br.ReadString('\n')
@@ -642,15 +645,15 @@ func pepRows(dir string) []pepRow {
 			name: "HEAD: no body, the GET's Content-Length",
 			app:  "head_request:app",
 			req:  "HEAD / HTTP/1.1\r\nHost: pep.test\r\n\r\n" + pepGet("/"),
-			check: func(t *testing.T, b *instance, r *pepReply) {
+			check: func(t *testing.T, b *e2e.Instance, r *pepReply) {
 				// The GET pipelined behind the HEAD parses only if the
 				// HEAD's answer had no body bytes.
 				br := bufio.NewReader(strings.NewReader(r.raw))
-				head, _ := readResponse(t, br, "HEAD")
+				head, _ := e2e.ReadResponse(t, br, "HEAD")
 				if head.StatusCode != 200 || head.ContentLength != 22 || head.Header.Get("X-Pep-Method") != "HEAD" {
 					t.Errorf("HEAD = %d, Content-Length %d, %v; want 200 and the GET's 22", head.StatusCode, head.ContentLength, head.Header)
 				}
-				get, body := readResponse(t, br, "GET")
+				get, body := e2e.ReadResponse(t, br, "GET")
 				if get.StatusCode != 200 || body != "hello from a GET body\n" {
 					t.Errorf("GET after the HEAD = %d %q (did the HEAD send a body?)\nraw:\n%q", get.StatusCode, body, r.raw)
 				}
@@ -660,13 +663,13 @@ func pepRows(dir string) []pepRow {
 			name: "HEAD of a streamed response: no body",
 			app:  "head_request:app",
 			req:  "HEAD /stream HTTP/1.1\r\nHost: pep.test\r\n\r\n" + pepGet("/stream"),
-			check: func(t *testing.T, b *instance, r *pepReply) {
+			check: func(t *testing.T, b *e2e.Instance, r *pepReply) {
 				br := bufio.NewReader(strings.NewReader(r.raw))
-				head, _ := readResponse(t, br, "HEAD")
+				head, _ := e2e.ReadResponse(t, br, "HEAD")
 				if head.StatusCode != 200 || head.Header.Get("X-Pep-Method") != "HEAD" {
 					t.Errorf("HEAD = %d %v", head.StatusCode, head.Header)
 				}
-				get, body := readResponse(t, br, "GET")
+				get, body := e2e.ReadResponse(t, br, "GET")
 				if get.StatusCode != 200 || body != "streamed 0\nstreamed 1\nstreamed 2\n" {
 					t.Errorf("GET after the HEAD = %d %q (did the HEAD send a body?)\nraw:\n%q", get.StatusCode, body, r.raw)
 				}
@@ -676,7 +679,7 @@ func pepRows(dir string) []pepRow {
 			name: "HTTP/1.0: a streamed body is not chunked",
 			app:  "http10:app",
 			req:  "GET /stream HTTP/1.0\r\nHost: pep.test\r\n\r\n",
-			check: func(t *testing.T, b *instance, r *pepReply) {
+			check: func(t *testing.T, b *e2e.Instance, r *pepReply) {
 				want := "HTTP/1.0 line 0\nHTTP/1.0 line 1\nHTTP/1.0 line 2\nHTTP/1.0 line 3\nHTTP/1.0 line 4\n"
 				r.expect(t, 200, want)
 				if len(r.resp.TransferEncoding) > 0 || strings.Contains(strings.ToLower(r.raw), "chunked") {
@@ -691,7 +694,7 @@ func pepRows(dir string) []pepRow {
 			name: "HTTP/1.0: a fixed body",
 			app:  "http10:app",
 			req:  "GET / HTTP/1.0\r\nHost: pep.test\r\n\r\n",
-			check: func(t *testing.T, b *instance, r *pepReply) {
+			check: func(t *testing.T, b *e2e.Instance, r *pepReply) {
 				r.expect(t, 200, "HTTP/1.0 fixed\n")
 				if len(r.resp.TransferEncoding) > 0 || r.resp.ContentLength != 15 {
 					t.Errorf("Transfer-Encoding %v, Content-Length %d", r.resp.TransferEncoding, r.resp.ContentLength)
@@ -706,7 +709,7 @@ func pepRows(dir string) []pepRow {
 			name: "threads: wsgi.multithread is true",
 			app:  "multithread:app",
 			req:  pepGet("/env"),
-			check: func(t *testing.T, b *instance, r *pepReply) {
+			check: func(t *testing.T, b *e2e.Instance, r *pepReply) {
 				var got struct{ Multithread, Multiprocess bool }
 				pepJSON(t, r, &got)
 				if !got.Multithread || !got.Multiprocess {
@@ -717,7 +720,7 @@ func pepRows(dir string) []pepRow {
 		pepRow{
 			name: "threads: 4 slow requests overlap",
 			app:  "multithread:app",
-			check: func(t *testing.T, b *instance, _ *pepReply) {
+			check: func(t *testing.T, b *e2e.Instance, _ *pepReply) {
 				type run struct {
 					Start, End float64
 					Thread     int64
@@ -764,7 +767,7 @@ func pepRows(dir string) []pepRow {
 		pepRow{
 			name: "threads: the app's own thread keeps running",
 			app:  "multithread:app",
-			check: func(t *testing.T, b *instance, _ *pepReply) {
+			check: func(t *testing.T, b *e2e.Instance, _ *pepReply) {
 				ticks := func() (int, bool) {
 					var got struct {
 						Ticks int
@@ -847,10 +850,10 @@ func pepRows(dir string) []pepRow {
 			name: "environ: required keys and their types",
 			app:  "environ_keys:app",
 			req:  "GET /env/a%20b?x=1&y=2 HTTP/1.1\r\nHost: example.test:8080\r\nConnection: close\r\n\r\n",
-			check: func(t *testing.T, b *instance, r *pepReply) {
+			check: func(t *testing.T, b *e2e.Instance, r *pepReply) {
 				checkEnviron(t, r, map[string]any{
 					"REQUEST_METHOD": "GET", "PATH_INFO": "/env/a b", "QUERY_STRING": "x=1&y=2",
-					"SERVER_NAME": "example.test", "SERVER_PORT": portOf(b.addr), "SERVER_PROTOCOL": "HTTP/1.1",
+					"SERVER_NAME": "example.test", "SERVER_PORT": e2e.PortOf(b.Addr), "SERVER_PROTOCOL": "HTTP/1.1",
 				})
 				pepLog(t, b, `pep3333 wsgi.errors line for /env/a b`)
 			},
@@ -859,11 +862,11 @@ func pepRows(dir string) []pepRow {
 			name: "environ: a POST's CONTENT_TYPE and CONTENT_LENGTH",
 			app:  "environ_keys:app",
 			req:  "POST /form HTTP/1.1\r\nHost: pep.test\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello",
-			check: func(t *testing.T, b *instance, r *pepReply) {
+			check: func(t *testing.T, b *e2e.Instance, r *pepReply) {
 				checkEnviron(t, r, map[string]any{
 					"REQUEST_METHOD": "POST", "PATH_INFO": "/form", "QUERY_STRING": "",
 					"CONTENT_TYPE": "text/plain; charset=utf-8", "CONTENT_LENGTH": "5",
-					"SERVER_NAME": "pep.test", "SERVER_PORT": portOf(b.addr), "SERVER_PROTOCOL": "HTTP/1.1",
+					"SERVER_NAME": "pep.test", "SERVER_PORT": e2e.PortOf(b.Addr), "SERVER_PROTOCOL": "HTTP/1.1",
 				})
 			},
 		},
@@ -871,7 +874,7 @@ func pepRows(dir string) []pepRow {
 			name: "environ: HTTP/1.0 without Host",
 			app:  "environ_keys:app",
 			req:  "GET / HTTP/1.0\r\n\r\n",
-			check: func(t *testing.T, b *instance, r *pepReply) {
+			check: func(t *testing.T, b *e2e.Instance, r *pepReply) {
 				got := checkEnviron(t, r, map[string]any{
 					"REQUEST_METHOD": "GET", "PATH_INFO": "/", "QUERY_STRING": "", "SERVER_PROTOCOL": "HTTP/1.0",
 				})
@@ -889,7 +892,7 @@ func pepRows(dir string) []pepRow {
 		rows = append(rows, pepRow{
 			name: "close() when the client disconnects mid-response: " + path,
 			app:  "close_called:app",
-			check: func(t *testing.T, b *instance, _ *pepReply) {
+			check: func(t *testing.T, b *e2e.Instance, _ *pepReply) {
 				p := pepDial(t, b)
 				id := strings.TrimPrefix(path, "/")
 				io.WriteString(p.c, "GET "+path+"?id="+id+" HTTP/1.1\r\nHost: pep.test\r\n\r\n")
@@ -907,7 +910,7 @@ func pepRows(dir string) []pepRow {
 		rows = append(rows, pepRow{
 			name: "Content-Length shorter than the body: " + path,
 			app:  "content_length_mismatch:app",
-			check: func(t *testing.T, b *instance, _ *pepReply) {
+			check: func(t *testing.T, b *e2e.Instance, _ *pepReply) {
 				p := pepDial(t, b)
 				resp, body, err := p.do(t, "GET "+path+" HTTP/1.1\r\nHost: pep.test\r\n\r\n")
 				if err != nil || resp.StatusCode != 200 || body != "hello" || resp.ContentLength != 5 {
@@ -926,7 +929,7 @@ func pepRows(dir string) []pepRow {
 		rows = append(rows, pepRow{
 			name: "Content-Length longer than the body: " + path,
 			app:  "content_length_mismatch:app",
-			check: func(t *testing.T, b *instance, _ *pepReply) {
+			check: func(t *testing.T, b *e2e.Instance, _ *pepReply) {
 				// PEP 3333: "the server should close the connection and log
 				// or otherwise report the error".
 				logged := `content_length_mismatch\[\d+\] [^\n]*(?i:content.length)`
@@ -957,7 +960,7 @@ func pepRows(dir string) []pepRow {
 	rows = append(rows, pepRow{
 		name: "wsgi.file_wrapper after write()",
 		app:  "file_wrapper:app",
-		check: func(t *testing.T, b *instance, _ *pepReply) {
+		check: func(t *testing.T, b *e2e.Instance, _ *pepReply) {
 			r := pepSend(t, b, pepGet("/write-then-file"), 10*time.Second)
 			r.ok(t)
 			want := "prefix:" + string(fileData)
@@ -971,7 +974,7 @@ func pepRows(dir string) []pepRow {
 		rows = append(rows, pepRow{
 			name: "wsgi.file_wrapper: " + path,
 			app:  "file_wrapper:app",
-			check: func(t *testing.T, b *instance, _ *pepReply) {
+			check: func(t *testing.T, b *e2e.Instance, _ *pepReply) {
 				r := pepSend(t, b, pepGet(path), 10*time.Second)
 				r.ok(t)
 				sum := sha256.Sum256([]byte(r.body))
@@ -996,7 +999,7 @@ func pepRows(dir string) []pepRow {
 		pepRow{
 			name: "Connection: close from an HTTP/1.1 client",
 			app:  "connection_close:app",
-			check: func(t *testing.T, b *instance, _ *pepReply) {
+			check: func(t *testing.T, b *e2e.Instance, _ *pepReply) {
 				r := pepSend(t, b, pepGet("/"), 10*time.Second)
 				r.expect(t, 200, "closing\n")
 				if !r.resp.Close {
@@ -1010,7 +1013,7 @@ func pepRows(dir string) []pepRow {
 		pepRow{
 			name: "HTTP/1.0 without keep-alive is closed after the response",
 			app:  "connection_close:app",
-			check: func(t *testing.T, b *instance, _ *pepReply) {
+			check: func(t *testing.T, b *e2e.Instance, _ *pepReply) {
 				r := pepSend(t, b, "GET / HTTP/1.0\r\nHost: pep.test\r\n\r\n", 10*time.Second)
 				r.expect(t, 200, "closing\n")
 				if r.took > 5*time.Second {
@@ -1021,12 +1024,12 @@ func pepRows(dir string) []pepRow {
 		pepRow{
 			name: "big streamed body: 64 MiB",
 			app:  "big_stream:app",
-			check: func(t *testing.T, b *instance, _ *pepReply) {
+			check: func(t *testing.T, b *e2e.Instance, _ *pepReply) {
 				want := sha256.New()
 				for i := 0; i < 64; i++ {
 					want.Write(bytes.Repeat([]byte(fmt.Sprintf("%08d", i)), (1<<20)/8))
 				}
-				resp, err := httpClient.Get(b.url("/"))
+				resp, err := e2e.HTTPClient.Get(b.URL("/"))
 				if err != nil {
 					t.Fatal(err)
 				}

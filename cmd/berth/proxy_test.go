@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/pires/go-proxyproto"
+
+	"github.com/berthd/berth/internal/e2e"
 )
 
 // proxyHeader formats a PROXY protocol header of version v (1 or 2) for
@@ -59,7 +61,7 @@ func proxyExchange(t *testing.T, addr string, parts [][]byte, reqs int) ([]map[s
 			rest, _ := io.ReadAll(br)
 			return nil, string(rest)
 		}
-		_, body := readResponse(t, br, "GET")
+		_, body := e2e.ReadResponse(t, br, "GET")
 		env := map[string]any{}
 		if err := json.Unmarshal([]byte(body), &env); err != nil {
 			t.Fatalf("not an environ: %q", body)
@@ -79,10 +81,11 @@ const envGET = "GET /env HTTP/1.1\r\nHost: shop.example\r\n\r\n"
 // valid header, or from a peer outside trusted_proxies, is closed with no
 // answer while berth goes on serving.
 func TestProxyProtocol(t *testing.T) {
-	python := systemPython(t)
-	inst := startBerth(t, appConfig(python, "probe:app", "workers = 1", `proxy_protocol = true
+	t.Parallel()
+	python := e2e.SystemPython(t)
+	inst := e2e.StartBerth(t, e2e.AppConfig(python, "probe:app", "workers = 1", `proxy_protocol = true
   header_timeout = "1s"`))
-	dst := inst.addr
+	dst := inst.Addr
 	v1 := proxyHeader(t, 1, "198.51.100.7:4711", dst)
 	v2 := proxyHeader(t, 2, "[2001:db8::9]:5000", "[2001:db8::1]:443")
 	local, err := (&proxyproto.Header{Version: 2, Command: proxyproto.LOCAL, TransportProtocol: proxyproto.UNSPEC}).Format()
@@ -110,7 +113,7 @@ func TestProxyProtocol(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			envs, rest := proxyExchange(t, inst.addr, tc.parts, tc.reqs)
+			envs, rest := proxyExchange(t, inst.Addr, tc.parts, tc.reqs)
 			if tc.addr == nil {
 				if envs != nil || rest != "" {
 					t.Fatalf("answered %v %q; want the connection closed with nothing", envs, rest)
@@ -130,18 +133,18 @@ func TestProxyProtocol(t *testing.T) {
 			}
 		})
 	}
-	if !strings.Contains(inst.logs.String(), "without a valid PROXY header") {
+	if !strings.Contains(inst.Logs.String(), "without a valid PROXY header") {
 		t.Errorf("the refused connections were not logged (at debug)")
 	}
 
 	// A peer that is not a trusted proxy is closed before it sends.
-	other := startBerth(t, appConfig(python, "probe:app", "workers = 1", `proxy_protocol = true
+	other := e2e.StartBerth(t, e2e.AppConfig(python, "probe:app", "workers = 1", `proxy_protocol = true
   trusted_proxies = ["10.0.0.0/8"]`))
-	envs, rest := proxyExchange(t, other.addr, [][]byte{v1, []byte(envGET)}, 1)
+	envs, rest := proxyExchange(t, other.Addr, [][]byte{v1, []byte(envGET)}, 1)
 	if envs != nil || rest != "" {
 		t.Errorf("an untrusted peer was answered: %v %q", envs, rest)
 	}
-	if !strings.Contains(other.logs.String(), "peer not in trusted_proxies") {
+	if !strings.Contains(other.Logs.String(), "peer not in trusted_proxies") {
 		t.Errorf("the untrusted peer was not logged (at debug)")
 	}
 }

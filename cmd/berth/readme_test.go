@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/berthd/berth/internal/e2e"
 )
 
 // quickStartHeading opens the README section whose commands
@@ -73,6 +75,7 @@ func parseReadmeCmd(code string) readmeCmd {
 // after ": ". The one liberty: port 8000 becomes a free port, given with
 // -b where the README relies on the default, since the machine is shared.
 func TestQuickStart(t *testing.T) {
+	t.Parallel()
 	if _, err := exec.LookPath("curl"); err != nil {
 		t.Skip("the quick start uses curl: apt-get install curl")
 	}
@@ -82,11 +85,11 @@ func TestQuickStart(t *testing.T) {
 	if out, err := exec.Command("cp", "-r", "../../examples", root).CombinedOutput(); err != nil {
 		t.Fatalf("copying examples: %v\n%s", err, out)
 	}
-	addr := "127.0.0.1:" + strconv.Itoa(freePort(t))
-	env := []string{"PATH=" + filepath.Dir(berthBin) + ":" + filepath.Dir(systemPython(t)) + ":" + os.Getenv("PATH")}
+	addr := "127.0.0.1:" + strconv.Itoa(e2e.FreePort(t))
+	env := []string{"PATH=" + filepath.Dir(e2e.Bin) + ":" + filepath.Dir(e2e.SystemPython(t)) + ":" + os.Getenv("PATH")}
 	dir := root
 	var served, curled int
-	var running *instance
+	var running *e2e.Instance
 	for _, c := range cmds {
 		line := localize(c.line, addr)
 		switch {
@@ -94,7 +97,7 @@ func TestQuickStart(t *testing.T) {
 			dir = filepath.Join(dir, strings.TrimSpace(strings.TrimPrefix(line, "cd ")))
 		case strings.HasPrefix(line, "berth serve ") && !strings.ContainsAny(line, ">|") && !strings.Contains(line, "--print-config"):
 			if running != nil {
-				running.stop()
+				running.Stop()
 			}
 			running = startShell(t, dir, env, line)
 			served++
@@ -130,15 +133,15 @@ func localize(line, addr string) string {
 }
 
 // startShell runs a long-running command line until berth says ready.
-func startShell(t *testing.T, dir string, env []string, line string) *instance {
+func startShell(t *testing.T, dir string, env []string, line string) *e2e.Instance {
 	t.Helper()
-	inst := launchWith(t, "", func(c *exec.Cmd) {
+	inst := e2e.LaunchWith(t, "", func(c *exec.Cmd) {
 		c.Path, c.Args = "/bin/sh", []string{"sh", "-c", "exec " + line}
 		c.Dir = dir
 		c.Env = append(os.Environ(), env...)
 	})
-	if err := inst.waitFor(`INFO  ready `, 30*time.Second); err != nil {
-		t.Fatalf("%s did not become ready: %v\n%s", line, err, inst.logs)
+	if err := inst.WaitFor(`INFO  ready `, 30*time.Second); err != nil {
+		t.Fatalf("%s did not become ready: %v\n%s", line, err, inst.Logs)
 	}
 	return inst
 }

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/berthd/berth/internal/e2e"
 	"github.com/berthd/berth/metrics"
 )
 
@@ -27,12 +28,13 @@ def app(environ, start_response):
 // metrics show the slot in back-off; a reload with the app fixed brings
 // /readyz back to 200.
 func TestReadyAfterReload(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	broken := filepath.Join(dir, "broken")
 	if err := os.WriteFile(filepath.Join(dir, "flaky.py"), []byte(flakyApp), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	b := startBerth(t, fmt.Sprintf(`
+	b := e2e.StartBerth(t, fmt.Sprintf(`
 listener "http" {
   address = "127.0.0.1:0"
 }
@@ -46,39 +48,27 @@ app "flaky" {
   workers = 1
   env     = { BROKEN = %q }
 }
-`, systemPython(t), dir, broken))
-	readyz := "http://" + b.adminAddr() + "/readyz"
+`, e2e.SystemPython(t), dir, broken))
+	readyz := "http://" + b.AdminAddr() + "/readyz"
 	if code, body, err := probe("GET", readyz); code != 200 {
 		t.Fatalf("/readyz at start = %d %q %v", code, body, err)
 	}
 	os.WriteFile(broken, nil, 0o644)
-	_, pid := b.get("/")
+	_, pid := b.Get("/")
 	n, _ := strconv.Atoi(pid)
 	syscall.Kill(n, syscall.SIGKILL)
-	waitUntil(t, 10*time.Second, "/readyz 503 and a slot in back-off", func() bool {
+	e2e.WaitUntil(t, 10*time.Second, "/readyz 503 and a slot in back-off", func() bool {
 		code, body, _ := probe("GET", readyz)
-		fs := b.status().Metrics
+		fs := b.Status().Metrics
 		return code == 503 && body == "app flaky has no ready worker\n" &&
 			metrics.Total(fs, "berth_worker_backoff", map[string]string{"app": "flaky"}) == 1 &&
 			metrics.Total(fs, "berth_workers", map[string]string{"state": "booting"}) == 1
 	})
 	os.Remove(broken)
-	if code, out := b.reload(); code != 0 || !strings.Contains(out, "flaky generation 2") {
+	if code, out := b.Reload(); code != 0 || !strings.Contains(out, "flaky generation 2") {
 		t.Fatalf("reload = %d %s", code, out)
 	}
 	if code, body, err := probe("GET", readyz); code != 200 {
 		t.Errorf("/readyz after the reload = %d %q %v", code, body, err)
-	}
-}
-
-// waitUntil polls cond every 50 ms until it holds, or fails after d.
-func waitUntil(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not within %s: %s", d, what)
-		}
-		time.Sleep(50 * time.Millisecond)
 	}
 }

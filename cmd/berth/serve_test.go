@@ -11,10 +11,13 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/berthd/berth/internal/e2e"
 )
 
 func TestHelloExample(t *testing.T) {
-	py := systemPython(t)
+	t.Parallel()
+	py := e2e.SystemPython(t)
 	wd, _ := os.Getwd()
 	cfg := fmt.Sprintf(`
 listener "http" {
@@ -26,8 +29,8 @@ app "hello" {
   chdir  = %q
 }
 `, py, filepath.Join(wd, "../../examples/hello"))
-	b := startBerth(t, cfg)
-	resp, err := httpClient.Get(b.url("/"))
+	b := e2e.StartBerth(t, cfg)
+	resp, err := e2e.HTTPClient.Get(b.URL("/"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -36,14 +39,15 @@ app "hello" {
 	if resp.StatusCode != 200 || string(body) != "Hello, World!\n" || resp.Header.Get("Content-Type") != "text/plain" {
 		t.Errorf("GET / = %d %q %v", resp.StatusCode, body, resp.Header)
 	}
-	if err := b.waitFor(`hello GET / listener=http proto=HTTP/1.1 status=200 bytes=14 duration_us=\d+ queue_us=\d+ remote=127.0.0.1 request_id=\w+ user_agent=\S+`, 5*time.Second); err != nil {
+	if err := b.WaitFor(`hello GET / listener=http proto=HTTP/1.1 status=200 bytes=14 duration_us=\d+ queue_us=\d+ remote=127.0.0.1 request_id=\w+ user_agent=\S+`, 5*time.Second); err != nil {
 		t.Errorf("no access line: %v", err)
 	}
 }
 
 func TestFlaskExample(t *testing.T) {
-	py := systemPython(t)
-	needFlask(t, py)
+	t.Parallel()
+	py := e2e.SystemPython(t)
+	e2e.NeedFlask(t, py)
 	wd, _ := os.Getwd()
 	cfg := fmt.Sprintf(`
 listener "http" {
@@ -55,20 +59,20 @@ app "shop" {
   chdir  = %q
 }
 `, py, filepath.Join(wd, "../../examples/flask"))
-	b := startBerth(t, cfg)
+	b := e2e.StartBerth(t, cfg)
 
-	if code, body := b.get("/"); code != 200 || body != "Welcome to the shop\n" {
+	if code, body := b.Get("/"); code != 200 || body != "Welcome to the shop\n" {
 		t.Errorf("GET / = %d %q", code, body)
 	}
 	var items []map[string]any
-	code, body := b.get("/items")
+	code, body := b.Get("/items")
 	if err := json.Unmarshal([]byte(body), &items); code != 200 || err != nil || len(items) != 2 || items[0]["name"] != "teapot" {
 		t.Errorf("GET /items = %d %q (%v)", code, body, err)
 	}
-	if code, body := b.get("/items/9"); code != 404 || !strings.Contains(body, `"no such item"`) {
+	if code, body := b.Get("/items/9"); code != 404 || !strings.Contains(body, `"no such item"`) {
 		t.Errorf("GET /items/9 = %d %q", code, body)
 	}
-	resp, err := httpClient.PostForm(b.url("/order"), url.Values{"name": {"cup"}, "qty": {"3"}})
+	resp, err := e2e.HTTPClient.PostForm(b.URL("/order"), url.Values{"name": {"cup"}, "qty": {"3"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,7 +82,7 @@ app "shop" {
 	if resp.StatusCode != 201 || order["ordered"] != "cup" || order["qty"] != 3.0 {
 		t.Errorf("POST /order = %d %v", resp.StatusCode, order)
 	}
-	resp, err = httpClient.Post(b.url("/echo"), "application/json", strings.NewReader(`{"a": [1, 2]}`))
+	resp, err = e2e.HTTPClient.Post(b.URL("/echo"), "application/json", strings.NewReader(`{"a": [1, 2]}`))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,18 +94,8 @@ app "shop" {
 	}
 }
 
-// pid asks the probe which worker answers.
-func (i *instance) pid() int {
-	i.t.Helper()
-	var v struct{ PID int }
-	code, body := i.get("/pid")
-	if err := json.Unmarshal([]byte(body), &v); code != 200 || err != nil {
-		i.t.Fatalf("GET /pid = %d %q", code, body)
-	}
-	return v.PID
-}
-
 func TestCheckCommand(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		args     []string
 		code     int
@@ -127,20 +121,21 @@ func TestCheckCommand(t *testing.T) {
 // TestJSONLog: log { format = "json" } writes one JSON object per line,
 // the access record's fields included.
 func TestJSONLog(t *testing.T) {
-	cfg := appConfig(systemPython(t), "probe:app", "workers = 1", "") + "\nlog {\n  format = \"json\"\n}\n"
-	inst := launch(t, cfg)
-	if err := inst.waitFor(`"msg":"listening"`, 30*time.Second); err != nil {
+	t.Parallel()
+	cfg := e2e.AppConfig(e2e.SystemPython(t), "probe:app", "workers = 1", "") + "\nlog {\n  format = \"json\"\n}\n"
+	inst := e2e.Launch(t, cfg)
+	if err := inst.WaitFor(`"msg":"listening"`, 30*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	inst.addr = regexpFind(inst.logs.String(), `"addr":"([^"]+)"`)
-	if code, _ := inst.get("/status"); code != 418 {
+	inst.Addr = e2e.RegexpFind(inst.Logs.String(), `"addr":"([^"]+)"`)
+	if code, _ := inst.Get("/status"); code != 418 {
 		t.Fatalf("GET /status = %d", code)
 	}
-	if err := inst.waitFor(`"msg":"GET /status"`, 5*time.Second); err != nil {
+	if err := inst.WaitFor(`"msg":"GET /status"`, 5*time.Second); err != nil {
 		t.Fatal(err)
 	}
 	found := false
-	for _, line := range strings.Split(strings.TrimSpace(inst.logs.String()), "\n") {
+	for _, line := range strings.Split(strings.TrimSpace(inst.Logs.String()), "\n") {
 		var rec map[string]any
 		if err := json.Unmarshal([]byte(line), &rec); err != nil {
 			t.Errorf("not a JSON line: %q", line)
@@ -160,12 +155,13 @@ func TestJSONLog(t *testing.T) {
 
 // TestBadConfigServe: serve refuses a bad config with its diagnostics.
 func TestBadConfigServe(t *testing.T) {
-	inst := launch(t, "listener \"http\" {\n  address = \"127.0.0.1:0\"\n}\napp \"x\" {\n  module = \"x:app\"\n  timeout = \"soon\"\n}\n")
-	<-inst.done
-	if ee, ok := inst.err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
-		t.Errorf("exit %v, want 1", inst.err)
+	t.Parallel()
+	inst := e2e.Launch(t, "listener \"http\" {\n  address = \"127.0.0.1:0\"\n}\napp \"x\" {\n  module = \"x:app\"\n  timeout = \"soon\"\n}\n")
+	<-inst.Done
+	if ee, ok := inst.Err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
+		t.Errorf("exit %v, want 1", inst.Err)
 	}
-	if !strings.Contains(inst.logs.String(), "berth.hcl:6:13: error: Invalid duration") {
-		t.Errorf("logs:\n%s", inst.logs)
+	if !strings.Contains(inst.Logs.String(), "berth.hcl:6:13: error: Invalid duration") {
+		t.Errorf("logs:\n%s", inst.Logs)
 	}
 }

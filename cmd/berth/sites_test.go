@@ -14,6 +14,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/berthd/berth/internal/e2e"
 )
 
 // TestSystemdSites runs the many-sites-per-host features under one
@@ -21,43 +23,27 @@ import (
 // sandbox of rendered units with the real examples, restarts that hand
 // idle connections over, idle_exit, per-app limits and `berth sites`.
 func TestSystemdSites(t *testing.T) {
-	c := bootContainer(t)
+	t.Parallel()
+	c := e2e.BootContainer(t)
 	t.Run("sandbox: exposure at most 2.0, unprivileged, Flask and Django serve", func(t *testing.T) { testSandbox(t, c) })
 	t.Run("restarts hand idle keep-alive connections over: none fails", func(t *testing.T) { testHandOver(t, c) })
 	t.Run("idle_exit: inactive when idle, started by the next connection", func(t *testing.T) { testIdleExit(t, c) })
 	t.Run("berth sites: instances in three states", func(t *testing.T) { testSites(t, c) })
 }
 
-// examples copies the repository's examples into the container, once,
+// copyExamples copies the repository's examples into the container, once,
 // and returns where: a checkout under /tmp (as a CI clone may be) is not
 // what the container's /tmp holds.
-func (c *container) examples() string {
-	c.t.Helper()
+func copyExamples(c *e2e.Container) string {
+	c.T.Helper()
 	const at = "/srv/berth-examples"
-	if _, err := os.Stat(filepath.Join(c.root, at)); err == nil {
+	if _, err := os.Stat(filepath.Join(c.Root, at)); err == nil {
 		return at
 	}
-	if err := os.CopyFS(filepath.Join(c.root, at), os.DirFS("../../examples")); err != nil {
-		c.t.Fatalf("copying the examples into the container: %v", err)
+	if err := os.CopyFS(filepath.Join(c.Root, at), os.DirFS("../../examples")); err != nil {
+		c.T.Fatalf("copying the examples into the container: %v", err)
 	}
 	return at
-}
-
-// installConfig writes /etc/berth/NAME.hcl, renders its units with
-// `berth units` inside the container (default user), adds the drop-in
-// lines to its service and enables its sockets.
-func (c *container) installConfig(name, hcl, dropIn string, sockets ...string) {
-	c.t.Helper()
-	c.write("/etc/berth/"+name+".hcl", hcl)
-	c.must("/usr/local/bin/berth", "units", "--name", name, "--berth", "/usr/local/bin/berth", "--dir", "/etc/systemd/system", "/etc/berth/"+name+".hcl")
-	if dropIn != "" {
-		c.write("/etc/systemd/system/"+name+".service.d/test.conf", "[Service]\n"+dropIn+"\n")
-	}
-	c.must("systemctl", "daemon-reload")
-	if len(sockets) == 0 {
-		sockets = []string{name + ".socket"}
-	}
-	c.must(append([]string{"systemctl", "enable", "--now"}, sockets...)...)
 }
 
 var overallExposure = regexp.MustCompile(`Overall exposure level for \S+: ([0-9.]+)`)
@@ -65,10 +51,10 @@ var overallExposure = regexp.MustCompile(`Overall exposure level for \S+: ([0-9.
 // testSandbox: the units `berth units` renders, loaded by systemd, rate
 // at most 2.0, run berth and its workers as a user other than root, and
 // the Flask and Django examples serve under them.
-func testSandbox(t *testing.T, c *container) {
-	examples := c.examples()
-	flask, django := freePort(t), freePort(t)
-	c.installConfig("ex", fmt.Sprintf(`
+func testSandbox(t *testing.T, c *e2e.Container) {
+	examples := copyExamples(c)
+	flask, django := e2e.FreePort(t), e2e.FreePort(t)
+	c.InstallConfig("ex", fmt.Sprintf(`
 listener "flask" {
   address = "127.0.0.1:%d"
 }
@@ -103,13 +89,13 @@ app "notes" {
 			t.Errorf("GET %s: %d %q, want 200 with %q", tc.url, code, body, tc.want)
 		}
 	}
-	resp, err := httpClient.PostForm(base(flask)+"/order", url.Values{"name": {"cup"}, "qty": {"3"}})
+	resp, err := e2e.HTTPClient.PostForm(base(flask)+"/order", url.Values{"name": {"cup"}, "qty": {"3"}})
 	if err != nil || resp.StatusCode/100 != 2 {
 		t.Errorf("POST /order to Flask: %v %v", resp, err)
 	} else {
 		resp.Body.Close()
 	}
-	out, _ := c.exec("systemd-analyze", "security", "--no-pager", "ex.service")
+	out, _ := c.Exec("systemd-analyze", "security", "--no-pager", "ex.service")
 	m := overallExposure.FindStringSubmatch(out)
 	if m == nil {
 		t.Fatalf("systemd-analyze security ex.service: no rating:\n%s", out)
@@ -118,11 +104,11 @@ app "notes" {
 		t.Errorf("systemd-analyze security rates the loaded ex.service %s, want at most 2.0:\n%s", m[1], out)
 	}
 	t.Logf("loaded ex.service: exposure %s", m[1])
-	main := c.prop("ex.service", "MainPID")
-	pids := append([]string{main}, strings.Fields(c.must("pgrep", "-P", main))...)
+	main := c.Prop("ex.service", "MainPID")
+	pids := append([]string{main}, strings.Fields(c.Must("pgrep", "-P", main))...)
 	for _, pid := range pids {
 		// The container's pids: read in its namespaces.
-		status := c.must("cat", "/proc/"+pid+"/status")
+		status := c.Must("cat", "/proc/"+pid+"/status")
 		if uid := statusField(status, "Uid:"); uid == "0" || uid == "" {
 			t.Errorf("pid %s of ex.service runs as root", pid)
 		}
@@ -142,7 +128,7 @@ func statusField(status, key string) string {
 // getURL fetches u, failing the test on a transport error.
 func getURL(t *testing.T, u string) (int, string) {
 	t.Helper()
-	resp, err := httpClient.Get(u)
+	resp, err := e2e.HTTPClient.Get(u)
 	if err != nil {
 		t.Fatalf("GET %s: %v", u, err)
 	}
@@ -157,29 +143,29 @@ func getURL(t *testing.T, u string) (int, string) {
 // testHandOver: 50 keep-alive clients, each pausing up to 20 ms between
 // requests, across 10 `systemctl restart`s: no request fails, and the
 // idle connections went through systemd's store to the next berth.
-func testHandOver(t *testing.T, c *container) {
+func testHandOver(t *testing.T, c *e2e.Container) {
 	// Ten restarts in a few seconds are past systemd's default start
 	// limit (5 in 10 s), which is not what this tests.
-	c.write("/etc/systemd/system/ho.service.d/limit.conf", "[Unit]\nStartLimitIntervalSec=0\n")
-	s := c.install("ho", "", "")
-	s.get("/")
-	s.waitActive()
-	load := startKeepAlive(fmt.Sprintf("127.0.0.1:%d", s.port), "/", 50, 20*time.Millisecond)
+	c.Write("/etc/systemd/system/ho.service.d/limit.conf", "[Unit]\nStartLimitIntervalSec=0\n")
+	s := c.Install("ho", "", "")
+	s.Get("/")
+	s.WaitActive()
+	load := startKeepAlive(fmt.Sprintf("127.0.0.1:%d", s.Port), "/", 50, 20*time.Millisecond)
 	for range 10 {
-		time.Sleep(700 * time.Millisecond)
-		if out, err := c.exec("systemctl", "restart", "ho.service"); err != nil {
-			log, _ := c.exec("journalctl", "-u", "ho.service", "--no-pager", "-n", "60")
+		time.Sleep(700 * time.Millisecond) // load between restarts
+		if out, err := c.Exec("systemctl", "restart", "ho.service"); err != nil {
+			log, _ := c.Exec("journalctl", "-u", "ho.service", "--no-pager", "-n", "60")
 			t.Fatalf("systemctl restart: %v\n%s\n%s", err, out, log)
 		}
 	}
-	time.Sleep(time.Second)
+	time.Sleep(time.Second) // load after the last restart
 	ok, failed, dials, samples := load.finish()
 	t.Logf("50 keep-alive clients across 10 systemctl restarts: %d ok, %d failed, %d connections opened", ok, failed, dials)
 	if failed != 0 || ok == 0 {
 		t.Errorf("%d requests failed across restarts: %v", failed, samples)
 	}
 	handed, adopted := 0, 0
-	for _, e := range s.journal() {
+	for _, e := range s.Journal() {
 		msg := fmt.Sprint(e["MESSAGE"])
 		if strings.HasPrefix(msg, "handed idle connections to the next berth") {
 			handed++
@@ -190,7 +176,7 @@ func testHandOver(t *testing.T, c *container) {
 	}
 	t.Logf("restarts that handed connections over: %d; starts that served them: %d", handed, adopted)
 	if handed == 0 || adopted == 0 {
-		log, _ := c.exec("journalctl", "-u", "ho.service", "--no-pager", "-n", "3", "-o", "verbose", "--grep", "handing")
+		log, _ := c.Exec("journalctl", "-u", "ho.service", "--no-pager", "-n", "3", "-o", "verbose", "--grep", "handing")
 		t.Log(log)
 		t.Errorf("no connection went through the store: %d stops handed some over, %d starts took some", handed, adopted)
 	}
@@ -200,10 +186,10 @@ func testHandOver(t *testing.T, c *container) {
 // up while a client holds a connection open, goes inactive (not failed)
 // once idle, its socket listening on; the next connection starts it and
 // is answered 200, and the cold start (connect to first byte) is logged.
-func testIdleExit(t *testing.T, c *container) {
-	examples := c.examples()
-	port := freePort(t)
-	c.installConfig("idle", fmt.Sprintf(`
+func testIdleExit(t *testing.T, c *e2e.Container) {
+	examples := copyExamples(c)
+	port := e2e.FreePort(t)
+	c.InstallConfig("idle", fmt.Sprintf(`
 idle_exit = "3s"
 listener "http" {
   address = "127.0.0.1:%d"
@@ -219,7 +205,7 @@ app "shop" {
 	if code, _ := getURL(t, "http://"+addr+"/items"); code != 200 {
 		t.Fatalf("first request: %d", code)
 	}
-	httpClient.CloseIdleConnections() // its keep-alive connection would count as open
+	e2e.HTTPClient.CloseIdleConnections() // its keep-alive connection would count as open
 	// An open keep-alive connection, idle after its request, keeps berth
 	// up. (One that sends nothing is not berth's yet: the kernel holds it
 	// for DeferAcceptSec.)
@@ -231,19 +217,19 @@ app "shop" {
 	if resp, err := http.ReadResponse(bufio.NewReader(conn), nil); err != nil || resp.StatusCode != 200 {
 		t.Fatalf("request on the held connection: %v %v", resp, err)
 	}
-	time.Sleep(5 * time.Second)
-	if st := c.prop("idle.service", "ActiveState"); st != "active" {
+	time.Sleep(5 * time.Second) // past idle_exit: the held connection must keep it up
+	if st := c.Prop("idle.service", "ActiveState"); st != "active" {
 		t.Errorf("idle.service is %s while a client holds a connection open, want active", st)
 	}
 	conn.Close()
 	deadline := time.Now().Add(20 * time.Second)
-	for time.Now().Before(deadline) && c.prop("idle.service", "ActiveState") != "inactive" {
+	for time.Now().Before(deadline) && c.Prop("idle.service", "ActiveState") != "inactive" {
 		time.Sleep(200 * time.Millisecond)
 	}
-	if st, res := c.prop("idle.service", "ActiveState"), c.prop("idle.service", "Result"); st != "inactive" || res != "success" {
+	if st, res := c.Prop("idle.service", "ActiveState"), c.Prop("idle.service", "Result"); st != "inactive" || res != "success" {
 		t.Fatalf("idle.service is %s (result %s) after 3 s idle, want inactive (success)", st, res)
 	}
-	if sub := c.prop("idle.socket", "SubState"); sub != "listening" {
+	if sub := c.Prop("idle.socket", "SubState"); sub != "listening" {
 		t.Errorf("idle.socket is %s after the service exited, want listening", sub)
 	}
 	ms, code := coldStart(t, addr, "/items")
@@ -251,7 +237,7 @@ app "shop" {
 	if code != 200 {
 		t.Errorf("the request that woke the site: status %d", code)
 	}
-	if st := c.prop("idle.service", "ActiveState"); st != "active" {
+	if st := c.Prop("idle.service", "ActiveState"); st != "active" {
 		t.Errorf("idle.service is %s after the waking request", st)
 	}
 }
@@ -285,16 +271,16 @@ func coldStart(t *testing.T, addr, path string) (int64, int) {
 // (ho running, idle gone idle again) and one whose app cannot import
 // (failed), each with its state, and the running one's workers, requests
 // and last reload.
-func testSites(t *testing.T, c *container) {
-	c.write("/etc/systemd/system/bad.service.d/limit.conf", "[Service]\nRestart=no\n")
-	c.install("bad", "", "")
-	c.write("/etc/berth/bad.hcl", strings.Replace(string(must(os.ReadFile(filepath.Join(c.root, "etc/berth/bad.hcl")))), "app:app", "nosuchmodule:app", 1))
-	c.exec("systemctl", "start", "bad.service")
+func testSites(t *testing.T, c *e2e.Container) {
+	c.Write("/etc/systemd/system/bad.service.d/limit.conf", "[Service]\nRestart=no\n")
+	c.Install("bad", "", "")
+	c.Write("/etc/berth/bad.hcl", strings.Replace(string(must(os.ReadFile(filepath.Join(c.Root, "etc/berth/bad.hcl")))), "app:app", "nosuchmodule:app", 1))
+	c.Exec("systemctl", "start", "bad.service")
 	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) && (c.prop("bad.service", "ActiveState") != "failed" || c.prop("idle.service", "ActiveState") != "inactive") {
+	for time.Now().Before(deadline) && (c.Prop("bad.service", "ActiveState") != "failed" || c.Prop("idle.service", "ActiveState") != "inactive") {
 		time.Sleep(200 * time.Millisecond)
 	}
-	out := c.must("/usr/local/bin/berth", "sites")
+	out := c.Must("/usr/local/bin/berth", "sites")
 	t.Logf("berth sites:\n%s", out)
 	for _, want := range []*regexp.Regexp{
 		regexp.MustCompile(`(?m)^ho\.service +active/running +2 +\d+ +[0-9.]+M +[1-9]\d* +ok `),

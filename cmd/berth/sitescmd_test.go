@@ -5,6 +5,7 @@ import "testing"
 // TestBerthConfig: berth sites knows a berth service by its ExecStart=,
 // as D-Bus gives it, whatever the unit is called.
 func TestBerthConfig(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name string
 		exec any

@@ -14,24 +14,25 @@ import (
 	"testing"
 	"time"
 
+	"github.com/berthd/berth/internal/e2e"
 	"github.com/berthd/berth/metrics"
 )
 
 // bestRate is the best of three rates over d each: the machine's other
 // work lowers a window now and then, never raises one.
-func bestRate(t *testing.T, b *instance, d time.Duration) float64 {
+func bestRate(t *testing.T, b *e2e.Instance, d time.Duration) float64 {
 	return max(rate(t, b, d), rate(t, b, d), rate(t, b, d))
 }
 
 // rate is how many GET /pid a client answers in d, one after another on
 // one keep-alive connection.
-func rate(t *testing.T, b *instance, d time.Duration) float64 {
+func rate(t *testing.T, b *e2e.Instance, d time.Duration) float64 {
 	t.Helper()
 	client := &http.Client{Timeout: 10 * time.Second}
 	n := 0
 	start := time.Now()
 	for time.Since(start) < d {
-		resp, err := client.Get(b.url("/pid"))
+		resp, err := client.Get(b.URL("/pid"))
 		if err != nil {
 			t.Fatalf("a normal request failed: %v", err)
 		}
@@ -52,10 +53,12 @@ func rate(t *testing.T, b *instance, d time.Duration) float64 {
 // within its bounds, and the slow clients get every byte when they
 // finally read.
 func TestSlowReaders(t *testing.T) {
+	// Serial: it compares request rates, which other tests' load would
+	// lower.
 	if testing.Short() {
 		t.Skip("-short: 2 GiB of answers")
 	}
-	b := startBerth(t, appConfig(systemPython(t), "probe:app", "workers = 2", `write_timeout = "30s"`))
+	b := e2e.StartBerth(t, e2e.AppConfig(e2e.SystemPython(t), "probe:app", "workers = 2", `write_timeout = "30s"`))
 	unloaded := bestRate(t, b, 1500*time.Millisecond)
 
 	const slow, size = 200, 160 << 16 // /big?160: 160 chunks of 64 KiB
@@ -67,7 +70,7 @@ func TestSlowReaders(t *testing.T) {
 	conns := make([]net.Conn, slow)
 	got := make([]bytes.Buffer, slow) // what each has read so far
 	for i := range conns {
-		c, err := dialer.Dial("tcp", b.addr)
+		c, err := dialer.Dial("tcp", b.Addr)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -98,7 +101,7 @@ func TestSlowReaders(t *testing.T) {
 	}()
 	// Once every answer is taken from the workers, they are free.
 	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(200 * time.Millisecond) {
-		st := b.status()
+		st := b.Status()
 		if st.Busy == 0 && st.Queued == 0 && st.Served >= int64(slow) {
 			break
 		}
@@ -106,12 +109,12 @@ func TestSlowReaders(t *testing.T) {
 			t.Fatalf("the workers are still busy with the slow clients: %+v", st)
 		}
 	}
-	if st := b.status(); metrics.Total(st.Metrics, "berth_response_spool_files_total", nil) < 1 {
+	if st := b.Status(); metrics.Total(st.Metrics, "berth_response_spool_files_total", nil) < 1 {
 		t.Errorf("berth_response_spool_files_total is %v holding 2 GiB of answers: spool files are not counted",
 			metrics.Total(st.Metrics, "berth_response_spool_files_total", nil))
 	}
 	loaded := bestRate(t, b, 1500*time.Millisecond)
-	rss := rssOf(b.cmd.Process.Pid)
+	rss := rssOf(b.Cmd.Process.Pid)
 	t.Logf("normal client: %.0f req/s unloaded, %.0f beside %d slow readers (%.0f%%); berth's RSS %d MiB",
 		unloaded, loaded, slow, 100*loaded/unloaded, rss>>20)
 	// Under the race detector every goroutine's work costs several times
@@ -119,7 +122,7 @@ func TestSlowReaders(t *testing.T) {
 	// figure it distorts: there the test asks only that the normal
 	// client is not starved (as uWSGI's and Gunicorn's are, to 0).
 	keep := 0.9
-	if slices.Contains(buildFlags, "-race") {
+	if slices.Contains(e2e.BuildFlags, "-race") {
 		keep = 0.5
 	}
 	if loaded < keep*unloaded {
@@ -128,7 +131,7 @@ func TestSlowReaders(t *testing.T) {
 	// berth holds at most 64 MiB of answers in memory, the rest in temp
 	// files; the race detector's shadow memory multiplies what is left.
 	bound := int64(200 << 20)
-	if slices.Contains(buildFlags, "-race") {
+	if slices.Contains(e2e.BuildFlags, "-race") {
 		bound = 600 << 20
 	}
 	if rss > bound {

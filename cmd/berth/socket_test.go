@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/berthd/berth/internal/e2e"
 )
 
 // The tests in this file put Debian's nginx in front of berth's Unix
@@ -79,7 +81,7 @@ func startNginx(t *testing.T, dir string, port int) {
 	// -e: the error log before the configuration is read (else
 	// /var/log/nginx/error.log, the host's).
 	cmd := exec.Command("nginx", "-e", filepath.Join(dir, "error.log"), "-p", dir, "-c", conf, "-g", "daemon off;")
-	out := &syncBuffer{}
+	out := &e2e.SyncBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("starting nginx: %v", err)
@@ -116,7 +118,7 @@ func startNginx(t *testing.T, dir string, port int) {
 // getVia GETs url and returns the status (0 when the request failed)
 // and body.
 func getVia(url string) (int, string) {
-	resp, err := httpClient.Get(url)
+	resp, err := e2e.HTTPClient.Get(url)
 	if err != nil {
 		return 0, err.Error()
 	}
@@ -131,6 +133,7 @@ func getVia(url string) (int, string) {
 // socket in place (no new bind) and shuts nginx out (502, "Permission
 // denied" in its log); a reload back lets it in again.
 func TestSocketBehindNginx(t *testing.T) {
+	t.Parallel()
 	gid := needNginxAsWWWData(t)
 	// Every directory on the socket's path must let www-data through.
 	dir, err := os.MkdirTemp("", "berth-nginx-")
@@ -144,12 +147,12 @@ func TestSocketBehindNginx(t *testing.T) {
 	sock := filepath.Join(dir, "site.sock")
 	config := func(mode string) string {
 		extra := fmt.Sprintf("socket_group = \"www-data\"\n  socket_mode = %q", mode)
-		return strings.Replace(appConfig(systemPython(t), "probe:app", "workers = 1", extra), `"127.0.0.1:0"`, fmt.Sprintf("%q", "unix:"+sock), 1)
+		return strings.Replace(e2e.AppConfig(e2e.SystemPython(t), "probe:app", "workers = 1", extra), `"127.0.0.1:0"`, fmt.Sprintf("%q", "unix:"+sock), 1)
 	}
-	b := startBerth(t, config("0660"))
+	b := e2e.StartBerth(t, config("0660"))
 	ino := checkSocketFile(t, sock, 0o660, gid)
 
-	port := freePort(t)
+	port := e2e.FreePort(t)
 	startNginx(t, dir, port)
 	url := fmt.Sprintf("http://127.0.0.1:%d/env", port)
 	if code, body := getVia(url); code != 200 || !strings.Contains(body, `"REQUEST_METHOD": "GET"`) {
@@ -164,10 +167,10 @@ func TestSocketBehindNginx(t *testing.T) {
 		{"0600", 0o600, 502},
 		{"0660", 0o660, 200},
 	} {
-		if err := os.WriteFile(b.config, []byte(config(step.mode)), 0o644); err != nil {
+		if err := os.WriteFile(b.Config, []byte(config(step.mode)), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		if code, out := b.reload(); code != 0 || !strings.Contains(out, "new socket mode or owner for listener http") {
+		if code, out := b.Reload(); code != 0 || !strings.Contains(out, "new socket mode or owner for listener http") {
 			t.Fatalf("reload to socket_mode %s = %d: %s", step.mode, code, out)
 		}
 		if got := checkSocketFile(t, sock, step.perm, gid); got != ino {
@@ -202,19 +205,20 @@ func checkSocketFile(t *testing.T, path string, perm os.FileMode, gid int) uint6
 // TestSocketUnknownGroup: a socket_group that does not exist stops berth
 // at start, naming the listener and the group, and leaves no socket file.
 func TestSocketUnknownGroup(t *testing.T) {
+	t.Parallel()
 	sock := filepath.Join(t.TempDir(), "site.sock")
-	cfg := strings.Replace(appConfig(systemPython(t), "probe:app", "workers = 1", `socket_group = "no-such-group-berth"`), `"127.0.0.1:0"`, fmt.Sprintf("%q", "unix:"+sock), 1)
-	b := launch(t, cfg)
+	cfg := strings.Replace(e2e.AppConfig(e2e.SystemPython(t), "probe:app", "workers = 1", `socket_group = "no-such-group-berth"`), `"127.0.0.1:0"`, fmt.Sprintf("%q", "unix:"+sock), 1)
+	b := e2e.Launch(t, cfg)
 	select {
-	case <-b.done:
+	case <-b.Done:
 	case <-time.After(30 * time.Second):
-		t.Fatalf("berth kept running with an unknown socket_group:\n%s", b.logs)
+		t.Fatalf("berth kept running with an unknown socket_group:\n%s", b.Logs)
 	}
-	if ee, ok := b.err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
-		t.Errorf("berth exited with %v, want status 1", b.err)
+	if ee, ok := b.Err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
+		t.Errorf("berth exited with %v, want status 1", b.Err)
 	}
-	if want := `listener \"http\": socket group \"no-such-group-berth\": no such name on this system`; !strings.Contains(b.logs.String(), want) {
-		t.Errorf("berth's logs lack %q:\n%s", want, b.logs)
+	if want := `listener \"http\": socket group \"no-such-group-berth\": no such name on this system`; !strings.Contains(b.Logs.String(), want) {
+		t.Errorf("berth's logs lack %q:\n%s", want, b.Logs)
 	}
 	if _, err := os.Lstat(sock); !os.IsNotExist(err) {
 		t.Errorf("a socket file was left at %s: %v", sock, err)

@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/berthd/berth/internal/e2e"
 )
 
 // staticApp answers every request it gets with the path it saw, and notes
@@ -166,14 +168,15 @@ func do(t *testing.T, method, url string, headers map[string]string) (*http.Resp
 // special file is served; that no request for a file reaches the app; and
 // that each static answer has its access record.
 func TestStatic(t *testing.T) {
-	py := systemPython(t)
+	t.Parallel()
+	py := e2e.SystemPython(t)
 	s := newStaticSite(t)
-	b := startBerth(t, s.config(py, `
+	b := e2e.StartBerth(t, s.config(py, `
   static "/static" {
     dir     = "static"
     max_age = "1h"
   }`))
-	head, _ := do(t, "HEAD", b.url("/static/4k.bin"), nil)
+	head, _ := do(t, "HEAD", b.URL("/static/4k.bin"), nil)
 	etag, lastMod := head.Header.Get("ETag"), head.Header.Get("Last-Modified")
 	if !strings.HasPrefix(etag, `"`) || lastMod == "" {
 		t.Fatalf("no strong ETag and Last-Modified: %q %q", etag, lastMod)
@@ -233,7 +236,7 @@ func TestStatic(t *testing.T) {
 		{"If-Unmodified-Since, older: 412", "GET", "/static/4k.bin", hdrs{"If-Unmodified-Since": before}, 412, nil, nil},
 		{"POST", "POST", "/static/4k.bin", nil, 405, nil, hdrs{"Allow": "GET, HEAD"}},
 	} {
-		resp, body := do(t, c.method, b.url(c.path), c.req)
+		resp, body := do(t, c.method, b.URL(c.path), c.req)
 		if resp.StatusCode != c.status || (c.body != nil && !bytes.Equal(body, c.body)) {
 			t.Errorf("%s: %s %s %v = %d, %d bytes %.40q; want %d, %d bytes %.40q", c.name, c.method, c.path, c.req, resp.StatusCode, len(body), body, c.status, len(c.body), c.body)
 		}
@@ -247,7 +250,7 @@ func TestStatic(t *testing.T) {
 	t.Run("pipelined", func(t *testing.T) { staticPipelined(t, b, s) })
 
 	// The app is there, and saw none of the above but what left /static.
-	if code, body := b.get("/hello"); code != 200 || body != "app saw /hello" {
+	if code, body := b.Get("/hello"); code != 200 || body != "app saw /hello" {
 		t.Fatalf("the app: %d %q", code, body)
 	}
 	for _, l := range s.seenLines() {
@@ -255,10 +258,10 @@ func TestStatic(t *testing.T) {
 			t.Errorf("a request for a static file reached the app: %s", l)
 		}
 	}
-	if err := b.waitFor(`GET /static/css/app\.css listener=http proto=HTTP/1.1 status=200 bytes=21 .*remote=127\.0\.0\.1`, 5*time.Second); err != nil {
+	if err := b.WaitFor(`GET /static/css/app\.css listener=http proto=HTTP/1.1 status=200 bytes=21 .*remote=127\.0\.0\.1`, 5*time.Second); err != nil {
 		t.Errorf("no access record for a static file: %v", err)
 	}
-	if err := b.waitFor(fmt.Sprintf(`GET /static/big\.bin listener=http proto=HTTP/1.1 status=200 bytes=%d `, 3<<20), 5*time.Second); err != nil {
+	if err := b.WaitFor(fmt.Sprintf(`GET /static/big\.bin listener=http proto=HTTP/1.1 status=200 bytes=%d `, 3<<20), 5*time.Second); err != nil {
 		t.Errorf("no access record for a large static file: %v", err)
 	}
 }
@@ -268,7 +271,7 @@ func TestStatic(t *testing.T) {
 // (400), or 403 or 404, or, where the path, once decoded and its dot
 // segments removed, is no longer under /static, routed to the app as any
 // such path is. The secret never shows.
-func staticRefused(t *testing.T, b *instance, s *staticSite) {
+func staticRefused(t *testing.T, b *e2e.Instance, s *staticSite) {
 	paths := []string{
 		"/static/../outside/secret.txt",
 		"/static/../../outside/secret.txt",
@@ -309,7 +312,7 @@ func staticRefused(t *testing.T, b *instance, s *staticSite) {
 	for _, p := range paths {
 		done := make(chan string, 1)
 		go func() {
-			done <- b.raw("GET "+p+" HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n", 10*time.Second)
+			done <- b.Raw("GET "+p+" HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n", 10*time.Second)
 		}()
 		var resp string
 		select {
@@ -317,7 +320,7 @@ func staticRefused(t *testing.T, b *instance, s *staticSite) {
 		case <-time.After(15 * time.Second):
 			t.Fatalf("GET %s: no answer in 15 s", p)
 		}
-		code := statusOf(resp)
+		code := e2e.StatusOf(resp)
 		toApp := strings.Contains(resp, "\r\n\r\napp saw /") && !strings.Contains(resp, "app saw /static")
 		if strings.Contains(resp, staticSecret) || !(slices.Contains([]int{400, 403, 404}, code) || code == 200 && toApp) {
 			t.Errorf("GET %s = %.200q, want 400, 403 or 404 (or the app's 200 for a path outside /static), and never the secret", p, resp)
@@ -327,8 +330,8 @@ func staticRefused(t *testing.T, b *instance, s *staticSite) {
 
 // staticPipelined: answers of each kind one after the other on one
 // connection, written in one go, arrive whole and in order.
-func staticPipelined(t *testing.T, b *instance, s *staticSite) {
-	c, err := net.Dial("tcp", b.addr)
+func staticPipelined(t *testing.T, b *e2e.Instance, s *staticSite) {
+	c, err := net.Dial("tcp", b.Addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -356,7 +359,7 @@ func staticPipelined(t *testing.T, b *instance, s *staticSite) {
 		body   []byte
 	}{{200, s.big}, {200, nil}, {206, s.small[1:3]}, {404, []byte("not found\n")}, {206, s.big[len(s.big)-1048577:]}, {304, nil}, {200, []byte("body { color: navy }\n")}}
 	for i, r := range reqs {
-		resp, body := readResponse(t, br, r.method)
+		resp, body := e2e.ReadResponse(t, br, r.method)
 		if resp.StatusCode != want[i].status || !bytes.Equal([]byte(body), want[i].body) && want[i].body != nil {
 			t.Errorf("pipelined %s %s %q = %d, %d bytes; want %d, %d bytes", r.method, r.path, r.extra, resp.StatusCode, len(body), want[i].status, len(want[i].body))
 		}
@@ -367,6 +370,7 @@ func staticPipelined(t *testing.T, b *instance, s *staticSite) {
 // MiB) and checks every byte arrives in place while berth's resident
 // memory stays flat: the file goes from the page cache to the socket.
 func TestStaticBigFile(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("sends 1 GiB through loopback; skipped with -short")
 	}
@@ -385,14 +389,14 @@ func TestStaticBigFile(t *testing.T) {
 		}
 	}
 	f.Close()
-	b := startBerth(t, s.config(systemPython(t), `
+	b := e2e.StartBerth(t, s.config(e2e.SystemPython(t), `
   static "/static" {
     dir = "static"
   }`))
-	do(t, "GET", b.url("/static/big.bin"), nil) // warm up: buffers berth keeps anyway
-	base := rssOf(b.cmd.Process.Pid)
-	peak := watchRSS(b.cmd.Process.Pid)
-	resp, err := rawClient.Get(b.url("/static/1g.bin"))
+	do(t, "GET", b.URL("/static/big.bin"), nil) // warm up: buffers berth keeps anyway
+	base := rssOf(b.Cmd.Process.Pid)
+	peak := watchRSS(b.Cmd.Process.Pid)
+	resp, err := rawClient.Get(b.URL("/static/1g.bin"))
 	if err != nil {
 		peak.finish()
 		t.Fatal(err)
@@ -430,6 +434,7 @@ func TestStaticBigFile(t *testing.T) {
 // than Content-Length), and berth serves on; a file removed while being
 // sent is sent whole.
 func TestStaticChanging(t *testing.T) {
+	t.Parallel()
 	s := newStaticSite(t)
 	const size = 256 << 20
 	for _, name := range []string{"shrinks.bin", "vanishes.bin"} {
@@ -442,12 +447,12 @@ func TestStaticChanging(t *testing.T) {
 		}
 		f.Close()
 	}
-	b := startBerth(t, s.config(systemPython(t), `
+	b := e2e.StartBerth(t, s.config(e2e.SystemPython(t), `
   static "/static" {
     dir = "static"
   }`))
 	get := func(name string, change func()) (declared, got int64, err error) {
-		resp, err := rawClient.Get(b.url("/static/" + name))
+		resp, err := rawClient.Get(b.URL("/static/" + name))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -484,11 +489,11 @@ func TestStaticChanging(t *testing.T) {
 	if declared != size || got != size || err != nil {
 		t.Errorf("a file removed during a send: Content-Length %d, got %d bytes and %v; want it whole", declared, got, err)
 	}
-	if resp, body := do(t, "GET", b.url("/static/4k.bin"), nil); resp.StatusCode != 200 || !bytes.Equal(body, s.small) {
+	if resp, body := do(t, "GET", b.URL("/static/4k.bin"), nil); resp.StatusCode != 200 || !bytes.Equal(body, s.small) {
 		t.Errorf("after a file changed during a send: %d, %d bytes", resp.StatusCode, len(body))
 	}
-	if strings.Contains(b.logs.String(), "panic") {
-		t.Errorf("berth panicked:\n%s", b.logs)
+	if strings.Contains(b.Logs.String(), "panic") {
+		t.Errorf("berth panicked:\n%s", b.Logs)
 	}
 }
 
@@ -498,7 +503,8 @@ func TestStaticChanging(t *testing.T) {
 // reload adds, changes and removes static mounts, and one naming a
 // missing directory changes nothing.
 func TestStaticConfig(t *testing.T) {
-	py := systemPython(t)
+	t.Parallel()
+	py := e2e.SystemPython(t)
 	s := newStaticSite(t)
 	for name, body := range map[string]string{"public/robots.txt": "User-agent: *\n", "media/a.txt": "media a\n", "files/b.txt": "files b\n"} {
 		os.MkdirAll(filepath.Join(s.dir, filepath.Dir(name)), 0o755)
@@ -514,7 +520,7 @@ func TestStaticConfig(t *testing.T) {
 		t.Errorf("berth check with a missing static dir = %d:\n%s%s", code, out.String(), errb.String())
 	}
 
-	b := startBerth(t, s.config(py, `
+	b := e2e.StartBerth(t, s.config(py, `
   static "/" {
     dir         = "public"
     fallthrough = true
@@ -530,17 +536,17 @@ func TestStaticConfig(t *testing.T) {
 		{"GET", "/media/a.txt", "media a\n"},
 		{"GET", "/media/missing", "not found\n"}, // no fallthrough there
 	} {
-		if _, body := do(t, c.method, b.url(c.path), nil); string(body) != c.want {
+		if _, body := do(t, c.method, b.URL(c.path), nil); string(body) != c.want {
 			t.Errorf("%s %s = %q, want %q", c.method, c.path, body, c.want)
 		}
 	}
 
-	os.WriteFile(b.config, []byte(s.config(py, `
+	os.WriteFile(b.Config, []byte(s.config(py, `
   static "/files" {
     dir     = "files"
     max_age = "2h"
   }`)), 0o644)
-	if code, out := b.reload(); code != 0 {
+	if code, out := b.Reload(); code != 0 {
 		t.Fatalf("reload: %d %s", code, out)
 	}
 	for _, c := range []struct{ path, want, cache string }{
@@ -548,15 +554,15 @@ func TestStaticConfig(t *testing.T) {
 		{"/media/a.txt", "app saw /media/a.txt", ""},
 		{"/robots.txt", "app saw /robots.txt", ""},
 	} {
-		if resp, body := do(t, "GET", b.url(c.path), nil); string(body) != c.want || resp.Header.Get("Cache-Control") != c.cache {
+		if resp, body := do(t, "GET", b.URL(c.path), nil); string(body) != c.want || resp.Header.Get("Cache-Control") != c.cache {
 			t.Errorf("after the reload, GET %s = %q (Cache-Control %q), want %q (%q)", c.path, body, resp.Header.Get("Cache-Control"), c.want, c.cache)
 		}
 	}
-	os.WriteFile(b.config, []byte(missing), 0o644)
-	if code, out := b.reload(); code != 1 || !strings.Contains(out, "berth.hcl:12:11: app \"site\": static directory") {
+	os.WriteFile(b.Config, []byte(missing), 0o644)
+	if code, out := b.Reload(); code != 1 || !strings.Contains(out, "berth.hcl:12:11: app \"site\": static directory") {
 		t.Errorf("reload with a missing static dir = %d %s; want 1 and the diagnostic", code, out)
 	}
-	if _, body := do(t, "GET", b.url("/files/b.txt"), nil); string(body) != "files b\n" {
+	if _, body := do(t, "GET", b.URL("/files/b.txt"), nil); string(body) != "files b\n" {
 		t.Errorf("after a failed reload, GET /files/b.txt = %q", body)
 	}
 }

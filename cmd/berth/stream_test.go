@@ -14,6 +14,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/berthd/berth/internal/e2e"
+	"github.com/berthd/berth/server"
 )
 
 // TestStalledReaders: whatever way a response goes out — copied, written
@@ -23,11 +26,12 @@ import (
 // holds the rest of the answer), and the stalled connection is closed
 // once it has taken nothing for write_timeout (1 s).
 func TestStalledReaders(t *testing.T) {
+	t.Parallel()
 	file := filepath.Join(t.TempDir(), "64m.bin")
 	if err := os.WriteFile(file, bytes.Repeat([]byte("f"), 64<<20), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	b := startBerth(t, appConfig(systemPython(t), "probe:app", "workers = 1\n  timeout = \"60s\"", `write_timeout = "1s"`))
+	b := e2e.StartBerth(t, e2e.AppConfig(e2e.SystemPython(t), "probe:app", "workers = 1\n  timeout = \"60s\"", `write_timeout = "1s"`))
 	get := func(target, proto string) string {
 		return fmt.Sprintf("GET %s %s\r\nHost: x\r\n\r\n", target, proto)
 	}
@@ -45,7 +49,7 @@ func TestStalledReaders(t *testing.T) {
 			"GET /bigcl?1024 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c, err := net.Dial("tcp", b.addr)
+			c, err := net.Dial("tcp", b.Addr)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -53,9 +57,9 @@ func TestStalledReaders(t *testing.T) {
 			// No small receive buffer: it would make reading what is in
 			// flight below crawl. 64 MiB overflows the default ones.
 			io.WriteString(c, tc.req)
-			time.Sleep(300 * time.Millisecond)
+			time.Sleep(300 * time.Millisecond) // for the request to reach the worker: nothing tells when
 			start := time.Now()
-			if code, _ := b.get("/status"); code != 418 {
+			if code, _ := b.Get("/status"); code != 418 {
 				t.Errorf("next request = %d", code)
 			}
 			if d := time.Since(start); d > 10*time.Second {
@@ -82,12 +86,13 @@ func isReset(err error) bool {
 // every byte of large bodies: write_timeout bounds each slice berth
 // writes, not a whole part or file.
 func TestSlowReader(t *testing.T) {
+	t.Parallel()
 	data := bytes.Repeat([]byte("0123456789abcdef"), (4<<20)/16)
 	file := filepath.Join(t.TempDir(), "4m.bin")
 	if err := os.WriteFile(file, data, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	b := startBerth(t, appConfig(systemPython(t), "probe:app", "workers = 1", `write_timeout = "1s"`))
+	b := e2e.StartBerth(t, e2e.AppConfig(e2e.SystemPython(t), "probe:app", "workers = 1", `write_timeout = "1s"`))
 	for _, tc := range []struct {
 		name, target string
 		want         [32]byte
@@ -97,7 +102,7 @@ func TestSlowReader(t *testing.T) {
 		{"one frame too big to copy", "/biglist?4194304", sha256.Sum256(bytes.Repeat([]byte("z"), 4<<20)), 4 << 20},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c, err := net.Dial("tcp", b.addr)
+			c, err := net.Dial("tcp", b.Addr)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -143,14 +148,15 @@ func (t *trickle) Read(p []byte) (int, error) {
 // worker answering a big body back while berth is still writing it the
 // next big request would wait on each other until the timeout.
 func TestBatchedLargeRequests(t *testing.T) {
-	b := startBerth(t, appConfig(systemPython(t), "probe:app", "workers = 1\n  timeout = \"5s\"\n  queue = 64", ""))
+	t.Parallel()
+	b := e2e.StartBerth(t, e2e.AppConfig(e2e.SystemPython(t), "probe:app", "workers = 1\n  timeout = \"5s\"\n  queue = 64", ""))
 	// Quick requests first, so berth knows the app is fast and batches.
 	for range 30 {
-		b.get("/status")
+		b.Get("/status")
 	}
 	// Hold the only worker with a stream nobody reads, while uploads
 	// queue behind it.
-	c, err := net.Dial("tcp", b.addr)
+	c, err := net.Dial("tcp", b.Addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -166,7 +172,7 @@ func TestBatchedLargeRequests(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			resp, err := httpClient.Post(b.url("/mirror"), "application/octet-stream", bytes.NewReader(body))
+			resp, err := e2e.HTTPClient.Post(b.URL("/mirror"), "application/octet-stream", bytes.NewReader(body))
 			key := ""
 			if err != nil {
 				key = err.Error()
@@ -189,8 +195,8 @@ func TestBatchedLargeRequests(t *testing.T) {
 			}
 		}()
 	}
-	time.Sleep(500 * time.Millisecond) // all six queued
-	c.Close()                          // the worker is free: they go as a batch
+	b.WaitStatus(10*time.Second, "all six uploads queued", func(st server.Status) bool { return st.Queued == 6 })
+	c.Close() // the worker is free: they go as a batch
 	wg.Wait()
 	if len(failed) > 0 {
 		t.Errorf("6 uploads of 512 KiB queued together and mirrored back; failures: %v", failed)

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/berthd/berth/internal/e2e"
 	"github.com/berthd/berth/server"
 )
 
@@ -95,27 +96,6 @@ func status200(code int, body string) error {
 	return nil
 }
 
-// status asks the running instance for its state, through the CLI.
-func (i *instance) status() server.Status {
-	i.t.Helper()
-	var out, errb strings.Builder
-	if code := run([]string{"status", "--json", i.config}, &out, &errb); code != 0 {
-		i.t.Fatalf("berth status = %d: %s", code, errb.String())
-	}
-	var st struct{ Berth server.Status }
-	if err := json.Unmarshal([]byte(out.String()), &st); err != nil {
-		i.t.Fatalf("status JSON: %v\n%s", err, out.String())
-	}
-	return st.Berth
-}
-
-// reload runs `berth reload` and returns its exit code and output.
-func (i *instance) reload() (int, string) {
-	var out, errb strings.Builder
-	code := run([]string{"reload", i.config}, &out, &errb)
-	return code, out.String() + errb.String()
-}
-
 const versionedApp = `import os
 VERSION = %q
 def app(environ, start_response):
@@ -128,7 +108,8 @@ def app(environ, start_response):
 // changed code, one with a broken config, one with an app that fails to
 // import. No request may fail, and after each reload the right code runs.
 func TestReloadUnderLoad(t *testing.T) {
-	py := systemPython(t)
+	t.Parallel()
+	py := e2e.SystemPython(t)
 	dir := t.TempDir()
 	writeApp := func(src string) {
 		if err := os.WriteFile(filepath.Join(dir, "versioned.py"), []byte(src), 0o644); err != nil {
@@ -148,9 +129,9 @@ app "versioned" {
   env     = { PYTHONDONTWRITEBYTECODE = "1" }
 }
 `, py, dir)
-	b := startBerth(t, cfg)
+	b := e2e.StartBerth(t, cfg)
 	version := "v0"
-	load := startLoad(b.url("/"), 4, func(code int, body string) error {
+	load := startLoad(b.URL("/"), 4, func(code int, body string) error {
 		if code != 200 || !strings.HasPrefix(body, "v") {
 			return fmt.Errorf("status %d: %.100s", code, body)
 		}
@@ -162,7 +143,7 @@ app "versioned" {
 		wantOK := true
 		switch {
 		case i == 7:
-			os.WriteFile(b.config, []byte(cfg+"\napp \"broken\" {\n  module = [42]\n}\n"), 0o644)
+			os.WriteFile(b.Config, []byte(cfg+"\napp \"broken\" {\n  module = [42]\n}\n"), 0o644)
 			wantOK = false
 		case i == 13:
 			writeApp("import nonexistent_module_for_berth\n")
@@ -173,17 +154,17 @@ app "versioned" {
 		}
 		if i%5 == 0 {
 			// Every fifth reload comes as SIGHUP, as from a plain kill -HUP.
-			before := b.status().Reloads
-			b.cmd.Process.Signal(syscall.SIGHUP)
+			before := b.Status().Reloads
+			b.Cmd.Process.Signal(syscall.SIGHUP)
 			deadline := time.Now().Add(20 * time.Second)
-			for b.status().Reloads == before && time.Now().Before(deadline) {
+			for b.Status().Reloads == before && time.Now().Before(deadline) {
 				time.Sleep(20 * time.Millisecond)
 			}
-			if st := b.status(); st.LastReload.OK != wantOK {
+			if st := b.Status(); st.LastReload.OK != wantOK {
 				t.Errorf("reload %d (SIGHUP): ok=%v, want %v: %s", i, st.LastReload.OK, wantOK, st.LastReload.Message)
 			}
 		} else {
-			code, out := b.reload()
+			code, out := b.Reload()
 			if (code == 0) != wantOK {
 				t.Errorf("reload %d: exit %d, want ok=%v:\n%s", i, code, wantOK, out)
 			}
@@ -194,12 +175,12 @@ app "versioned" {
 				t.Errorf("reload with an app that fails to import did not print the traceback:\n%s", out)
 			}
 		}
-		if _, body := b.get("/"); !strings.HasPrefix(body, version+" ") {
+		if _, body := b.Get("/"); !strings.HasPrefix(body, version+" ") {
 			t.Errorf("after reload %d: serving %q, want version %s", i, body, version)
 		}
 		// Put things right after the failing ones.
 		if i == 7 {
-			os.WriteFile(b.config, []byte(cfg), 0o644)
+			os.WriteFile(b.Config, []byte(cfg), 0o644)
 		}
 		if i == 13 {
 			writeApp(fmt.Sprintf(versionedApp, version))
@@ -210,7 +191,7 @@ app "versioned" {
 	if failed != 0 || ok == 0 {
 		t.Errorf("%d requests failed during reloads (of %d): %v", failed, ok+failed, samples)
 	}
-	st := b.status()
+	st := b.Status()
 	if st.Apps[0].Generation != 19 || st.Reloads != 20 {
 		t.Errorf("after 20 reloads, 2 failed: generation %d, reloads %d; want 19, 20", st.Apps[0].Generation, st.Reloads)
 	}
@@ -220,9 +201,10 @@ app "versioned" {
 // touches one that did not change: a keep-alive connection on it is served
 // before and after.
 func TestReloadListeners(t *testing.T) {
-	py := systemPython(t)
-	b := startBerth(t, appConfig(py, "probe:app", "workers = 1\n  listener = \"http\"", ""))
-	conn, err := net.Dial("tcp", b.addr)
+	t.Parallel()
+	py := e2e.SystemPython(t)
+	b := e2e.StartBerth(t, e2e.AppConfig(py, "probe:app", "workers = 1\n  listener = \"http\"", ""))
+	conn, err := net.Dial("tcp", b.Addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -255,18 +237,18 @@ app "admin" {
   workers  = 1
 }
 `, py, filepath.Join(wd, "testdata"))
-	orig, _ := os.ReadFile(b.config)
-	os.WriteFile(b.config, append(append([]byte(nil), orig...), second...), 0o644)
-	if code, out := b.reload(); code != 0 || !strings.Contains(out, "opened listener admin") || !strings.Contains(out, "added app admin") {
+	orig, _ := os.ReadFile(b.Config)
+	os.WriteFile(b.Config, append(append([]byte(nil), orig...), second...), 0o644)
+	if code, out := b.Reload(); code != 0 || !strings.Contains(out, "opened listener admin") || !strings.Contains(out, "added app admin") {
 		t.Fatalf("reload adding a listener: %d %s", code, out)
 	}
 	var adminAddr string
-	for _, l := range b.status().Listeners {
+	for _, l := range b.Status().Listeners {
 		if l.Name == "admin" {
 			adminAddr = l.Addr
 		}
 	}
-	resp, err := httpClient.Get("http://" + adminAddr + "/status")
+	resp, err := e2e.HTTPClient.Get("http://" + adminAddr + "/status")
 	if err != nil || resp.StatusCode != 418 {
 		t.Fatalf("new listener: %v %v", resp, err)
 	}
@@ -274,26 +256,29 @@ app "admin" {
 	if ask() != 418 {
 		t.Error("the unchanged listener's keep-alive connection failed after a reload")
 	}
-	os.WriteFile(b.config, orig, 0o644)
-	if code, out := b.reload(); code != 0 || !strings.Contains(out, "closed listener admin") || !strings.Contains(out, "removed app admin") {
+	os.WriteFile(b.Config, orig, 0o644)
+	if code, out := b.Reload(); code != 0 || !strings.Contains(out, "closed listener admin") || !strings.Contains(out, "removed app admin") {
 		t.Fatalf("reload removing a listener: %d %s", code, out)
 	}
-	time.Sleep(200 * time.Millisecond)
-	if c, err := net.DialTimeout("tcp", adminAddr, time.Second); err == nil {
-		c.Close()
-		t.Error("removed listener still accepts connections")
-	}
+	e2e.WaitUntil(t, 3*time.Second, "the removed listener refuses connections", func() bool {
+		c, err := net.DialTimeout("tcp", adminAddr, time.Second)
+		if err == nil {
+			c.Close()
+		}
+		return err != nil
+	})
 	if ask() != 418 {
 		t.Error("the unchanged listener's keep-alive connection failed after the second reload")
 	}
 }
 
 func TestStatusAndControlSocket(t *testing.T) {
-	b := startBerth(t, appConfig(systemPython(t), "probe:app", "workers = 2", ""))
+	t.Parallel()
+	b := e2e.StartBerth(t, e2e.AppConfig(e2e.SystemPython(t), "probe:app", "workers = 2", ""))
 	for i := 0; i < 3; i++ {
-		b.get("/status")
+		b.Get("/status")
 	}
-	st := b.status()
+	st := b.Status()
 	if len(st.Apps) != 1 || len(st.Apps[0].Workers) != 2 || st.Apps[0].Generation != 1 || st.Served < 3 || st.Workers != 2 {
 		t.Errorf("status = %+v", st)
 	}
@@ -303,11 +288,11 @@ func TestStatusAndControlSocket(t *testing.T) {
 		}
 	}
 	var out, errb strings.Builder
-	if code := run([]string{"status", b.config}, &out, &errb); code != 0 ||
+	if code := run([]string{"status", b.Config}, &out, &errb); code != 0 ||
 		!strings.Contains(out.String(), "app probe (probe:app) generation 1") || !strings.Contains(out.String(), "listener http on 127.0.0.1:") {
 		t.Errorf("berth status = %d\n%s%s", code, out.String(), errb.String())
 	}
-	sock := regexpFind(b.logs.String(), `control=(\S+)`)
+	sock := e2e.RegexpFind(b.Logs.String(), `control=(\S+)`)
 	fi, err := os.Stat(sock)
 	if err != nil || fi.Mode().Perm() != 0o600 || fi.Mode()&os.ModeSocket == 0 {
 		t.Errorf("control socket %s: %v %v, want a socket with mode 0600", sock, fi.Mode(), err)
@@ -325,8 +310,9 @@ func TestStatusAndControlSocket(t *testing.T) {
 // TestKillUnderLoad: kill -9 of a busy worker under load fails exactly the
 // request it held.
 func TestKillUnderLoad(t *testing.T) {
-	b := startBerth(t, appConfig(systemPython(t), "probe:app", "workers = 2", ""))
-	load := startLoad(b.url("/status"), 3, func(code int, body string) error {
+	t.Parallel()
+	b := e2e.StartBerth(t, e2e.AppConfig(e2e.SystemPython(t), "probe:app", "workers = 2", ""))
+	load := startLoad(b.URL("/status"), 3, func(code int, body string) error {
 		if code != 418 {
 			return fmt.Errorf("status %d", code)
 		}
@@ -334,16 +320,16 @@ func TestKillUnderLoad(t *testing.T) {
 	}, nil)
 	slow := make(chan int)
 	go func() {
-		code, _ := b.get("/sleep?3")
+		code, _ := b.Get("/sleep?3")
 		slow <- code
 	}()
 	// The sleeper is the worker that is busy in two snapshots with the
 	// same count of requests served: the others answer the load.
 	var busy int
 	for deadline := time.Now().Add(5 * time.Second); busy == 0 && time.Now().Before(deadline); {
-		before := b.status().Apps[0].Workers
+		before := b.Status().Apps[0].Workers
 		time.Sleep(300 * time.Millisecond)
-		for _, w := range b.status().Apps[0].Workers {
+		for _, w := range b.Status().Apps[0].Workers {
 			for _, w0 := range before {
 				if w.PID == w0.PID && w.State == "busy" && w0.State == "busy" && w.Served == w0.Served {
 					busy = w.PID
@@ -356,7 +342,7 @@ func TestKillUnderLoad(t *testing.T) {
 	}
 	syscall.Kill(busy, syscall.SIGKILL)
 	code := <-slow
-	time.Sleep(500 * time.Millisecond)
+	time.Sleep(500 * time.Millisecond) // load while the worker is replaced
 	ok, failed, samples := load.finish()
 	if code != 502 {
 		t.Errorf("the killed worker's request got %d, want 502", code)
@@ -369,10 +355,11 @@ func TestKillUnderLoad(t *testing.T) {
 // TestRecycleUnderLoad: with a small max_requests, workers are replaced
 // under load without a failed request.
 func TestRecycleUnderLoad(t *testing.T) {
-	b := startBerth(t, appConfig(systemPython(t), "probe:app", "workers = 2\n  max_requests = 30\n  max_requests_jitter = 10", ""))
+	t.Parallel()
+	b := e2e.StartBerth(t, e2e.AppConfig(e2e.SystemPython(t), "probe:app", "workers = 2\n  max_requests = 30\n  max_requests_jitter = 10", ""))
 	var mu sync.Mutex
 	pids := map[int]bool{}
-	load := startLoad(b.url("/pid"), 4, func(code int, body string) error {
+	load := startLoad(b.URL("/pid"), 4, func(code int, body string) error {
 		var v struct{ PID int }
 		if code != 200 || json.Unmarshal([]byte(body), &v) != nil {
 			return fmt.Errorf("status %d: %.100s", code, body)
@@ -398,17 +385,18 @@ func TestRecycleUnderLoad(t *testing.T) {
 	if len(pids) < 8 {
 		t.Errorf("only %d distinct workers served %d requests with max_requests 30", len(pids), ok)
 	}
-	if err := b.waitFor(`recycling worker.*reason=max_requests`, time.Second); err != nil {
+	if err := b.WaitFor(`recycling worker.*reason=max_requests`, time.Second); err != nil {
 		t.Error(err)
 	}
-	if n := len(b.status().Apps[0].Workers); n != 2 {
+	if n := len(b.Status().Apps[0].Workers); n != 2 {
 		t.Errorf("%d workers after recycling, want 2", n)
 	}
 }
 
 // TestScaling: a burst grows the pool to max; idleness shrinks it to min.
 func TestScaling(t *testing.T) {
-	b := startBerth(t, appConfig(systemPython(t), "probe:app", `workers {
+	t.Parallel()
+	b := e2e.StartBerth(t, e2e.AppConfig(e2e.SystemPython(t), "probe:app", `workers {
     min          = 1
     max          = 3
     spawn_after  = "50ms"
@@ -420,13 +408,13 @@ func TestScaling(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			code, _ := b.get("/sleep?0.5")
+			code, _ := b.Get("/sleep?0.5")
 			codes <- code
 		}()
 	}
 	peak := 0
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline) && peak < 3; time.Sleep(50 * time.Millisecond) {
-		peak = max(peak, len(b.status().Apps[0].Workers))
+		peak = max(peak, len(b.Status().Apps[0].Workers))
 	}
 	wg.Wait()
 	close(codes)
@@ -440,14 +428,14 @@ func TestScaling(t *testing.T) {
 	}
 	n := 0
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
-		if n = len(b.status().Apps[0].Workers); n == 1 {
+		if n = len(b.Status().Apps[0].Workers); n == 1 {
 			break
 		}
 	}
 	if n != 1 {
 		t.Errorf("%d workers after idling, want min 1", n)
 	}
-	if err := b.waitFor(`retiring idle worker`, time.Second); err != nil {
+	if err := b.WaitFor(`retiring idle worker`, time.Second); err != nil {
 		t.Error(err)
 	}
 }
@@ -455,13 +443,14 @@ func TestScaling(t *testing.T) {
 // TestShutdownUnderLoad: SIGTERM under load; every request berth accepted
 // completes. Requests after the listener closed are refused, not failed.
 func TestShutdownUnderLoad(t *testing.T) {
-	b := startBerth(t, appConfig(systemPython(t), "probe:app", "workers = 2", ""))
+	t.Parallel()
+	b := e2e.StartBerth(t, e2e.AppConfig(e2e.SystemPython(t), "probe:app", "workers = 2", ""))
 	refused := func(err error) bool { return strings.Contains(err.Error(), "connection refused") }
-	load := startLoad(b.url("/sleep?0.05"), 6, status200, refused)
-	time.Sleep(time.Second)
-	b.cmd.Process.Signal(syscall.SIGTERM)
+	load := startLoad(b.URL("/sleep?0.05"), 6, status200, refused)
+	time.Sleep(time.Second) // a second of load before the stop
+	b.Cmd.Process.Signal(syscall.SIGTERM)
 	select {
-	case <-b.done:
+	case <-b.Done:
 	case <-time.After(20 * time.Second):
 		t.Fatal("berth did not stop")
 	}
@@ -469,65 +458,67 @@ func TestShutdownUnderLoad(t *testing.T) {
 	if failed != 0 || ok == 0 {
 		t.Errorf("shutdown under load: %d ok, %d failed: %v", ok, failed, samples)
 	}
-	if b.err != nil {
-		t.Errorf("exit: %v", b.err)
+	if b.Err != nil {
+		t.Errorf("exit: %v", b.Err)
 	}
 }
 
 // TestGracefulTimeout: requests still running at the end of
 // graceful_timeout are cut, berth says so and exits 0.
 func TestGracefulTimeout(t *testing.T) {
-	b := startBerth(t, appConfig(systemPython(t), "probe:app", "workers = 1\n  graceful_timeout = \"1s\"", ""))
-	go b.get("/sleep?20")
-	time.Sleep(300 * time.Millisecond)
+	t.Parallel()
+	b := e2e.StartBerth(t, e2e.AppConfig(e2e.SystemPython(t), "probe:app", "workers = 1\n  graceful_timeout = \"1s\"", ""))
+	go b.Get("/sleep?20")
+	b.WaitStatus(5*time.Second, "the request on the worker", func(st server.Status) bool { return st.Busy == 1 })
 	start := time.Now()
-	b.cmd.Process.Signal(syscall.SIGTERM)
+	b.Cmd.Process.Signal(syscall.SIGTERM)
 	select {
-	case <-b.done:
+	case <-b.Done:
 	case <-time.After(10 * time.Second):
 		t.Fatal("berth did not stop at the end of graceful_timeout")
 	}
 	if d := time.Since(start); d > 5*time.Second {
 		t.Errorf("stop took %s with graceful_timeout 1s", d)
 	}
-	if b.err != nil {
-		t.Errorf("exit %v, want 0", b.err)
+	if b.Err != nil {
+		t.Errorf("exit %v, want 0", b.Err)
 	}
-	if !strings.Contains(b.logs.String(), "killed 1 worker(s) still running at the end of graceful_timeout") {
-		t.Errorf("the killed straggler is not reported:\n%s", b.logs)
+	if !strings.Contains(b.Logs.String(), "killed 1 worker(s) still running at the end of graceful_timeout") {
+		t.Errorf("the killed straggler is not reported:\n%s", b.Logs)
 	}
 }
 
 // TestRecycleByLifetimeAndMemory: max_lifetime and max_rss replace
 // workers, one at a time, without failing requests.
 func TestRecycleByLifetimeAndMemory(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct{ name, extra, reason string }{
 		{"max_lifetime", `max_lifetime = "1s"`, "reason=max_lifetime"},
 		{"max_rss", `max_rss = "1MiB"`, "reason=max_rss"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			b := startBerth(t, appConfig(systemPython(t), "probe:app", "workers = 2\n  "+tc.extra, ""))
+			b := e2e.StartBerth(t, e2e.AppConfig(e2e.SystemPython(t), "probe:app", "workers = 2\n  "+tc.extra, ""))
 			first := map[int]bool{}
-			for _, w := range b.status().Apps[0].Workers {
+			for _, w := range b.Status().Apps[0].Workers {
 				first[w.PID] = true
 			}
-			load := startLoad(b.url("/status"), 2, func(code int, body string) error {
+			load := startLoad(b.URL("/status"), 2, func(code int, body string) error {
 				if code != 418 {
 					return fmt.Errorf("status %d", code)
 				}
 				return nil
 			}, nil)
-			if err := b.waitFor(`(?s)worker replaced.*worker replaced.*worker replaced`, 15*time.Second); err != nil {
+			if err := b.WaitFor(`(?s)worker replaced.*worker replaced.*worker replaced`, 15*time.Second); err != nil {
 				t.Error(err)
 			}
 			ok, failed, samples := load.finish()
 			if failed != 0 || ok == 0 {
 				t.Errorf("%d ok, %d failed: %v", ok, failed, samples)
 			}
-			if !strings.Contains(b.logs.String(), tc.reason) {
+			if !strings.Contains(b.Logs.String(), tc.reason) {
 				t.Errorf("no recycle with %s in the logs", tc.reason)
 			}
-			for _, w := range b.status().Apps[0].Workers {
+			for _, w := range b.Status().Apps[0].Workers {
 				if first[w.PID] {
 					t.Errorf("worker %d is still the first one", w.PID)
 				}
@@ -538,13 +529,14 @@ func TestRecycleByLifetimeAndMemory(t *testing.T) {
 
 // TestQuickStop: SIGINT does not wait for requests in flight.
 func TestQuickStop(t *testing.T) {
-	b := startBerth(t, appConfig(systemPython(t), "probe:app", "workers = 1", ""))
-	go b.get("/sleep?20")
-	time.Sleep(300 * time.Millisecond)
+	t.Parallel()
+	b := e2e.StartBerth(t, e2e.AppConfig(e2e.SystemPython(t), "probe:app", "workers = 1", ""))
+	go b.Get("/sleep?20")
+	b.WaitStatus(5*time.Second, "the request on the worker", func(st server.Status) bool { return st.Busy == 1 })
 	start := time.Now()
-	b.cmd.Process.Signal(syscall.SIGINT)
+	b.Cmd.Process.Signal(syscall.SIGINT)
 	select {
-	case <-b.done:
+	case <-b.Done:
 	case <-time.After(10 * time.Second):
 		t.Fatal("berth did not stop quickly on SIGINT")
 	}
@@ -556,7 +548,8 @@ func TestQuickStop(t *testing.T) {
 // TestRespawnBackoff: a worker whose app no longer imports is retried with
 // growing delays, and the other app keeps serving.
 func TestRespawnBackoff(t *testing.T) {
-	py := systemPython(t)
+	t.Parallel()
+	py := e2e.SystemPython(t)
 	dir := t.TempDir()
 	os.WriteFile(filepath.Join(dir, "fragile.py"), []byte(fmt.Sprintf(versionedApp, "fragile")), 0o644)
 	wd, _ := os.Getwd()
@@ -583,27 +576,28 @@ app "probe" {
   workers  = 1
 }
 `, py, dir, py, filepath.Join(wd, "testdata"))
-	b := startBerth(t, cfg)
+	b := e2e.StartBerth(t, cfg)
 	var fragilePID int
-	for _, a := range b.status().Apps {
+	for _, a := range b.Status().Apps {
 		if a.Name == "fragile" {
 			fragilePID = a.Workers[0].PID
 		}
 	}
 	os.WriteFile(filepath.Join(dir, "fragile.py"), []byte("raise RuntimeError('broken on purpose')\n"), 0o644)
 	syscall.Kill(fragilePID, syscall.SIGKILL)
-	if err := b.waitFor(`(?s)replacing worker failed; retrying.*retry_in=200ms.*retry_in=400ms`, 10*time.Second); err != nil {
+	if err := b.WaitFor(`(?s)replacing worker failed; retrying.*retry_in=200ms.*retry_in=400ms`, 10*time.Second); err != nil {
 		t.Error(err)
 	}
-	if !strings.Contains(b.logs.String(), "broken on purpose") {
+	if !strings.Contains(b.Logs.String(), "broken on purpose") {
 		t.Error("the import failure's reason is not logged")
 	}
-	if code, _ := b.get("/status"); code != 418 {
+	if code, _ := b.Get("/status"); code != 418 {
 		t.Errorf("the other app stopped serving: %d", code)
 	}
 }
 
 func TestBootTimeout(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	os.WriteFile(filepath.Join(dir, "slowboot.py"), []byte("import time\ntime.sleep(30)\ndef app(e, s):\n    pass\n"), 0o644)
 	cfg := fmt.Sprintf(`
@@ -617,26 +611,27 @@ app "slow" {
   workers      = 1
   boot_timeout = "1s"
 }
-`, systemPython(t), dir)
-	inst := launch(t, cfg)
+`, e2e.SystemPython(t), dir)
+	inst := e2e.Launch(t, cfg)
 	select {
-	case <-inst.done:
+	case <-inst.Done:
 	case <-time.After(20 * time.Second):
 		t.Fatal("berth did not give up on a worker past boot_timeout")
 	}
-	if !strings.Contains(inst.logs.String(), "did not say hello within boot_timeout 1s") {
-		t.Errorf("logs:\n%s", inst.logs)
+	if !strings.Contains(inst.Logs.String(), "did not say hello within boot_timeout 1s") {
+		t.Errorf("logs:\n%s", inst.Logs)
 	}
 }
 
 // TestIdleWorkerKilled: a worker that dies while idle costs nothing: the
 // next request goes to its replacement.
 func TestIdleWorkerKilled(t *testing.T) {
-	b := startBerth(t, appConfig(systemPython(t), "probe:app", "workers = 1", ""))
+	t.Parallel()
+	b := e2e.StartBerth(t, e2e.AppConfig(e2e.SystemPython(t), "probe:app", "workers = 1", ""))
 	for i := 0; i < 5; i++ {
-		pid := b.pid()
+		pid := b.PID()
 		syscall.Kill(pid, syscall.SIGKILL)
-		if code, body := b.get("/status"); code != 418 {
+		if code, body := b.Get("/status"); code != 418 {
 			t.Fatalf("request right after its idle worker was killed: %d %q", code, body)
 		}
 	}
@@ -652,6 +647,7 @@ def app(environ, start_response):
 // TestSighupDuringStartup: a reload asked for while apps boot is ignored,
 // not a reason to stop.
 func TestSighupDuringStartup(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	os.WriteFile(filepath.Join(dir, "slowboot.py"), []byte(slowBootApp), 0o644)
 	cfg := fmt.Sprintf(`
@@ -665,14 +661,17 @@ app "slow" {
   workers = 1
   env     = { BOOT_DELAY = "1.5" }
 }
-`, systemPython(t), dir)
-	inst := launch(t, cfg)
-	time.Sleep(500 * time.Millisecond)
-	inst.cmd.Process.Signal(syscall.SIGHUP)
-	if err := inst.waitFor(`INFO  ready `, 20*time.Second); err != nil {
+`, e2e.SystemPython(t), dir)
+	inst := e2e.Launch(t, cfg)
+	// Signals are watched before the app starts booting (BOOT_DELAY 1.5 s).
+	if err := inst.WaitFor(`starting app`, 20*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	inst.Cmd.Process.Signal(syscall.SIGHUP)
+	if err := inst.WaitFor(`INFO  ready `, 20*time.Second); err != nil {
 		t.Fatalf("SIGHUP during start-up: %v", err)
 	}
-	if !strings.Contains(inst.logs.String(), "signal ignored: still starting") {
+	if !strings.Contains(inst.Logs.String(), "signal ignored: still starting") {
 		t.Errorf("the ignored SIGHUP is not logged")
 	}
 }
@@ -681,6 +680,7 @@ app "slow" {
 // request, with a boot slower than graceful_timeout, fail no request and
 // leave no worker behind.
 func TestReloadDuringRecycle(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	os.WriteFile(filepath.Join(dir, "slowboot.py"), []byte(slowBootApp), 0o644)
 	cfg := fmt.Sprintf(`
@@ -696,16 +696,16 @@ app "slow" {
   graceful_timeout = "1s"
   env              = { BOOT_DELAY = "0.7" }
 }
-`, systemPython(t), dir)
-	b := startBerth(t, cfg)
-	load := startLoad(b.url("/"), 4, status200, nil)
+`, e2e.SystemPython(t), dir)
+	b := e2e.StartBerth(t, cfg)
+	load := startLoad(b.URL("/"), 4, status200, nil)
 	for i := 0; i < 3; i++ {
-		time.Sleep(500 * time.Millisecond)
-		if code, out := b.reload(); code != 0 {
+		time.Sleep(500 * time.Millisecond) // the load recycles workers meanwhile
+		if code, out := b.Reload(); code != 0 {
 			t.Errorf("reload %d: %s", i, out)
 		}
 	}
-	time.Sleep(500 * time.Millisecond)
+	time.Sleep(500 * time.Millisecond) // load after the last reload
 	ok, failed, samples := load.finish()
 	t.Logf("reloads during recycling: %d ok, %d failed", ok, failed)
 	if failed != 0 || ok == 0 {
@@ -713,13 +713,20 @@ app "slow" {
 	}
 	// Once things settle, berth has exactly its workers and the
 	// replacements they are booting: no process left from old generations.
-	time.Sleep(3 * time.Second)
-	st := b.status()
+	// Polled for up to 3 s, the time the test slept before looking once.
+	var children []int
 	known := map[int]bool{}
-	for _, w := range st.Apps[0].Workers {
-		known[w.PID] = true
+	settled := func() bool {
+		clear(known)
+		for _, w := range b.Status().Apps[0].Workers {
+			known[w.PID] = true
+		}
+		children = e2e.ChildPIDs(b.Cmd.Process.Pid)
+		return len(children) <= 2*len(known)
 	}
-	children := childPIDs(b.cmd.Process.Pid)
+	for deadline := time.Now().Add(3 * time.Second); !settled() && time.Now().Before(deadline); {
+		time.Sleep(50 * time.Millisecond)
+	}
 	if len(children) > 2*len(known) {
 		t.Errorf("berth has %d child processes for %d workers: %v (workers %v)", len(children), len(known), children, known)
 	}

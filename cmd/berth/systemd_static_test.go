@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+
+	"github.com/berthd/berth/internal/e2e"
 )
 
 // TestSystemdStatic runs a site with two static directories under the
@@ -11,11 +13,12 @@ import (
 // in /srv (readable under ProtectSystem=strict as it is) and one in
 // /var/tmp, which PrivateTmp= hides unless the unit binds it back in.
 func TestSystemdStatic(t *testing.T) {
-	c := bootContainer(t)
-	port := freePort(t)
-	c.write("/srv/berth-static/static/site.css", "srv css\n")
-	c.write("/var/tmp/berth-static/files/tmp.txt", "tmp txt\n")
-	c.write("/etc/berth/st.hcl", fmt.Sprintf(`
+	t.Parallel()
+	c := e2e.BootContainer(t)
+	port := e2e.FreePort(t)
+	c.Write("/srv/berth-static/static/site.css", "srv css\n")
+	c.Write("/var/tmp/berth-static/files/tmp.txt", "tmp txt\n")
+	c.Write("/etc/berth/st.hcl", fmt.Sprintf(`
 listener "http" {
   address = "127.0.0.1:%d"
 }
@@ -33,21 +36,21 @@ app "shop" {
   }
 }
 `, port))
-	c.must("/usr/local/bin/berth", "units", "--name", "st", "--berth", "/usr/local/bin/berth", "--dir", "/etc/systemd/system", "/etc/berth/st.hcl")
-	if unit := readFile(c.root + "/etc/systemd/system/st.service"); !strings.Contains(unit, "BindReadOnlyPaths=/var/tmp/berth-static/files\n") {
+	c.Must("/usr/local/bin/berth", "units", "--name", "st", "--berth", "/usr/local/bin/berth", "--dir", "/etc/systemd/system", "/etc/berth/st.hcl")
+	if unit := readFile(c.Root + "/etc/systemd/system/st.service"); !strings.Contains(unit, "BindReadOnlyPaths=/var/tmp/berth-static/files\n") {
 		t.Errorf("st.service does not bind the directory in /var/tmp:\n%s", unit)
 	}
-	c.must("systemctl", "daemon-reload")
-	c.must("systemctl", "enable", "--now", "st.socket")
-	s := &site{c: c, name: "st", port: port, url: fmt.Sprintf("http://127.0.0.1:%d", port)}
+	c.Must("systemctl", "daemon-reload")
+	c.Must("systemctl", "enable", "--now", "st.socket")
+	s := &e2e.Site{C: c, Name: "st", Port: port, URL: fmt.Sprintf("http://127.0.0.1:%d", port)}
 	for path, want := range map[string]string{"/static/site.css": "srv css\n", "/files/tmp.txt": "tmp txt\n"} {
-		code, body, err := s.get(path)
+		code, body, err := s.Get(path)
 		if err != nil || code != 200 || body != want {
-			out, _ := c.exec("journalctl", "-u", "st.service", "--no-pager", "-n", "30")
+			out, _ := c.Exec("journalctl", "-u", "st.service", "--no-pager", "-n", "30")
 			t.Errorf("GET %s under systemd = %d %q %v, want 200 %q\n%s", path, code, body, err, want, out)
 		}
 	}
-	if p := c.prop("st.service", "ProtectSystem"); p != "strict" {
+	if p := c.Prop("st.service", "ProtectSystem"); p != "strict" {
 		t.Errorf("st.service ProtectSystem = %q, want strict", p)
 	}
 }

@@ -8,6 +8,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/berthd/berth/internal/e2e"
 )
 
 // venvApp imports a module that only the virtualenv has, and answers
@@ -26,9 +28,10 @@ def app(environ, start_response):
 // imports a module installed only in that venv, and the app's directory
 // is still first on sys.path, as before.
 func TestWorkerTitle(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	venv := filepath.Join(dir, "venv")
-	if out, err := exec.Command(systemPython(t), "-m", "venv", "--system-site-packages", "--without-pip", venv).CombinedOutput(); err != nil {
+	if out, err := exec.Command(e2e.SystemPython(t), "-m", "venv", "--system-site-packages", "--without-pip", venv).CombinedOutput(); err != nil {
 		t.Skipf("python3 -m venv failed (Debian's python3-venv): %v\n%s", err, out)
 	}
 	python := filepath.Join(venv, "bin", "python")
@@ -39,7 +42,7 @@ func TestWorkerTitle(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(strings.TrimSpace(string(site)), "onlyinvenv.py"), []byte("WHERE = 'venv'\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if exec.Command(systemPython(t), "-c", "import onlyinvenv").Run() == nil {
+	if exec.Command(e2e.SystemPython(t), "-c", "import onlyinvenv").Run() == nil {
 		t.Fatal("onlyinvenv imports outside the venv: the test would prove nothing")
 	}
 	appDir := filepath.Join(dir, "app")
@@ -47,7 +50,7 @@ func TestWorkerTitle(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(appDir, "venvapp.py"), []byte(venvApp), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	b := startBerth(t, fmt.Sprintf(`
+	b := e2e.StartBerth(t, fmt.Sprintf(`
 listener "http" {
   address = "127.0.0.1:0"
 }
@@ -60,7 +63,7 @@ app "shop" {
 `, python, appDir))
 	check := func(gen int) {
 		t.Helper()
-		code, body := b.get("/")
+		code, body := b.Get("/")
 		var pid int
 		var where, prefix, path0 string
 		if _, err := fmt.Sscanf(body, "%s %s %d %s", &where, &prefix, &pid, &path0); code != 200 || err != nil {
@@ -80,7 +83,7 @@ app "shop" {
 		t.Logf("ps -o args: %s", strings.TrimSpace(string(out)))
 	}
 	check(1)
-	if code, out := b.reload(); code != 0 {
+	if code, out := b.Reload(); code != 0 {
 		t.Fatalf("reload: %d %s", code, out)
 	}
 	check(2)

@@ -9,6 +9,7 @@ import (
 // TestUnitsUser: `berth units` runs a site as an unprivileged user unless
 // told otherwise, and renders root only with --root.
 func TestUnitsUser(t *testing.T) {
+	t.Parallel()
 	cfg := "../../examples/hello/berth.hcl"
 	for _, tc := range []struct {
 		name string

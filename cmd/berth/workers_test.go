@@ -14,6 +14,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/berthd/berth/internal/e2e"
+	"github.com/berthd/berth/server"
 )
 
 // The workers chapter of the end-to-end tests: a worker killed, hung,
@@ -22,9 +25,10 @@ import (
 // TestWorkerKilled: a worker SIGKILLed mid-request costs that request a
 // 502 and nothing else.
 func TestWorkerKilled(t *testing.T) {
-	b := startBerth(t, appConfig(systemPython(t), "probe:app", "workers = 2", ""))
+	t.Parallel()
+	b := e2e.StartBerth(t, e2e.AppConfig(e2e.SystemPython(t), "probe:app", "workers = 2", ""))
 	var pid struct{ PID int }
-	_, body := b.get("/pid")
+	_, body := b.Get("/pid")
 	json.Unmarshal([]byte(body), &pid)
 
 	type result struct {
@@ -34,7 +38,7 @@ func TestWorkerKilled(t *testing.T) {
 	slow := make(chan result, 2)
 	for i := 0; i < 2; i++ {
 		go func() {
-			resp, err := httpClient.Get(b.url("/sleep?3"))
+			resp, err := e2e.HTTPClient.Get(b.URL("/sleep?3"))
 			if err != nil {
 				slow <- result{0, err.Error()}
 				return
@@ -44,9 +48,9 @@ func TestWorkerKilled(t *testing.T) {
 			slow <- result{resp.StatusCode, string(b)}
 		}()
 	}
-	// Both workers are now sleeping; kill one of them.
-	time.Sleep(500 * time.Millisecond)
-	workers := childPIDs(b.cmd.Process.Pid)
+	// Once both workers are sleeping, kill one of them.
+	b.WaitStatus(5*time.Second, "both workers asleep", func(st server.Status) bool { return st.Busy == 2 })
+	workers := e2e.ChildPIDs(b.Cmd.Process.Pid)
 	if len(workers) != 2 {
 		t.Fatalf("berth has %d worker processes, want 2", len(workers))
 	}
@@ -61,31 +65,32 @@ func TestWorkerKilled(t *testing.T) {
 	if codes[502] != 1 || codes[200] != 1 {
 		t.Errorf("after killing one of two busy workers: statuses %v, want one 502 and one 200", codes)
 	}
-	if err := b.waitFor(`worker died while serving a request; replacing it.* status="signal: killed"`, 5*time.Second); err != nil {
+	if err := b.WaitFor(`worker died while serving a request; replacing it.* status="signal: killed"`, 5*time.Second); err != nil {
 		t.Error(err)
 	}
 	for i := 0; i < 4; i++ {
-		if code, _ := b.get("/pid"); code != 200 {
+		if code, _ := b.Get("/pid"); code != 200 {
 			t.Errorf("request %d after the kill = %d", i, code)
 		}
 	}
-	if n := len(childPIDs(b.cmd.Process.Pid)); n != 2 {
+	if n := len(e2e.ChildPIDs(b.Cmd.Process.Pid)); n != 2 {
 		t.Errorf("%d workers after the replacement, want 2", n)
 	}
 }
 
 func TestImportErrorAtStartup(t *testing.T) {
-	inst := launch(t, appConfig(systemPython(t), "broken:app", "workers = 2", ""))
+	t.Parallel()
+	inst := e2e.Launch(t, e2e.AppConfig(e2e.SystemPython(t), "broken:app", "workers = 2", ""))
 	select {
-	case <-inst.done:
+	case <-inst.Done:
 	case <-time.After(30 * time.Second):
 		t.Fatal("berth did not exit on an app that fails to import")
 	}
-	ee, ok := inst.err.(*exec.ExitError)
+	ee, ok := inst.Err.(*exec.ExitError)
 	if !ok || ee.ExitCode() != 1 {
-		t.Errorf("exit: %v, want exit status 1", inst.err)
+		t.Errorf("exit: %v, want exit status 1", inst.Err)
 	}
-	logs := inst.logs.String()
+	logs := inst.Logs.String()
 	for _, want := range []string{`app "probe" failed to boot`, "Traceback (most recent call last)", "broken.py", "json.decoder.JSONDecodeError"} {
 		if !strings.Contains(logs, want) {
 			t.Errorf("logs lack %q:\n%s", want, logs)
@@ -97,15 +102,16 @@ func TestImportErrorAtStartup(t *testing.T) {
 }
 
 func TestQueueLimits(t *testing.T) {
+	t.Parallel()
 	t.Run("queue full", func(t *testing.T) {
-		b := startBerth(t, appConfig(systemPython(t), "probe:app", "workers = 1\n  queue = 0", ""))
+		b := e2e.StartBerth(t, e2e.AppConfig(e2e.SystemPython(t), "probe:app", "workers = 1\n  queue = 0", ""))
 		busy := make(chan int)
 		go func() {
-			code, _ := b.get("/sleep?2")
+			code, _ := b.Get("/sleep?2")
 			busy <- code
 		}()
-		time.Sleep(500 * time.Millisecond)
-		code, body := b.get("/status")
+		b.WaitStatus(5*time.Second, "the one worker asleep", func(st server.Status) bool { return st.Busy == 1 })
+		code, body := b.Get("/status")
 		if code != 503 || !strings.Contains(body, "queue is full") {
 			t.Errorf("second request with queue = 0: %d %q, want 503", code, body)
 		}
@@ -114,14 +120,14 @@ func TestQueueLimits(t *testing.T) {
 		}
 	})
 	t.Run("queue timeout", func(t *testing.T) {
-		b := startBerth(t, appConfig(systemPython(t), "probe:app", "workers = 1\n  queue_timeout = \"300ms\"", ""))
+		b := e2e.StartBerth(t, e2e.AppConfig(e2e.SystemPython(t), "probe:app", "workers = 1\n  queue_timeout = \"300ms\"", ""))
 		busy := make(chan int)
 		go func() {
-			code, _ := b.get("/sleep?2")
+			code, _ := b.Get("/sleep?2")
 			busy <- code
 		}()
-		time.Sleep(500 * time.Millisecond)
-		code, body := b.get("/status")
+		b.WaitStatus(5*time.Second, "the one worker asleep", func(st server.Status) bool { return st.Busy == 1 })
+		code, body := b.Get("/status")
 		if code != 503 || !strings.Contains(body, "queue_timeout") {
 			t.Errorf("request waiting past queue_timeout: %d %q, want 503", code, body)
 		}
@@ -129,23 +135,24 @@ func TestQueueLimits(t *testing.T) {
 			t.Errorf("the request holding the worker got %d", c)
 		}
 		// The abandoned request must not reach the worker later.
-		if code, _ := b.get("/status"); code != 418 {
+		if code, _ := b.Get("/status"); code != 418 {
 			t.Errorf("next request = %d", code)
 		}
 	})
 }
 
 func TestRequestTimeout(t *testing.T) {
-	b := startBerth(t, appConfig(systemPython(t), "probe:app", "workers = 1\n  timeout = \"1s\"", ""))
-	code, body := b.get("/sleep?5")
+	t.Parallel()
+	b := e2e.StartBerth(t, e2e.AppConfig(e2e.SystemPython(t), "probe:app", "workers = 1\n  timeout = \"1s\"", ""))
+	code, body := b.Get("/sleep?5")
 	if code != 504 {
 		t.Errorf("GET /sleep?5 with timeout 1s = %d %q, want 504", code, body)
 	}
 	// faulthandler's dump names the line the worker was stuck on.
-	if err := b.waitFor(`(?s)request timed out.*probe\.py", line \d+ in app`, 5*time.Second); err != nil {
+	if err := b.WaitFor(`(?s)request timed out.*probe\.py", line \d+ in app`, 5*time.Second); err != nil {
 		t.Errorf("no stack dump: %v", err)
 	}
-	if code, _ := b.get("/status"); code != 418 {
+	if code, _ := b.Get("/status"); code != 418 {
 		t.Errorf("request after the timeout = %d", code)
 	}
 }
@@ -154,8 +161,9 @@ func TestRequestTimeout(t *testing.T) {
 // sees wsgi.multithread, and a thread past the timeout gets its 504 and
 // a stack dump of every thread.
 func TestThreads(t *testing.T) {
-	b := startBerth(t, appConfig(systemPython(t), "probe:app", "workers = 1\n  threads = 4\n  timeout = \"2s\"", ""))
-	_, body := b.get("/env")
+	// Serial: four 1 s requests must end within 3.5 s.
+	b := e2e.StartBerth(t, e2e.AppConfig(e2e.SystemPython(t), "probe:app", "workers = 1\n  threads = 4\n  timeout = \"2s\"", ""))
+	_, body := b.Get("/env")
 	if !strings.Contains(body, `"wsgi.multithread": true`) {
 		t.Errorf("environ of a threaded worker: %s", body)
 	}
@@ -166,11 +174,11 @@ func TestThreads(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			code, body := b.get("/sleep?1")
+			code, body := b.Get("/sleep?1")
 			if code != 200 {
 				t.Errorf("GET /sleep?1 = %d", code)
 			}
-			pids <- regexpFind(body, `"pid": (\d+)`)
+			pids <- e2e.RegexpFind(body, `"pid": (\d+)`)
 		}()
 	}
 	wg.Wait()
@@ -185,16 +193,16 @@ func TestThreads(t *testing.T) {
 	if len(seen) != 1 {
 		t.Errorf("threads of one worker answered from %d processes", len(seen))
 	}
-	if st := b.status(); st.Apps[0].Workers[0].Threads != 4 {
+	if st := b.Status(); st.Apps[0].Workers[0].Threads != 4 {
 		t.Errorf("status: %+v", st.Apps[0].Workers[0])
 	}
-	if code, _ := b.get("/sleep?10"); code != 504 {
+	if code, _ := b.Get("/sleep?10"); code != 504 {
 		t.Errorf("a thread past its timeout: %d, want 504", code)
 	}
-	if err := b.waitFor(`(?s)request timed out.*Thread 0x[0-9a-f]+.*probe\.py", line \d+ in app`, 5*time.Second); err != nil {
+	if err := b.WaitFor(`(?s)request timed out.*Thread 0x[0-9a-f]+.*probe\.py", line \d+ in app`, 5*time.Second); err != nil {
 		t.Errorf("no stack dump of the threads: %v", err)
 	}
-	if code, _ := b.get("/status"); code != 418 {
+	if code, _ := b.Get("/status"); code != 418 {
 		t.Errorf("after the timeout: %d", code)
 	}
 }
@@ -202,8 +210,9 @@ func TestThreads(t *testing.T) {
 // TestShutdown: SIGTERM lets in-flight requests finish, stops the workers
 // and exits 0.
 func TestShutdown(t *testing.T) {
-	b := startBerth(t, appConfig(systemPython(t), "probe:app", "workers = 2", ""))
-	workers := childPIDs(b.cmd.Process.Pid)
+	t.Parallel()
+	b := e2e.StartBerth(t, e2e.AppConfig(e2e.SystemPython(t), "probe:app", "workers = 2", ""))
+	workers := e2e.ChildPIDs(b.Cmd.Process.Pid)
 	if len(workers) != 2 {
 		t.Fatalf("%d workers, want 2", len(workers))
 	}
@@ -213,7 +222,7 @@ func TestShutdown(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			resp, err := httpClient.Get(b.url("/sleep?1"))
+			resp, err := e2e.HTTPClient.Get(b.URL("/sleep?1"))
 			if err != nil {
 				codes <- 0
 				return
@@ -223,8 +232,8 @@ func TestShutdown(t *testing.T) {
 			codes <- resp.StatusCode
 		}()
 	}
-	time.Sleep(300 * time.Millisecond)
-	b.cmd.Process.Signal(syscall.SIGTERM)
+	b.WaitStatus(5*time.Second, "both requests in flight", func(st server.Status) bool { return st.Busy == 2 })
+	b.Cmd.Process.Signal(syscall.SIGTERM)
 	wg.Wait()
 	close(codes)
 	for c := range codes {
@@ -233,38 +242,39 @@ func TestShutdown(t *testing.T) {
 		}
 	}
 	select {
-	case <-b.done:
+	case <-b.Done:
 	case <-time.After(15 * time.Second):
 		t.Fatal("berth did not exit after SIGTERM")
 	}
-	if b.err != nil {
-		t.Errorf("berth exit: %v, want 0", b.err)
+	if b.Err != nil {
+		t.Errorf("berth exit: %v, want 0", b.Err)
 	}
 	for _, pid := range workers {
-		if pidAlive(pid) {
+		if e2e.PIDAlive(pid) {
 			t.Errorf("worker %d still running after berth exited", pid)
 		}
 	}
-	if _, err := net.DialTimeout("tcp", b.addr, time.Second); err == nil {
+	if _, err := net.DialTimeout("tcp", b.Addr, time.Second); err == nil {
 		t.Errorf("listener still accepting after exit")
 	}
 }
 
 // TestNoOrphansOnSIGKILL: workers notice berth is gone and exit.
 func TestNoOrphansOnSIGKILL(t *testing.T) {
-	b := startBerth(t, appConfig(systemPython(t), "probe:app", "workers = 2", ""))
-	workers := childPIDs(b.cmd.Process.Pid)
+	t.Parallel()
+	b := e2e.StartBerth(t, e2e.AppConfig(e2e.SystemPython(t), "probe:app", "workers = 2", ""))
+	workers := e2e.ChildPIDs(b.Cmd.Process.Pid)
 	if len(workers) != 2 {
 		t.Fatalf("%d workers, want 2", len(workers))
 	}
-	b.cmd.Process.Kill()
-	<-b.done
+	b.Cmd.Process.Kill()
+	<-b.Done
 	deadline := time.Now().Add(5 * time.Second)
 	for _, pid := range workers {
-		for pidAlive(pid) && time.Now().Before(deadline) {
+		for e2e.PIDAlive(pid) && time.Now().Before(deadline) {
 			time.Sleep(50 * time.Millisecond)
 		}
-		if pidAlive(pid) {
+		if e2e.PIDAlive(pid) {
 			t.Errorf("worker %d outlived a SIGKILLed berth", pid)
 			syscall.Kill(pid, syscall.SIGKILL)
 		}
@@ -275,6 +285,7 @@ func TestNoOrphansOnSIGKILL(t *testing.T) {
 // default, every thread of a threaded worker too, and as berth itself
 // with scheduling = "normal" — the policy as the kernel reports it.
 func TestWorkerScheduling(t *testing.T) {
+	t.Parallel()
 	// policies reads the scheduling policy (field 41 of stat) of every
 	// thread of pid.
 	policies := func(pid int) []string {
@@ -301,8 +312,8 @@ func TestWorkerScheduling(t *testing.T) {
 		{"normal", "workers = 1\n  scheduling = \"normal\"", "0"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			b := startBerth(t, appConfig(systemPython(t), "probe:app", tc.extra, ""))
-			got := policies(b.pid())
+			b := e2e.StartBerth(t, e2e.AppConfig(e2e.SystemPython(t), "probe:app", tc.extra, ""))
+			got := policies(b.PID())
 			for _, p := range got {
 				if p != tc.want {
 					t.Errorf("worker threads' policies %v, want all %s", got, tc.want)

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"bufio"
@@ -20,7 +20,7 @@ import (
 // A container shares this machine's kernel and so its cgroup layout: on a
 // hybrid host (memory, cpu and pids bound to cgroup v1) berth's delegated
 // cgroup v2 group has no controllers, and per-app limits cannot be
-// enforced there. A virtual machine has a kernel of its own: bootVM boots
+// enforced there. A virtual machine has a kernel of its own: BootVM boots
 // this machine's Debian kernel under QEMU with unified cgroups, on an
 // overlay of this machine's root (exported over 9p, so it is the same
 // systemd 252, Python and berth as in the container), and runs the
@@ -50,7 +50,7 @@ type vm struct {
 	broken error // once a request failed half-way, the stream is lost
 }
 
-// vmRequest and vmAnswer are testdata/vminit's request and answer.
+// vmRequest and vmAnswer are vminit's request and answer.
 type vmRequest struct {
 	Args  []string
 	Stdin string
@@ -62,12 +62,12 @@ type vmAnswer struct {
 	Err    string
 }
 
-// bootVM boots systemd in a VM with what bootContainer installs, and
+// BootVM boots systemd in a VM with what BootContainer installs, and
 // forwards ports on 127.0.0.1 here to the same ports in the VM (where a
 // listener must bind 0.0.0.0: QEMU's forward arrives on the VM's network
 // interface, not its loopback). It skips, saying what is missing,
 // without QEMU or an installed Debian kernel.
-func bootVM(t *testing.T, ports ...int) *container {
+func BootVM(t *testing.T, ports ...int) *Container {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("-short: the VM takes about 15 s to boot under emulation")
@@ -82,14 +82,14 @@ func bootVM(t *testing.T, ports ...int) *container {
 	}
 	c := newRoot(t)
 	initrd := vmInitrd(t, c, modules)
-	sock := filepath.Join(c.dir, "agent.sock")
-	c.cmd = exec.Command(qemu, qemuArgs(kernel, initrd, c.root, sock, ports)...)
-	c.cmd.Stdout, c.cmd.Stderr = c.out, c.out
+	sock := filepath.Join(c.Dir, "agent.sock")
+	c.Cmd = exec.Command(qemu, qemuArgs(kernel, initrd, c.Root, sock, ports)...)
+	c.Cmd.Stdout, c.Cmd.Stderr = c.Out, c.Out
 	start := time.Now()
-	if err := c.cmd.Start(); err != nil {
+	if err := c.Cmd.Start(); err != nil {
 		t.Fatalf("starting QEMU: %v", err)
 	}
-	c.vm = &vm{qemu: c.cmd.Process}
+	c.vm = &vm{qemu: c.Cmd.Process}
 	deadline := start.Add(60 * time.Second)
 	for c.vm.conn == nil && time.Now().Before(deadline) {
 		if conn, err := net.Dial("unix", sock); err == nil {
@@ -102,7 +102,7 @@ func bootVM(t *testing.T, ports ...int) *container {
 	}
 	// The first request waits in the socket until the agent runs.
 	if _, err := c.vm.call([]string{"true"}, "", time.Until(deadline)); err != nil || !c.waitBooted(deadline) {
-		out, _ := c.exec("systemctl", "list-jobs", "--no-pager")
+		out, _ := c.Exec("systemctl", "list-jobs", "--no-pager")
 		t.Fatalf("the VM's systemd did not finish booting in 60 s (%v); its jobs:\n%s", err, out)
 	}
 	t.Logf("VM booted in %s (%s)", time.Since(start).Round(100*time.Millisecond), filepath.Base(kernel))
@@ -190,26 +190,26 @@ func vmKernel() (kernel, modules string, err error) {
 	return "", "", fmt.Errorf("no /boot/vmlinuz-RELEASE with /lib/modules/RELEASE/modules.dep (found %q)", found)
 }
 
-// vmInitrd builds testdata/vminit, installs it in the root as the agent
+// vmInitrd builds vminit, installs it in the root as the agent
 // (with a unit that starts it on boot) and writes an initramfs holding it
 // as /init with the modules vmModules need, in the order to load them.
-func vmInitrd(t *testing.T, c *container, modules string) string {
+func vmInitrd(t *testing.T, c *Container, modules string) string {
 	t.Helper()
-	bin := filepath.Join(c.dir, "vminit")
-	build := exec.Command("go", "build", "-o", bin, "./testdata/vminit")
+	bin := filepath.Join(c.Dir, "vminit")
+	build := exec.Command("go", "build", "-o", bin, "github.com/berthd/berth/internal/e2e/vminit")
 	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("building testdata/vminit: %v\n%s", err, out)
+		t.Fatalf("building internal/e2e/vminit: %v\n%s", err, out)
 	}
 	prog, err := os.ReadFile(bin)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(c.root, "usr/local/bin/berth-vmagent"), prog, 0o755); err != nil {
+	if err := os.WriteFile(filepath.Join(c.Root, "usr/local/bin/berth-vmagent"), prog, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	c.write("/etc/systemd/system/berth-vmagent.service", "[Unit]\nDescription=the test's agent (cmd/berth/vm_test.go)\n\n[Service]\nExecStart=/usr/local/bin/berth-vmagent agent\nRestart=always\nRestartSec=100ms\n")
-	wants := filepath.Join(c.root, "etc/systemd/system/berth-test.target.wants")
+	c.Write("/etc/systemd/system/berth-vmagent.service", "[Unit]\nDescription=the test's agent (internal/e2e/vm.go)\n\n[Service]\nExecStart=/usr/local/bin/berth-vmagent agent\nRestart=always\nRestartSec=100ms\n")
+	wants := filepath.Join(c.Root, "etc/systemd/system/berth-test.target.wants")
 	os.MkdirAll(wants, 0o755)
 	if err := os.Symlink("/etc/systemd/system/berth-vmagent.service", filepath.Join(wants, "berth-vmagent.service")); err != nil {
 		t.Fatal(err)
@@ -219,12 +219,12 @@ func vmInitrd(t *testing.T, c *container, modules string) string {
 	// kernel's command line. The host's timers need not run in it, nor
 	// services that cost seconds of emulated CPU and serve no test.
 	for _, gone := range []string{".dockerenv", "etc/systemd/system/timers.target.wants"} {
-		if err := os.RemoveAll(filepath.Join(c.root, gone)); err != nil {
+		if err := os.RemoveAll(filepath.Join(c.Root, gone)); err != nil {
 			t.Fatal(err)
 		}
 	}
 	for _, unit := range vmMasked {
-		if err := os.Symlink("/dev/null", filepath.Join(c.root, "etc/systemd/system", unit)); err != nil {
+		if err := os.Symlink("/dev/null", filepath.Join(c.Root, "etc/systemd/system", unit)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -244,7 +244,7 @@ func vmInitrd(t *testing.T, c *container, modules string) string {
 		entries = append(entries, cpioEntry{name: filepath.Base(m), mode: cpioFile | 0o644, data: data})
 	}
 	entries = append(entries, cpioEntry{name: "modules", mode: cpioFile | 0o644, data: []byte(strings.Join(names, "\n"))})
-	path := filepath.Join(c.dir, "initrd")
+	path := filepath.Join(c.Dir, "initrd")
 	f, err := os.Create(path)
 	if err != nil {
 		t.Fatal(err)

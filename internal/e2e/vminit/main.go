@@ -1,5 +1,5 @@
 // Command vminit is the first and the last program of the test VM that
-// cmd/berth's vm_test.go boots (a kernel of its own, so cgroup v2 with
+// the end-to-end tests boot (internal/e2e/vm.go) (a kernel of its own, so cgroup v2 with
 // every controller, which this hybrid host cannot give a container).
 //
 // As /init of the initramfs (pid 1) it loads the modules the kernel
