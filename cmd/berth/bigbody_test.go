@@ -661,7 +661,10 @@ func TestSocketBodies(t *testing.T) {
 
 	t.Run("refused before a worker saw it", func(t *testing.T) {
 		busy := make(chan int)
-		go func() { code, _ := b.Get("/sleep?1.2"); busy <- code }()
+		// The worker sleeps long enough for the upload to reach the queue
+		// and wait its queue_timeout (500 ms) there, even when other tests
+		// slow the upload's reading (it took 850 ms once beside them).
+		go func() { code, _ := b.Get("/sleep?3"); busy <- code }()
 		b.WaitStatus(5*time.Second, "the one worker asleep", func(st server.Status) bool { return st.Busy == 1 })
 		c, br := dial(t)
 		go io.WriteString(c, post("/echo", body(256<<10, 8)))
