@@ -46,25 +46,38 @@ import (
 // mounted on the listener, which a reload may change while connections
 // stay open.
 type Server struct {
+	// Fixed by New, read by every connection's goroutine.
 	srv       *fasthttp.Server
 	listener  units.Listener
 	log       *slog.Logger
-	routes    atomic.Pointer[routes]
-	poolsMu   sync.Mutex
-	pools     map[string]*sharedPool // by app name, across reloads
-	envs      sync.Pool              // *environ
 	logAccess bool
-	// handovers and adopted are the connections passed to the next berth
-	// and taken from the last one (handover.go); set before Serve.
+	envs      sync.Pool // *environ, each a request's working memory
+
+	// Swapped whole by SetApps on a reload; a request reads the routes
+	// it started with.
+	routes atomic.Pointer[routes]
+
+	// Guarded by poolsMu: the apps' shared-memory bodies, by app name,
+	// kept across reloads.
+	poolsMu sync.Mutex
+	pools   map[string]*sharedPool
+
+	// Guarded by lnMu: what Serve accepts from, closed by HandOver.
+	lnMu sync.Mutex
+	ln   net.Listener
+
+	// Set before Serve and not changed after: handovers and adopted are
+	// the connections passed to the next berth and taken from the last
+	// one (handover.go); metrics and unrouted are the listener's series
+	// (metrics.go), nil until SetMetrics.
 	handovers *handovers
 	adopted   []net.Conn
-	lnMu      sync.Mutex
-	ln        net.Listener // what Serve accepts from, closed by HandOver
-	activity  activity     // for idle_exit (activity.go)
-	// metrics and unrouted are the listener's series (metrics.go), nil
-	// until SetMetrics.
-	metrics  *metrics.Listener
-	unrouted *metrics.Route
+	metrics   *metrics.Listener
+	unrouted  *metrics.Route
+
+	// activity is touched by every connection (activity.go, for
+	// idle_exit); it has its own atomics.
+	activity activity
 }
 
 // New returns a server for listener l that routes requests to apps by

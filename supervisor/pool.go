@@ -80,29 +80,37 @@ type job struct {
 
 // Pool is one generation of one app: its workers and its request queue.
 type Pool struct {
-	app  units.App
-	gen  int
-	log  *slog.Logger
-	q    *queue
-	stop chan struct{}
-	// drained is closed when Stop has seen every slot end.
-	drained chan struct{}
-	// ctx ends when Stop begins: workers still booting (respawns,
-	// recycles, scale-ups) are not waited for.
-	ctx    context.Context
-	cancel context.CancelFunc
+	// Fixed when the pool is made (New, Start), read by all.
+	app     units.App
+	gen     int
+	log     *slog.Logger
+	q       *queue // has its own lock
+	started time.Time
+	// m is the app's series, which outlive the pool (nil: not counted).
+	m *metrics.App
 
-	// mu orders Do against Stop: once Stop holds it, no request can be
-	// queued any more, so every queued request is one the draining
-	// slots will see.
+	// Stop's: stop and ctx end when it begins (workers still booting,
+	// respawns, recycles, scale-ups, are not waited for); drained is
+	// closed when it has seen every slot end.
+	stop    chan struct{}
+	ctx     context.Context
+	cancel  context.CancelFunc
+	drained chan struct{}
+
+	// Guarded by mu, which orders Do against Stop: once Stop holds it,
+	// no request can be queued any more, so every queued request is one
+	// the draining slots will see.
 	mu      sync.RWMutex
 	stopped bool
 
-	wg      sync.WaitGroup // slot goroutines
+	// The slots: the set under slotsMu, wg for their goroutines.
+	wg      sync.WaitGroup
 	slotsMu sync.Mutex
 	slots   map[*slot]struct{}
-	// idleOrder is the slots in the order Do tries their workers for a
-	// direct request (see direct.go); batch counts the idle ones in it.
+
+	// Atomics, read and written by Do, the slots and scale without a
+	// lock. idleOrder is the slots in the order Do tries their workers for
+	// a direct request (see direct.go).
 	idleOrder atomic.Pointer[[]*slot]
 	nslots    atomic.Int32 // slots running or being added
 	nextID    atomic.Int32
@@ -110,11 +118,9 @@ type Pool struct {
 	served    atomic.Int64 // requests answered by workers of this pool
 	lastTake  atomic.Int64 // unix nanos when a slot last took a request
 	// serviceNS is a moving average of the time a worker takes per
-	// request, in nanoseconds; it sizes batches.
+	// request, in nanoseconds; it sizes batches and decides holding
+	// (wake.go).
 	serviceNS atomic.Int64
-	started   time.Time
-	// m is the app's series, which outlive the pool (nil: not counted).
-	m *metrics.App
 }
 
 // observe folds one request's service time into serviceNS (an EWMA with

@@ -25,34 +25,45 @@ const youngDeath = 5 * time.Second
 // slot is one place for a worker in a pool. Its goroutine owns the worker:
 // it serves requests on it, replaces it when it dies, and recycles it.
 type slot struct {
+	// Fixed when the slot is made.
 	pool *Pool
 	id   int
 
-	mu       sync.Mutex // guards proc, for Status and a forced Stop
-	proc     *process
+	// Guarded by mu: written by the lane's holder when a worker starts,
+	// read by Status and a forced Stop.
+	mu    sync.Mutex
+	proc  *process
+	since time.Time // the current worker's start
+
+	// Atomics: written by whoever serves a lane, read by dispatch
+	// (direct.go, wake.go), batching's flush and Status without a lock.
 	busy     atomic.Int32 // lanes serving a request
 	began    atomic.Int64 // unix nanos when a lane last began serving (wake.go)
 	lastBusy atomic.Int64 // unix nanos when a lane last finished a request
 	served   atomic.Int64 // by the current worker
-	since    time.Time    // the current worker's start
-	limit    int64        // max_requests for the current worker, jittered
-	rss      int64        // last reading, bytes
+	owner    atomic.Int32 // who holds the worker's first lane (direct.go)
+	batching atomic.Pointer[process]
+
+	// Owned by whoever holds the worker's first lane: the slot's
+	// goroutine, or a connection's goroutine while it is lent (direct.go);
+	// the lane's hand-over (owner, handback) orders their accesses.
+	limit    int64 // max_requests for the current worker, jittered
+	rss      int64 // last reading, bytes
 	rssAt    time.Time
 	young    bool             // the last worker died within youngDeath of its start
 	replace  chan replacement // a recycle's new worker, when one is booting
 	recycled metrics.Cause    // why: max_requests, max_lifetime or max_rss
 	jobs     []*job           // reused for batches
-	owner    atomic.Int32     // who holds the worker's first lane (direct.go)
 	lent     bool             // the slot's goroutine lent the lane (idle)
 	handback chan handback    // a lane given back to the slot's goroutine
 	bufs     net.Buffers      // reused for a batch's write
 	// overdue fires while a batch takes longer than overdueAfter, and
 	// asks its worker (batching) to send the answers it has made.
-	overdue  *time.Timer
-	batching atomic.Pointer[process]
+	overdue *time.Timer
 
 	// The worker's other threads are lanes served by goroutines of their
-	// own; laneStop ends them and lanes waits for them.
+	// own; laneStop ends them and lanes waits for them. retry, under
+	// retryMu, is shared by those goroutines and the slot's.
 	laneStop chan struct{}
 	lanes    sync.WaitGroup
 	retryMu  sync.Mutex
