@@ -519,8 +519,10 @@ func concurrently(t *testing.T, clients, rounds int, f func(c, i int) error) {
 // from shared memory is no read).
 func TestSocketBodies(t *testing.T) {
 	t.Parallel()
+	// body_timeout is 4 s, three past the paused upload's 1 s pause: the
+	// rest of that upload must arrive within it beside other tests too.
 	b := e2e.StartBerth(t, e2e.AppConfig(e2e.SystemPython(t), "probe:app",
-		"workers = 1\n  queue_timeout = \"500ms\"\n  buffer_body_bytes = \"64MiB\"\n  max_body_bytes = \"128MiB\"", `body_timeout = "2s"`))
+		"workers = 1\n  queue_timeout = \"500ms\"\n  buffer_body_bytes = \"64MiB\"\n  max_body_bytes = \"128MiB\"", `body_timeout = "4s"`))
 	body := func(size, seed int) []byte {
 		buf := make([]byte, size)
 		(&pattern{off: seed}).Read(buf)
@@ -626,10 +628,13 @@ func TestSocketBodies(t *testing.T) {
 	t.Run("paused", func(t *testing.T) {
 		c, br := dial(t)
 		up := body(512<<10, 4)
+		paused := time.Now()
 		io.WriteString(c, post("/echo", up)[:300<<10])
 		time.Sleep(300 * time.Millisecond) // the client pauses mid-upload
 		served(t)                          // the one worker is not waiting for the upload
-		time.Sleep(700 * time.Millisecond)
+		// The pause is 1 s from the first write, however long the
+		// request above took.
+		time.Sleep(time.Until(paused.Add(time.Second)))
 		io.WriteString(c, post("/echo", up)[300<<10:])
 		echoed(t, br, up)
 	})
