@@ -83,8 +83,10 @@ const envGET = "GET /env HTTP/1.1\r\nHost: shop.example\r\n\r\n"
 func TestProxyProtocol(t *testing.T) {
 	t.Parallel()
 	python := e2e.SystemPython(t)
+	// header_timeout is 3 s: a header in pieces comes with 150 ms pauses
+	// (450 ms in all), which other tests' load may stretch.
 	inst := e2e.StartBerth(t, e2e.AppConfig(python, "probe:app", "workers = 1", `proxy_protocol = true
-  header_timeout = "1s"`))
+  header_timeout = "3s"`))
 	dst := inst.Addr
 	v1 := proxyHeader(t, 1, "198.51.100.7:4711", dst)
 	v2 := proxyHeader(t, 2, "[2001:db8::9]:5000", "[2001:db8::1]:443")
