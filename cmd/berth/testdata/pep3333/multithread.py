@@ -1,10 +1,12 @@
 """threads = 4: wsgi.multithread, overlapping requests, and the app's own
 thread started at import.
 
-/env answers wsgi.multithread and wsgi.multiprocess; /slow sleeps 0.5 s and
+/env answers wsgi.multithread and wsgi.multiprocess; /slow sleeps 2 s and
 answers when it ran (time.monotonic, one clock for the whole process) and
 on which thread; /ticker answers how often the app's background thread has
-ticked, and whether it is alive.
+ticked, and whether it is alive. (2 s: four requests sent at once must all
+start before the first ends, and beside other tests they may reach the
+worker a few hundred milliseconds apart.)
 """
 import threading
 import time
@@ -34,7 +36,7 @@ def _app(environ, start_response):
         })
     if path == "/slow":
         start = time.monotonic()
-        time.sleep(0.5)
+        time.sleep(2)
         return respond(start_response, {
             "start": start,
             "end": time.monotonic(),
