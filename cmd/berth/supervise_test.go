@@ -320,7 +320,9 @@ func TestKillUnderLoad(t *testing.T) {
 	}, nil)
 	slow := make(chan int)
 	go func() {
-		code, _ := b.Get("/sleep?3")
+		// 6 s, past the 5 s the search below may take: the kill must
+		// find it still asleep (killed, it costs no time).
+		code, _ := b.Get("/sleep?6")
 		slow <- code
 	}()
 	// The sleeper is the worker that is busy in two snapshots with the
