@@ -452,9 +452,12 @@ func TestAbandonedStreams(t *testing.T) {
 		}
 		defer c.Close()
 		c.(*net.TCPConn).SetReadBuffer(4096)
-		io.WriteString(c, "GET /big?2000 HTTP/1.1\r\nHost: x\r\n\r\n") // 128 MiB, never read
-		// For the request to reach the worker: nothing tells when.
-		time.Sleep(200 * time.Millisecond)
+		io.WriteString(c, "GET /big?2000 HTTP/1.1\r\nHost: x\r\n\r\n") // 128 MiB, never read past its first byte
+		// The answer's first byte says the worker has the request.
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		if _, err := io.ReadFull(c, make([]byte, 1)); err != nil {
+			t.Fatalf("no answer began: %v", err)
+		}
 		start := time.Now()
 		if code, _ := b.Get("/status"); code != 418 {
 			t.Errorf("next request = %d", code)

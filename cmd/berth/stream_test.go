@@ -57,7 +57,12 @@ func TestStalledReaders(t *testing.T) {
 			// No small receive buffer: it would make reading what is in
 			// flight below crawl. 64 MiB overflows the default ones.
 			io.WriteString(c, tc.req)
-			time.Sleep(300 * time.Millisecond) // for the request to reach the worker: nothing tells when
+			// The answer's first byte says the worker has the request; the
+			// client then stops reading.
+			c.SetReadDeadline(time.Now().Add(10 * time.Second))
+			if _, err := io.ReadFull(c, make([]byte, 1)); err != nil {
+				t.Fatalf("no answer began: %v", err)
+			}
 			start := time.Now()
 			if code, _ := b.Get("/status"); code != 418 {
 				t.Errorf("next request = %d", code)
