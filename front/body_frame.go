@@ -9,8 +9,9 @@ import (
 
 // frameRoute is a body that rides in the frame, right after the environ:
 // a Content-Length body under sharedFrom (or any up to buffer_body_bytes
-// when no shared memory is at hand), a chunked one up to
-// buffer_body_bytes. The common case, and the cheapest below sharedFrom:
+// when no shared memory is at hand, or one from socketFrom that berth
+// found read whole while waiting on the client's socket), a chunked one
+// up to buffer_body_bytes. The common case, and the cheapest below sharedFrom:
 // the requests of a batch share one write, bodies and all.
 type frameRoute struct {
 	mem []byte // the environ's buffer, a bigBuffer, or fasthttp's body

@@ -66,9 +66,9 @@ type Server struct {
 	lnMu sync.Mutex
 	ln   net.Listener
 
-	// Set before Serve and not changed after: handovers and adopted are
-	// the connections passed to the next berth and taken from the last
-	// one (handover.go); metrics and unrouted are the listener's series
+	// Set before Serve: handovers and adopted are the connections passed
+	// to the next berth and taken from the last one (handover.go; Serve
+	// takes adopted); metrics and unrouted are the listener's series
 	// (metrics.go), nil until SetMetrics.
 	handovers *handovers
 	adopted   []net.Conn

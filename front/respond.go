@@ -12,7 +12,7 @@ import (
 // respRoute is the way a response body comes from the worker and goes to
 // the client: the four response routes of ARCHITECTURE.md's table,
 // decided once (responseRoute) from the head and the part after it, as
-// worker.py's response_route (and Worker.to_ring) chose it on the other
+// worker.py's Worker.respond (and Worker.to_ring) chose it on the other
 // side.
 type respRoute int
 
@@ -22,14 +22,15 @@ const (
 	respInFrame respRoute = iota
 	// respRing: the whole body in the worker's out ring
 	// (wire.FlagBodyShared on the head), written from there when the
-	// client's socket takes it at once, else copied (respondRing).
+	// client's socket takes it at once, else copied (respondWhole).
 	respRing
 	// respStream: body frames as the app makes them, or a whole body too
 	// big to copy or short of its Content-Length (respondStream, the
 	// stream in stream.go).
 	respStream
 	// respFile: wsgi.file_wrapper's file (wire.TypeFile), sent with
-	// sendfile by the stream (sendfile.go) once the worker is released.
+	// sendfile by the stream (sendfile.go); the worker is released before
+	// the sendfile when the file ends the body.
 	respFile
 )
 
@@ -64,9 +65,9 @@ func (s *Server) respond(h *handling, ex *supervisor.Exchange) {
 	}
 	switch responseRoute(ex.More(), ex.InRing(), len(ex.Head.Body), first, contentLength) {
 	case respInFrame:
-		s.respondWhole(h, ex, contentLength)
+		s.respondWhole(h, ex, contentLength, false)
 	case respRing:
-		s.respondRing(h, ex, contentLength)
+		s.respondWhole(h, ex, contentLength, true)
 	case respStream, respFile:
 		// The stream sends a file as it sends one that comes after
 		// body frames (wsgi.file_wrapper after write()).
@@ -111,23 +112,16 @@ func (s *Server) firstPart(h *handling, ex *supervisor.Exchange, contentLength i
 	return first, contentLength, true
 }
 
-// respondWhole answers the usual case, a whole body in the head's frame:
-// copied, so the worker is free at once, whatever the client's pace.
-func (s *Server) respondWhole(h *handling, ex *supervisor.Exchange, contentLength int) {
+// respondWhole answers with a whole body: the usual case, in the head's
+// frame, is copied, so the worker is free at once, whatever the client's
+// pace. One in the worker's out ring (inRing) is written to the client
+// from there when the socket takes it at once, its place held until
+// fasthttp closes the request's user values, after the write (or when the
+// connection ends); else it is copied too, since a held place keeps the
+// ring's later ones taken (see sendsAtOnce).
+func (s *Server) respondWhole(h *handling, ex *supervisor.Exchange, contentLength int, inRing bool) {
 	b := wholeBody(h, ex, contentLength)
-	h.ctx.Response.SetBody(b)
-	ex.Close()
-	h.bytes = int64(len(b))
-}
-
-// respondRing answers with a whole body in the worker's out ring: written
-// to the client from there when the socket takes it at once, its place
-// held until fasthttp closes the request's user values, after the write
-// (or when the connection ends); else copied as respondWhole does, since
-// a held place keeps the ring's later ones taken (see sendsAtOnce).
-func (s *Server) respondRing(h *handling, ex *supervisor.Exchange, contentLength int) {
-	b := wholeBody(h, ex, contentLength)
-	if sendsAtOnce(h.ctx.Conn(), len(b)) {
+	if inRing && sendsAtOnce(h.ctx.Conn(), len(b)) {
 		h.ctx.Response.SetBodyRaw(b)
 		h.ctx.SetUserValue(heldBodyKey{}, ex.Hold())
 	} else {

@@ -18,7 +18,6 @@ type workerFiles struct {
 	marks            *os.File   // shared with the worker (mapped by it)
 	asksW            *os.File   // the flush pipe
 	out              *outRegion // berth keeps its mapping; its file is the worker's
-	all              []*os.File // every file opened, for closeOurEnds
 	children         []*os.File // the worker's ends of the lanes
 	stdoutW, stderrW *os.File   // the worker's stdout and stderr
 	logW, asksR      *os.File   // the worker's ends of the log and flush pipes
@@ -58,17 +57,15 @@ func openWorkerFiles(threads int) (wf *workerFiles, err error) {
 	if wf.marks, err = newMarks(threads); err != nil {
 		return wf, err
 	}
-	wf.all = append(wf.all, wf.marks)
 	wf.out, err = newOutRegion(threads)
 	return wf, err
 }
 
-// pipe opens a pipe, remembered for closeOurEnds.
+// pipe opens a pipe; what names it in the error.
 func (wf *workerFiles) pipe(what string) (r, w *os.File, err error) {
 	if r, w, err = os.Pipe(); err != nil {
 		return nil, nil, fmt.Errorf("creating %s: %w", what, err)
 	}
-	wf.all = append(wf.all, r, w)
 	return r, w, nil
 }
 
@@ -100,13 +97,15 @@ func (wf *workerFiles) closeWorkerEnds() {
 	}
 }
 
-// closeOurEnds closes everything else, when the worker did not start.
+// closeOurEnds closes berth's ends, when the worker did not start.
 func (wf *workerFiles) closeOurEnds() {
 	for _, l := range wf.lanes {
 		l.conn.Close()
 	}
-	for _, f := range wf.all {
-		f.Close()
+	for _, f := range []*os.File{wf.stdoutR, wf.stderrR, wf.logR, wf.asksW, wf.marks} {
+		if f != nil {
+			f.Close()
+		}
 	}
 	if wf.out != nil {
 		wf.out.close()

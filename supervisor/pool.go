@@ -80,7 +80,7 @@ type job struct {
 
 // Pool is one generation of one app: its workers and its request queue.
 type Pool struct {
-	// Fixed when the pool is made (New, Start), read by all.
+	// Fixed when the pool is made (NewPool, Start), read by all.
 	app     units.App
 	gen     int
 	log     *slog.Logger
@@ -103,20 +103,22 @@ type Pool struct {
 	mu      sync.RWMutex
 	stopped bool
 
-	// The slots: the set under slotsMu, wg for their goroutines.
-	wg      sync.WaitGroup
-	slotsMu sync.Mutex
-	slots   map[*slot]struct{}
+	// The slots: the set under slotsMu, and idleOrder, rebuilt from it
+	// under slotsMu (orderSlots) and read by Do without a lock: the
+	// slots in the order Do tries their workers for a direct request
+	// (see direct.go). wg counts the slots' goroutines and scale's.
+	wg        sync.WaitGroup
+	slotsMu   sync.Mutex
+	slots     map[*slot]struct{}
+	idleOrder atomic.Pointer[[]*slot]
 
 	// Atomics, read and written by Do, the slots and scale without a
-	// lock. idleOrder is the slots in the order Do tries their workers for
-	// a direct request (see direct.go).
-	idleOrder atomic.Pointer[[]*slot]
-	nslots    atomic.Int32 // slots running or being added
-	nextID    atomic.Int32
-	replaces  atomic.Int32 // recycles in progress, to stagger them
-	served    atomic.Int64 // requests answered by workers of this pool
-	lastTake  atomic.Int64 // unix nanos when a slot last took a request
+	// lock.
+	nslots   atomic.Int32 // slots running or being added
+	nextID   atomic.Int32
+	replaces atomic.Int32 // recycles in progress, to stagger them
+	served   atomic.Int64 // requests answered by workers of this pool
+	lastTake atomic.Int64 // unix nanos when a slot last took a request
 	// serviceNS is a moving average of the time a worker takes per
 	// request, in nanoseconds; it sizes batches and decides holding
 	// (wake.go).

@@ -22,8 +22,10 @@ const checkEvery = time.Second
 // its slot back off before the next spawn.
 const youngDeath = 5 * time.Second
 
-// slot is one place for a worker in a pool. Its goroutine owns the worker:
-// it serves requests on it, replaces it when it dies, and recycles it.
+// slot is one place for a worker in a pool. Its goroutine looks after the
+// worker: it serves queued requests on it, lends its first lane to a
+// connection's goroutine for a direct request (direct.go), replaces it
+// when it dies, and recycles it.
 type slot struct {
 	// Fixed when the slot is made.
 	pool *Pool
@@ -44,10 +46,14 @@ type slot struct {
 	owner    atomic.Int32 // who holds the worker's first lane (direct.go)
 	batching atomic.Pointer[process]
 
-	// Owned by whoever holds the worker's first lane: the slot's
-	// goroutine, or a connection's goroutine while it is lent (direct.go);
-	// the lane's hand-over (owner, handback) orders their accesses.
-	limit    int64 // max_requests for the current worker, jittered
+	// limit is set by the slot's goroutine when a worker starts, and read
+	// by a connection's goroutine ending a direct request on the lent
+	// lane (direct.go finishDirect); the lane's hand-over orders the two.
+	limit int64 // max_requests for the current worker, jittered
+
+	// The slot's goroutine's alone (it reads lent and replace while the
+	// lane is lent, too), but for handback, the channel a connection's
+	// goroutine gives the lent lane back on.
 	rss      int64 // last reading, bytes
 	rssAt    time.Time
 	young    bool             // the last worker died within youngDeath of its start

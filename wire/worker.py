@@ -427,27 +427,6 @@ class FileWrapper:
             return None
 
 
-# The response routes, as berth's front names them (respRoute,
-# front/respond.go): a whole body goes in the head's frame or, from OUT_FROM
-# to OUT_MAX and with room, in the thread's out ring (Exchange.send places
-# it); a regular file from wsgi.file_wrapper goes as its descriptor for
-# berth to sendfile (T_FILE); anything else is streamed in body frames
-# (T_BODY).
-R_WHOLE, R_FILE, R_STREAM = 1, 2, 3
-
-
-def response_route(result):
-    """The route of the app's answer (its iterable) and, for R_FILE, the
-    file's descriptor and offset."""
-    if type(result) is list or type(result) is tuple:
-        return R_WHOLE, None
-    if type(result) is FileWrapper:
-        where = result.fd_and_offset()
-        if where is not None:
-            return R_FILE, where
-    return R_STREAM, None
-
-
 class Exchange:
     """One request's start_response, write() and response frames."""
 
@@ -521,7 +500,7 @@ class Exchange:
         if not more and OUT_FROM <= n <= OUT_MAX:
             place = self.worker.to_ring(data)
             if place is not None:
-                # The whole body in the out ring (R_WHOLE's second way):
+                # The whole body in the out ring (a whole body's second way):
                 # only its place goes in the frame.
                 wire.frame(T_RESPONSE, F_BODY_SHARED, U32.pack(len(head)), head, place, weight=n)
                 return
@@ -646,17 +625,25 @@ class Worker:
                 body.close()  # a file of the worker's own (F_BODY_FD)
 
     def respond(self, ex, result):
-        """Send the app's answer by its route (response_route)."""
-        route, where = response_route(result)
-        if route == R_WHOLE:
+        """Send the app's answer by its route, as berth's front names them
+        (respRoute, front/respond.go): a whole body (a list or tuple) goes in
+        the head's frame or, from OUT_FROM to OUT_MAX and with room, in the
+        thread's out ring (Exchange.send places it); a regular file from
+        wsgi.file_wrapper goes as its descriptor for berth to sendfile
+        (T_FILE); anything else is streamed in body frames (T_BODY). The
+        one place the route is chosen, on every request: no helper call."""
+        if type(result) is list or type(result) is tuple:
             ex.send(b"".join(result), False)
-        elif route == R_FILE:
-            self.send_file(ex, where)
-        else:
-            self.stream(ex, result)
+            return
+        if type(result) is FileWrapper:
+            where = result.fd_and_offset()
+            if where is not None:
+                self.send_file(ex, where)
+                return
+        self.stream(ex, result)
 
     def stream(self, ex, result):
-        """Send an iterable's chunks as the app makes them (R_STREAM), each
+        """Send an iterable's chunks as the app makes them (T_BODY frames), each
         flushed, until it ends or berth cancels the request."""
         flush = self.wire.flush
         beat = 0.0
@@ -691,7 +678,7 @@ class Worker:
 
     def send_file(self, ex, where):
         """Send the head (unless write() sent it), then the file at where
-        (its descriptor and offset) for berth to sendfile (R_FILE)."""
+        (its descriptor and offset) for berth to sendfile (T_FILE)."""
         if not ex.sent:
             head = ex.head()
             ex.sent = True
