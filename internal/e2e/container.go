@@ -251,7 +251,7 @@ type Site struct {
 func (c *Container) Install(name, env string, dropIn string) *Site {
 	c.T.Helper()
 	port := FreePort(c.T)
-	c.Write("/etc/berth/"+name+".hcl", fmt.Sprintf(`
+	c.InstallConfig(name, fmt.Sprintf(`
 listener "http" {
   address = "127.0.0.1:%d"
 }
@@ -262,13 +262,7 @@ app "shop" {
   workers = 2
   env     = { PYTHONDONTWRITEBYTECODE = "1", %s }
 }
-`, port, env))
-	c.Must("/usr/local/bin/berth", "units", "--name", name, "--berth", "/usr/local/bin/berth", "--dir", "/etc/systemd/system", "/etc/berth/"+name+".hcl")
-	if dropIn != "" {
-		c.Write("/etc/systemd/system/"+name+".service.d/test.conf", "[Service]\n"+dropIn+"\n")
-	}
-	c.Must("systemctl", "daemon-reload")
-	c.Must("systemctl", "enable", "--now", name+".socket")
+`, port, env), dropIn)
 	return &Site{C: c, Name: name, Port: port, URL: fmt.Sprintf("http://127.0.0.1:%d", port)}
 }
 
@@ -282,7 +276,7 @@ func (s *Site) Get(path string) (int, string, error) {
 	return resp.StatusCode, string(b), err
 }
 
-// Status is the site's `berth Status --json`, asked inside the container.
+// Status is the site's `berth status --json`, asked inside the container.
 func (s *Site) Status() server.Status {
 	s.C.T.Helper()
 	var st struct{ Berth server.Status }

@@ -68,10 +68,8 @@ func Main(m *testing.M, pkg string) int {
 // is where python3-flask is installed.
 func SystemPython(t *testing.T) string {
 	t.Helper()
-	for _, p := range []string{"/usr/bin/python3"} {
-		if _, err := os.Stat(p); err == nil {
-			return p
-		}
+	if _, err := os.Stat("/usr/bin/python3"); err == nil {
+		return "/usr/bin/python3"
 	}
 	p, err := exec.LookPath("python3")
 	if err != nil {
@@ -158,7 +156,7 @@ func StartBerth(t *testing.T, config string) *Instance {
 	return StartBerthUnder(t, config)
 }
 
-// StartBerthUnder is startBerth under a wrapper command (launchUnder).
+// StartBerthUnder is StartBerth under a wrapper command (LaunchUnder).
 func StartBerthUnder(t *testing.T, config string, wrapper ...string) *Instance {
 	t.Helper()
 	inst := LaunchUnder(t, config, wrapper...)
@@ -193,7 +191,7 @@ func LaunchUnder(t *testing.T, config string, wrapper ...string) *Instance {
 	})
 }
 
-// LaunchWith is launch with prepare, when not nil, changing the command
+// LaunchWith is Launch with prepare, when not nil, changing the command
 // (its environment, its files) before it starts.
 func LaunchWith(t *testing.T, config string, prepare func(*exec.Cmd)) *Instance {
 	t.Helper()

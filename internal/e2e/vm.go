@@ -26,7 +26,7 @@ import (
 // systemd 252, Python and berth as in the container), and runs the
 // container's commands through an agent on a virtio-serial port.
 //
-// QEMU's TCG (a CPU emulated in software) boots it in about 5 s here;
+// QEMU's TCG (a CPU emulated in software) boots it in about 15 s here;
 // BERTH_VM_ACCEL=kvm uses hardware virtualisation where /dev/kvm can run
 // an unmodified guest (this machine's, PVM nested inside Firecracker,
 // cannot: the guest kernel stops on an emulation failure).
@@ -70,7 +70,7 @@ type vmAnswer struct {
 func BootVM(t *testing.T, ports ...int) *Container {
 	t.Helper()
 	if testing.Short() {
-		t.Skip("-short: the VM takes about 15 s to boot under emulation")
+		t.Skip("-short: the VM takes about 15 s to boot under emulation here")
 	}
 	qemu, err := exec.LookPath("qemu-system-x86_64")
 	if err != nil {
